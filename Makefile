@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make demo` (set up, build the demo, train, serve) and
+# `make test` (set up, lint, run the whole suite). Everything else here serves those two.
+SHELL := /bin/bash
+VENV := .venv
+FLASK := $(VENV)/bin/flask --app wsgi
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test setup setup-test lint bench clean-instance
+
+setup:
+	@scripts/bootstrap.sh
+
+setup-test:
+	@scripts/bootstrap.sh test
+	@scripts/setup_browser.sh
+
+demo: setup
+	@HOST=$(HOST) PORT=$(PORT) scripts/demo.sh
+
+lint: setup-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup-test lint
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/python bench/import_bench.py
+	$(VENV)/bin/python bench/model_bench.py
+	$(VENV)/bin/python bench/queue_bench.py
+
+clean-instance:
+	rm -rf instance

@@ -1,0 +1,67 @@
+"""RealFake Review: the Flask application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .config import Config
+from .extensions import csrf, db, limiter, login_manager, migrate
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app from ``config`` (default: :class:`Config`, read from the environment)."""
+    config = config or Config()
+    project_root = Path(__file__).resolve().parent.parent
+    app = Flask(
+        __name__,
+        instance_path=config.INSTANCE_PATH,
+        template_folder=str(project_root / "templates"),
+        static_folder=str(project_root / "static"),
+    )
+    app.config.from_object(config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    with app.app_context():
+        _configure_sqlite(db.engine)
+
+    from . import auth, errors  # noqa: F401  (auth registers the user loader)
+    from .blueprints import register_blueprints
+    from .cli import register_commands
+    from .jobs import registry  # noqa: F401  (registers the job handlers)
+
+    errors.init_app(app)
+    register_blueprints(app)
+    register_commands(app)
+
+    @app.context_processor
+    def navigation():
+        return {"view_endpoints": set(app.view_functions)}
+
+    return app
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL and a busy timeout, so the web workers and the job worker can share one SQLite file."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def set_pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

@@ -1,0 +1,25 @@
+"""The landing page: reviewers go to their queue, admins to the overview."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, url_for
+from flask_login import current_user, login_required
+
+bp = Blueprint("main", __name__)
+
+
+@bp.route("/")
+@login_required
+def index():
+    """Send each role to where their work is."""
+    if current_user.is_admin and "admin.overview" in _endpoints():
+        return redirect(url_for("admin.overview"))
+    if "review.desk" in _endpoints():
+        return redirect(url_for("review.desk"))
+    return render_template("base.html")
+
+
+def _endpoints() -> set[str]:
+    from flask import current_app
+
+    return set(current_app.view_functions)

@@ -1,0 +1,50 @@
+"""``flask users create NAME --role reviewer|admin``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Role, User
+
+
+@click.group("users", help="Manage reviewer and admin accounts.")
+def group() -> None:
+    pass
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@group.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default="reviewer")
+@click.option("--update", is_flag=True, help="Set the password and role if the user exists.")
+def create(name: str, role: str, update: bool) -> None:
+    """Create a user; the password is prompted for, or read from stdin when piped."""
+    user = db.session.scalar(select(User).where(User.username == name))
+    if user is not None and not update:
+        raise click.ClickException(f"user {name!r} exists (use --update to change it)")
+    password = _read_password()
+    if len(password) < 8:
+        raise click.ClickException("the password must have at least 8 characters")
+    if user is None:
+        user = User(username=name)
+        db.session.add(user)
+    user.role = role
+    user.set_password(password)
+    db.session.commit()
+    click.echo(f"{'updated' if update else 'created'} {role} {name}")
+
+
+@group.command("list")
+def list_users() -> None:
+    """List accounts and roles."""
+    for user in db.session.scalars(select(User).order_by(User.username)):
+        click.echo(f"{user.username}\t{user.role}\t{'enabled' if user.is_enabled else 'disabled'}")

@@ -1,0 +1,20 @@
+"""``flask worker``: run the Huey consumer that executes background jobs."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from huey.consumer import Consumer
+
+from ..jobs.core import set_worker_app
+from ..jobs.queue import huey
+
+
+@click.command("worker", help="Run the background job worker (Huey consumer).")
+@click.option("--workers", default=1, show_default=True, help="Concurrent jobs.")
+@click.option("--worker-type", default="thread", type=click.Choice(["thread", "process"]))
+def group(workers: int, worker_type: str) -> None:
+    set_worker_app(current_app._get_current_object())
+    consumer = Consumer(huey, workers=workers, worker_type=worker_type, periodic=False)
+    click.echo(f"worker: {workers} {worker_type}(s) on {type(huey.storage).__name__}")
+    consumer.run()

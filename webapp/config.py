@@ -1,0 +1,104 @@
+"""Configuration read from environment variables, with safe defaults.
+
+Everything the app writes lives under one instance folder (``REALFAKE_INSTANCE``, default
+``instance/`` in the checkout), so several desks and test runs can sit side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def instance_path_from_env() -> Path:
+    """The instance folder named by ``REALFAKE_INSTANCE``, made absolute."""
+    return Path(os.environ.get("REALFAKE_INSTANCE", PROJECT_ROOT / "instance")).resolve()
+
+
+def _secret_key(instance: Path) -> str:
+    """A stable secret key: from the environment, else generated once into the instance folder."""
+    if os.environ.get("REALFAKE_SECRET_KEY"):
+        return os.environ["REALFAKE_SECRET_KEY"]
+    key_file = instance / "secret_key"
+    if not key_file.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def _float_env(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _int_env(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    """Production defaults; every value can be overridden by an environment variable."""
+
+    def __init__(self) -> None:
+        instance = instance_path_from_env()
+        self.INSTANCE_PATH = str(instance)
+        self.SECRET_KEY = _secret_key(instance)
+        self.SQLALCHEMY_DATABASE_URI = os.environ.get(
+            "REALFAKE_DATABASE_URL", f"sqlite:///{instance / 'realfake.db'}"
+        )
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.MAX_CONTENT_LENGTH = _int_env("REALFAKE_MAX_UPLOAD_BYTES", 2 * 1024**3)
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = os.environ.get("REALFAKE_SECURE_COOKIES", "0") == "1"
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.WTF_CSRF_TIME_LIMIT = None
+        self.RATELIMIT_STORAGE_URI = os.environ.get("REALFAKE_RATELIMIT_STORAGE", "memory://")
+        self.LOGIN_RATE_LIMIT = os.environ.get("REALFAKE_LOGIN_RATE_LIMIT", "10 per minute")
+        # Task queue: Huey over SQLite in the instance folder, or Redis when a URL is given.
+        self.REDIS_URL = os.environ.get("REALFAKE_REDIS_URL", "")
+        self.HUEY_SQLITE_PATH = str(instance / "huey.db")
+        self.HUEY_IMMEDIATE = False
+        # Images and the pre-resized pixel cache built at import time.
+        self.IMPORT_WORKERS = _int_env("REALFAKE_IMPORT_WORKERS", os.cpu_count() or 1)
+        self.CACHE_SIZE = _int_env("REALFAKE_CACHE_SIZE", 224)
+        self.THUMBNAIL_SIZE = _int_env("REALFAKE_THUMBNAIL_SIZE", 256)
+        self.MAX_IMAGE_PIXELS = _int_env("REALFAKE_MAX_IMAGE_PIXELS", 89_478_485)
+        self.MAX_IMAGE_SIDE = _int_env("REALFAKE_MAX_IMAGE_SIDE", 30_000)
+        self.MAX_ARCHIVE_BYTES = _int_env("REALFAKE_MAX_ARCHIVE_BYTES", 20 * 1024**3)
+        self.MAX_ARCHIVE_RATIO = _float_env("REALFAKE_MAX_ARCHIVE_RATIO", 200.0)
+        # Model.
+        self.MODEL_DEVICE = os.environ.get("REALFAKE_DEVICE", "auto")
+        self.IMAGENET_WEIGHTS = os.environ.get("REALFAKE_IMAGENET_WEIGHTS", "")
+        self.IMAGENET_WEIGHTS_SHA256 = os.environ.get("REALFAKE_IMAGENET_WEIGHTS_SHA256", "")
+        self.DEFAULT_IMAGE_SIZE = _int_env("REALFAKE_IMAGE_SIZE", 224)
+        self.DEFAULT_EPOCHS = _int_env("REALFAKE_EPOCHS", 5)
+        self.KFOLD = _int_env("REALFAKE_KFOLD", 5)
+        self.AUTO_ACTIVATE_BETTER = os.environ.get("REALFAKE_AUTO_ACTIVATE", "0") == "1"
+        # Review queue.
+        self.QUEUE_BUCKETS = os.environ.get(
+            "REALFAKE_QUEUE_BUCKETS", "label_issue,misclassified,uncertain,ood,audit"
+        ).split(",")
+        self.UNCERTAIN_LOW = _float_env("REALFAKE_UNCERTAIN_LOW", 0.35)
+        self.UNCERTAIN_HIGH = _float_env("REALFAKE_UNCERTAIN_HIGH", 0.65)
+        self.LABEL_ISSUE_THRESHOLD = _float_env("REALFAKE_LABEL_ISSUE_THRESHOLD", 0.8)
+        self.OOD_THRESHOLD = _float_env("REALFAKE_OOD_THRESHOLD", 0.95)
+        self.AUDIT_RATE = _float_env("REALFAKE_AUDIT_RATE", 0.02)
+        self.LEASE_SECONDS = _int_env("REALFAKE_LEASE_SECONDS", 300)
+        self.REVIEWS_PER_ITEM = _int_env("REALFAKE_REVIEWS_PER_ITEM", 1)
+
+
+class TestConfig(Config):
+    """Settings for the test suite: small sizes; CSRF stays on, so tests send tokens."""
+
+    TESTING = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.RATELIMIT_STORAGE_URI = "memory://"
+        self.IMPORT_WORKERS = 2
+        self.CACHE_SIZE = 32
+        self.DEFAULT_IMAGE_SIZE = 32
+        self.KFOLD = 3

@@ -1,0 +1,182 @@
+"""Submitting, running, cancelling and waiting for jobs."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import Job, JobState, utcnow
+from .queue import huey
+
+Handler = Callable[["JobContext"], dict[str, Any] | None]
+_HANDLERS: dict[str, Handler] = {}
+# Kinds of which only one may be queued or running at a time (training, for one).
+_SINGLETON_KINDS: set[str] = set()
+_worker_app: Flask | None = None
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler when an admin asked to cancel its job."""
+
+
+def handler(kind: str, singleton: bool = False) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of ``kind``."""
+
+    def register(function: Handler) -> Handler:
+        _HANDLERS[kind] = function
+        if singleton:
+            _SINGLETON_KINDS.add(kind)
+        return function
+
+    return register
+
+
+def set_worker_app(app: Flask | None) -> None:
+    """Use ``app`` for jobs run in this process (tests run a real consumer in-process)."""
+    global _worker_app
+    _worker_app = app
+
+
+def _app() -> Flask:
+    global _worker_app
+    if _worker_app is None:
+        from .. import create_app
+
+        _worker_app = create_app()
+    return _worker_app
+
+
+def submit(kind: str, params: dict[str, Any] | None = None, user_id: int | None = None) -> Job:
+    """Create a Job row and enqueue it. For singleton kinds, return the one already in flight."""
+    if kind not in _HANDLERS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    if kind in _SINGLETON_KINDS:
+        running = db.session.scalar(
+            select(Job)
+            .where(Job.kind == kind, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+            .order_by(Job.id)
+        )
+        if running is not None:
+            return running
+    job = Job(kind=kind, params=params or {}, user_id=user_id, progress={})
+    db.session.add(job)
+    db.session.commit()
+    result = run_job(job.id)
+    job.task_id = result.id if hasattr(result, "id") else ""
+    db.session.commit()
+    return job
+
+
+def cancel(job: Job) -> Job:
+    """Ask a job to stop. A queued job is cancelled at once; a running one at its next check."""
+    if job.is_finished:
+        return job
+    job.cancel_requested = True
+    if job.state == JobState.QUEUED:
+        job.state = JobState.CANCELLED
+        job.finished_at = utcnow()
+    db.session.commit()
+    return job
+
+
+def wait_for(job_id: int, timeout: float | None = None, poll: float = 0.5, on_progress=None) -> Job:
+    """Block until the job finishes (used by ``--wait`` and tests); returns the fresh row."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        db.session.expire_all()
+        job = db.session.get(Job, job_id)
+        if on_progress is not None:
+            on_progress(job)
+        if job.is_finished:
+            return job
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} still {job.state} after {timeout}s")
+        time.sleep(poll)
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: its parameters and ways to report progress and notice cancellation."""
+
+    job_id: int
+    kind: str
+    params: dict[str, Any]
+    _last_check: float = field(default=0.0)
+
+    def progress(self, **fields: Any) -> None:
+        """Merge ``fields`` (epoch, batch, images_per_s, eta_s, fraction, ...) into the Job row.
+
+        Written on its own connection so it is visible at once and never mixes with the
+        handler's own transaction.
+        """
+        with db.engine.begin() as connection:
+            current = connection.execute(
+                select(Job.progress).where(Job.id == self.job_id)
+            ).scalar_one()
+            merged = {**(current or {}), **fields}
+            connection.execute(update(Job).where(Job.id == self.job_id).values(progress=merged))
+
+    def log(self, message: str) -> None:
+        """Append a timestamped line to the job's log."""
+        line = f"{utcnow():%Y-%m-%d %H:%M:%S} {message}\n"
+        with db.engine.begin() as connection:
+            connection.execute(update(Job).where(Job.id == self.job_id).values(log=Job.log + line))
+
+    def check_cancelled(self, every_seconds: float = 1.0) -> None:
+        """Raise JobCancelled if cancellation was asked for (checked at most every second)."""
+        now = time.monotonic()
+        if now - self._last_check < every_seconds:
+            return
+        self._last_check = now
+        with db.engine.connect() as connection:
+            requested = connection.execute(
+                select(Job.cancel_requested).where(Job.id == self.job_id)
+            ).scalar_one()
+        if requested:
+            raise JobCancelled()
+
+
+def _finish(job_id: int, state: JobState, result=None, error: str = "") -> None:
+    db.session.rollback()
+    values: dict[str, Any] = {"state": state, "finished_at": utcnow(), "error": error}
+    if result is not None:
+        values["result"] = result
+    with db.engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def execute(job_id: int) -> None:
+    """Run one job to completion inside an app context, recording how it ended."""
+    job = db.session.get(Job, job_id)
+    if job is None or job.state != JobState.QUEUED or job.cancel_requested:
+        return
+    job.state = JobState.RUNNING
+    job.started_at = utcnow()
+    db.session.commit()
+    context = JobContext(job_id=job.id, kind=job.kind, params=dict(job.params or {}))
+    try:
+        result = _HANDLERS[job.kind](context)
+    except JobCancelled:
+        context.log("cancelled")
+        _finish(job_id, JobState.CANCELLED)
+    except Exception as error:  # the job's row must say why it failed, whatever the error
+        context.log(f"failed: {error!r}")
+        _finish(job_id, JobState.FAILED, error=traceback.format_exc(limit=20))
+    else:
+        _finish(job_id, JobState.SUCCEEDED, result=result or {})
+    finally:
+        db.session.remove()
+
+
+@huey.task(context=False)
+def run_job(job_id: int) -> None:
+    """The one Huey task: look up the job's handler and run it."""
+    with _app().app_context():
+        execute(job_id)

@@ -1,0 +1,277 @@
+"""The schema: datasets, images, predictions, model versions, review decisions, users and jobs.
+
+Predictions and review decisions are append-only: a new model version or a new verdict adds rows,
+nothing is overwritten, so every past call can be audited.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """Timezone-naive UTC now, the form every timestamp column stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Label(enum.StrEnum):
+    """A ground-truth or chosen label."""
+
+    REAL = "real"
+    FAKE = "fake"
+    UNKNOWN = "unknown"
+
+
+class Split(enum.StrEnum):
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+class Role(enum.StrEnum):
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class User(UserMixin, db.Model):
+    """A reviewer or an admin. Passwords are stored as slow (scrypt) hashes."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default=Role.REVIEWER)
+    is_enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password, method="scrypt")
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: disabled accounts cannot log in
+        return self.is_enabled
+
+    def __repr__(self) -> str:
+        return f"<User {self.username} {self.role}>"
+
+
+class ApiToken(db.Model):
+    """A bearer token for scripts; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    user: Mapped[User] = relationship()
+
+
+class Dataset(db.Model):
+    """A named collection of images; evaluation-only datasets are never trained on."""
+
+    __tablename__ = "datasets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    evaluation_only: Mapped[bool] = mapped_column(default=False)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.name}{' eval-only' if self.evaluation_only else ''}>"
+
+
+class Image(db.Model):
+    """One distinct image content, stored once under its SHA-256 however often it is imported."""
+
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # The dataset it first arrived in; other datasets link it through DatasetImage.
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    original_path: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int]
+    height: Mapped[int]
+    bytes: Mapped[int]
+    mode: Mapped[str] = mapped_column(String(16))
+    has_exif: Mapped[bool] = mapped_column(default=False)
+    exif_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    jpeg_quality: Mapped[int | None]
+    label: Mapped[str] = mapped_column(String(8), default=Label.UNKNOWN, index=True)
+    label_source: Mapped[str] = mapped_column(String(200), default="")
+    label_conflict: Mapped[bool] = mapped_column(default=False)
+    split: Mapped[str] = mapped_column(String(8), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dataset: Mapped[Dataset] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Image {self.id} {self.sha256[:10]} {self.label}/{self.split}>"
+
+
+class DatasetImage(db.Model):
+    """Membership of an image in a dataset, with the name and label that import gave it."""
+
+    __tablename__ = "dataset_images"
+    __table_args__ = (UniqueConstraint("dataset_id", "image_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id"))
+    original_path: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(8), default=Label.UNKNOWN)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImportRun(db.Model):
+    """One run of an import, with its report (counts, rejections, warnings)."""
+
+    __tablename__ = "imports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    source: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.RUNNING)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ChannelStats(db.Model):
+    """Per-channel mean and standard deviation over a set of cached images, reused by training."""
+
+    __tablename__ = "channel_stats"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_size: Mapped[int]
+    images_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    n_images: Mapped[int]
+    mean: Mapped[list[float]] = mapped_column(JSON)
+    std: Mapped[list[float]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(db.Model):
+    """A trained network, its checkpoint and its metrics. At most one is active."""
+
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    is_active: Mapped[bool] = mapped_column(default=False, index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="full")  # full | head
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    checkpoint_path: Mapped[str] = mapped_column(Text)
+    architecture: Mapped[str] = mapped_column(String(40), default="resnet18")
+    image_size: Mapped[int]
+    init_weights: Mapped[str] = mapped_column(String(40))  # "imagenet" | "random"
+    temperature: Mapped[float] = mapped_column(default=1.0)
+    train_args: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    train_set_sha256: Mapped[str] = mapped_column(String(64), default="")
+    n_train: Mapped[int] = mapped_column(default=0)
+    labels_changed: Mapped[int | None]
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    activated_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<ModelVersion {self.name}{' active' if self.is_active else ''}>"
+
+
+class Prediction(db.Model):
+    """A model version's scores for one image. One row per (image, version); never updated."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("model_version_id", "image_id"),
+        Index("ix_predictions_version_pfake", "model_version_id", "p_fake"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    p_fake: Mapped[float]  # calibrated (temperature-scaled)
+    p_fake_raw: Mapped[float]
+    verdict: Mapped[str] = mapped_column(String(8))
+    oos_p_fake: Mapped[float | None]  # out-of-sample (K-fold) probability, labelled images only
+    label_issue_score: Mapped[float | None]
+    ood_score: Mapped[float | None]
+    audit_key: Mapped[float] = mapped_column(default=0.0)  # uniform in [0,1): audit sampling
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewDecision(db.Model):
+    """One reviewer's verdict on one image. Append-only: an undo is a new row that reverts one."""
+
+    __tablename__ = "review_decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    label_before: Mapped[str] = mapped_column(String(8))
+    choice: Mapped[str] = mapped_column(String(8))  # real | fake | unsure | skip | undo
+    note: Mapped[str] = mapped_column(Text, default="")
+    reverts_id: Mapped[int | None] = mapped_column(ForeignKey("review_decisions.id"))
+    user: Mapped[User] = relationship()
+
+
+class Lease(db.Model):
+    """A queue item held by one reviewer until it expires, so two never get the same item."""
+
+    __tablename__ = "leases"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Job(db.Model):
+    """A background job's state, progress, log and error, mirrored from the task queue."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    log: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    task_id: Mapped[str] = mapped_column(String(64), default="")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.state}>"
