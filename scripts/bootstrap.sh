@@ -12,9 +12,9 @@ fi
 stamp=".venv/.installed-${extras:-runtime}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "==> installing Python packages (${extras:-runtime})"
-  spec="."
-  [ -n "$extras" ] && spec=".[${extras}]"
+  # The app runs from the checkout (flask --app wsgi), so only its dependencies are installed.
+  .venv/bin/python scripts/requirements.py $extras > .venv/requirements.txt
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e "$spec"
+  .venv/bin/python -m pip install --quiet -r .venv/requirements.txt
   touch "$stamp"
 fi
