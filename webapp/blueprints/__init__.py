@@ -5,7 +5,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Import and register every blueprint."""
-    from . import auth, main
+    from . import admin, auth, main
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(main.bp)
+    for module in (admin, auth, main):
+        app.register_blueprint(module.bp)

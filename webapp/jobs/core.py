@@ -129,17 +129,22 @@ class JobContext:
         with db.engine.begin() as connection:
             connection.execute(update(Job).where(Job.id == self.job_id).values(log=Job.log + line))
 
-    def check_cancelled(self, every_seconds: float = 1.0) -> None:
-        """Raise JobCancelled if cancellation was asked for (checked at most every second)."""
+    def cancel_requested(self, every_seconds: float = 1.0) -> bool:
+        """Whether cancellation was asked for (the database is read at most every second)."""
         now = time.monotonic()
         if now - self._last_check < every_seconds:
-            return
+            return False
         self._last_check = now
         with db.engine.connect() as connection:
-            requested = connection.execute(
-                select(Job.cancel_requested).where(Job.id == self.job_id)
-            ).scalar_one()
-        if requested:
+            return bool(
+                connection.execute(
+                    select(Job.cancel_requested).where(Job.id == self.job_id)
+                ).scalar_one()
+            )
+
+    def check_cancelled(self, every_seconds: float = 1.0) -> None:
+        """Raise JobCancelled if cancellation was asked for."""
+        if self.cancel_requested(every_seconds):
             raise JobCancelled()
 
 

@@ -1,0 +1,130 @@
+"""``flask model train|predict|evaluate|list|activate``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from sqlalchemy import select
+
+from ..extensions import db
+from ..jobs import submit
+from ..models import ModelVersion
+from ..services import versions
+from ..services.evaluation import evaluate_dataset
+from .jobwait import wait_with_bar
+
+
+@click.group("model", help="Train, score with, evaluate and activate model versions.")
+def group() -> None:
+    pass
+
+
+@group.command("train")
+@click.option("--epochs", type=int, help="Epochs (default REALFAKE_EPOCHS).")
+@click.option("--image-size", type=int, help="Input size in pixels (default REALFAKE_IMAGE_SIZE).")
+@click.option("--dataset", "datasets", multiple=True, help="Train on these datasets only.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-score", is_flag=True, help="Do not score every image after training.")
+@click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
+def train_command(epochs, image_size, datasets, seed, no_score, wait) -> None:
+    """Start a training job on the effective labels (one at a time)."""
+    params = {"epochs": epochs, "image_size": image_size, "datasets": list(datasets), "seed": seed}
+    job = submit("train", {**params, "score": not no_score})
+    click.echo(f"training job {job.id} ({job.state})")
+    if wait:
+        job = wait_with_bar(job.id, "train")
+        click.echo(f"trained {job.result['version']}")
+        if not no_score:
+            _wait_for_scoring(job.result["version"])
+
+
+def _wait_for_scoring(version_name: str) -> None:
+    from ..models import Job
+
+    scoring = db.session.scalar(
+        select(Job).where(Job.kind == "predict").order_by(Job.id.desc()).limit(1)
+    )
+    if scoring is not None and (scoring.params or {}).get("version") == version_name:
+        done = wait_with_bar(scoring.id, "score")
+        click.echo(f"scored {done.result['scored']} images with {version_name}")
+
+
+@group.command("predict")
+@click.option("--version", "version_name", help="Version name (default: the active one).")
+@click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
+def predict_command(version_name, wait) -> None:
+    """Score every stored image with a version (images it already scored are skipped)."""
+    try:
+        version = versions.get_version(version_name)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    job = submit("predict", {"version": version.name})
+    click.echo(f"scoring job {job.id} ({job.state}) with {version.name}")
+    if wait:
+        job = wait_with_bar(job.id, "score")
+        click.echo(f"scored {job.result['scored']} images")
+
+
+@group.command("evaluate")
+@click.option("--dataset", required=True, help="Dataset whose labelled images are measured.")
+@click.option("--version", "version_name", help="Version name (default: the active one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate_command(dataset, version_name, as_json) -> None:
+    """Metrics of a version on all labelled images of a dataset."""
+    try:
+        metrics = evaluate_dataset(dataset, version_name)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    click.echo(format_metrics(metrics))
+
+
+def format_metrics(metrics: dict) -> str:
+    """The seed's table: accuracy, then precision / recall / F1 per class."""
+    if not metrics.get("n"):
+        return f"{metrics.get('version')} on {metrics.get('dataset')}: no labelled images"
+    lines = [
+        f"{metrics['version']} on {metrics['dataset']}: n={metrics['n']} "
+        f"accuracy={metrics['accuracy']:.4f} roc_auc={_fmt(metrics['roc_auc'])} "
+        f"ece={metrics['ece']:.4f} brier={metrics['brier']:.4f}",
+        f"{'class':<6} {'precision':>9} {'recall':>7} {'f1':>7}",
+    ]
+    for name in ("real", "fake"):
+        row = metrics["per_class"][name]
+        lines.append(f"{name:<6} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>7.3f}")
+    matrix = metrics["confusion_matrix"]
+    lines.append(f"confusion [[real→real, real→fake], [fake→real, fake→fake]] = {matrix}")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+@group.command("list")
+def list_command() -> None:
+    """Every version with its test accuracy; * marks the active one."""
+    for version in db.session.scalars(select(ModelVersion).order_by(ModelVersion.id)):
+        test = (version.metrics or {}).get("test") or (version.metrics or {}).get("val") or {}
+        accuracy = test.get("accuracy")
+        click.echo(
+            f"{'*' if version.is_active else ' '} {version.name:<6} {version.kind:<5} "
+            f"size={version.image_size:<4} init={version.init_weights:<20} "
+            f"n_train={version.n_train:<6} accuracy={_fmt(accuracy)} "
+            f"created={version.created_at:%Y-%m-%d %H:%M}"
+        )
+
+
+@group.command("activate")
+@click.argument("name")
+def activate_command(name) -> None:
+    """Make version NAME the active one (promote or roll back)."""
+    try:
+        version = versions.get_version(name)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    versions.activate(version)
+    click.echo(f"{version.name} is active")

@@ -1,0 +1,180 @@
+"""Scoring images with a version: calibrated p_fake, out-of-sample and out-of-distribution scores.
+
+The network is loaded lazily once per process and cached (the web workers need it for heatmaps,
+the job worker for scoring).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flask import current_app
+from model.predict import Predictor
+from sqlalchemy import insert, select
+
+from ..extensions import db
+from ..jobs import handler
+from ..models import Image, ModelVersion, Prediction
+from . import versions
+from .pixel_cache import load_pixels
+
+BATCH = 256
+_cache: dict[tuple[int, str], Predictor] = {}
+_cache_lock = threading.Lock()
+
+
+def get_predictor(version: ModelVersion) -> Predictor:
+    """The version's network, loaded once per process."""
+    key = (version.id, version.checkpoint_path)
+    with _cache_lock:
+        if key not in _cache:
+            _cache.clear()  # one network in memory at a time is plenty for a desk
+            _cache[key] = Predictor.from_checkpoint(
+                version.checkpoint_path, device=current_app.config["MODEL_DEVICE"]
+            )
+        return _cache[key]
+
+
+def chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def features_path(version: ModelVersion) -> Path:
+    """Penultimate features of every scored image, kept for the head-only refresh and OOD."""
+    path = Path(current_app.instance_path) / "features"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / f"{version.name}.npz"
+
+
+def audit_key(sha256: str, version_name: str) -> float:
+    """A stable uniform number per (image, version) that decides the audit sample."""
+    digest = hashlib.sha256(f"{version_name}:{sha256}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def run_network(version: ModelVersion, image_ids: Sequence[int], progress=None) -> dict[str, Any]:
+    """Raw and calibrated p_fake and features for ``image_ids``, batch by batch from the cache."""
+    predictor = get_predictor(version)
+    raw, calibrated, features = [], [], []
+    for done, chunk in enumerate(chunks(list(image_ids), BATCH)):
+        output = predictor.predict(load_pixels(chunk, version.image_size))
+        raw.append(output.p_fake_raw)
+        calibrated.append(output.p_fake)
+        features.append(output.features.astype(np.float32))
+        if progress is not None:
+            progress(min((done + 1) * BATCH, len(image_ids)), len(image_ids))
+    if not raw:
+        return {"p_fake_raw": np.zeros(0), "p_fake": np.zeros(0), "features": np.zeros((0, 512))}
+    return {
+        "p_fake_raw": np.concatenate(raw),
+        "p_fake": np.concatenate(calibrated),
+        "features": np.concatenate(features),
+    }
+
+
+def out_of_sample_scores(
+    image_ids: Sequence[int], features: np.ndarray, folds: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """K-fold out-of-sample p_fake and label-issue scores (NaN for unlabelled images)."""
+    from model.scores import label_issue_scores, out_of_sample_probabilities
+
+    from .labels import effective_labels
+    from .trainset import CLASS_INDEX
+
+    labels = effective_labels(None)
+    positions = [i for i, image_id in enumerate(image_ids) if labels.get(image_id) in CLASS_INDEX]
+    targets = np.asarray([CLASS_INDEX[labels[image_ids[i]]] for i in positions], dtype=np.int64)
+    oos = np.full(len(image_ids), np.nan)
+    issues = np.full(len(image_ids), np.nan)
+    if len(positions) and np.bincount(targets, minlength=2).min() >= folds:
+        oos[positions] = out_of_sample_probabilities(features[positions], targets, folds=folds)
+        issues[positions] = label_issue_scores(targets, oos[positions])
+    return oos, issues
+
+
+def ood_scores(version: ModelVersion, image_ids: Sequence[int], features: np.ndarray) -> np.ndarray:
+    """How unlike the version's training images each image is (a percentile in [0, 1])."""
+    from model.scores import OODScorer
+
+    train_ids = versions.training_ids(version)
+    is_train = np.isin(np.asarray(image_ids), train_ids)
+    if not is_train.any():
+        return np.full(len(image_ids), np.nan)
+    scorer = OODScorer().fit(features[is_train])
+    return scorer.score(features, is_reference=is_train)
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+@handler("predict")
+def predict_job(context) -> dict[str, Any]:
+    """Score every stored image with a version and store one Prediction row per image."""
+    version = versions.get_version(context.params.get("version"))
+    rows = db.session.execute(select(Image.id, Image.sha256).order_by(Image.id)).all()
+    image_ids = [row.id for row in rows]
+    context.log(f"scoring {len(image_ids)} images with {version.name}")
+
+    def progress(done: int, total: int) -> None:
+        context.check_cancelled()
+        context.progress(stage="network", done=done, total=total, fraction=done / max(total, 1))
+
+    output = run_network(version, image_ids, progress)
+    np.savez(features_path(version), ids=np.asarray(image_ids), features=output["features"])
+    context.progress(stage="out-of-sample")
+    folds = int(current_app.config["KFOLD"])
+    oos, issues = out_of_sample_scores(image_ids, output["features"], folds)
+    context.progress(stage="out-of-distribution")
+    ood = ood_scores(version, image_ids, output["features"])
+    existing = set(
+        db.session.scalars(
+            select(Prediction.image_id).where(Prediction.model_version_id == version.id)
+        )
+    )
+    new_rows = [
+        {
+            "image_id": row.id,
+            "model_version_id": version.id,
+            "p_fake": float(output["p_fake"][i]),
+            "p_fake_raw": float(output["p_fake_raw"][i]),
+            "verdict": "fake" if output["p_fake"][i] >= 0.5 else "real",
+            "oos_p_fake": _nan_to_none(oos[i]),
+            "label_issue_score": _nan_to_none(issues[i]),
+            "ood_score": _nan_to_none(ood[i]),
+            "audit_key": audit_key(row.sha256, version.name),
+        }
+        for i, row in enumerate(rows)
+        if row.id not in existing
+    ]
+    for batch in chunks(new_rows, 5000):
+        db.session.execute(insert(Prediction), list(batch))
+    db.session.commit()
+    context.progress(stage="done", fraction=1.0)
+    return {"version": version.name, "scored": len(new_rows), "already_scored": len(existing)}
+
+
+def heatmap_png(image_id: int) -> bytes:
+    """Grad-CAM of the active version over the image, as PNG; cached on disk per version."""
+    from model.explain import gradcam_overlay_png
+
+    version = versions.get_version(None)
+    cache = Path(current_app.instance_path) / "cache" / "heatmaps" / version.name
+    path = cache / f"{image_id}.png"
+    if path.exists():
+        return path.read_bytes()
+    image = db.get_or_404(Image, image_id)
+    pixels = load_pixels([image.id], version.image_size)[0]
+    predictor = get_predictor(version)
+    data = gradcam_overlay_png(predictor.model, predictor.meta, pixels)
+    cache.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+    return data

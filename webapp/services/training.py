@@ -1,0 +1,137 @@
+"""Training as a background job: select the labelled data, train, calibrate, evaluate, register.
+
+The network code lives in ``model/``; this module only feeds it stored pixels and records the
+outcome as a ModelVersion. Scoring every image follows as its own job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from flask import current_app
+from model.checkpoint import save_checkpoint
+from model.train import TrainConfig, TrainingStopped, train
+
+from ..extensions import db
+from ..jobs import JobCancelled, handler, submit
+from ..models import ModelVersion
+from . import versions
+from .audit import channel_stats
+from .evaluation import evaluate_arrays
+from .pixel_cache import load_pixels
+from .trainset import TrainingSet, select_training_set
+
+
+class Throttle:
+    """Forward at most one progress report per interval to the Job row."""
+
+    def __init__(self, send, interval: float = 1.0) -> None:
+        self.send, self.interval, self.last = send, interval, 0.0
+
+    def __call__(self, fields: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval or fields.get("final"):
+            self.last = now
+            self.send(**{k: v for k, v in fields.items() if k != "final"})
+
+
+def train_config_from(params: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from job parameters, falling back to the app's configured defaults."""
+    config = current_app.config
+    options = dict(params.get("options") or {})
+    return TrainConfig(
+        epochs=int(params.get("epochs") or config["DEFAULT_EPOCHS"]),
+        image_size=int(params.get("image_size") or config["DEFAULT_IMAGE_SIZE"]),
+        device=config["MODEL_DEVICE"],
+        weights_path=config["IMAGENET_WEIGHTS"] or None,
+        weights_sha256=config["IMAGENET_WEIGHTS_SHA256"] or None,
+        seed=int(params.get("seed", 0)),
+        **options,
+    )
+
+
+def _check_trainable(trainset: TrainingSet) -> None:
+    for name, part in (("train", trainset.train), ("val", trainset.val)):
+        if set(part.labels) != {0, 1}:
+            raise ValueError(
+                f"the {name} split needs labelled images of both classes "
+                f"(has {len(part)}: {trainset.label_counts()[name]})"
+            )
+
+
+@handler("train", singleton=True)
+def train_job(context) -> dict[str, Any]:
+    """Train a new full version on the effective labels, then queue scoring with it."""
+    params = context.params
+    trainset = select_training_set(params.get("datasets"))
+    _check_trainable(trainset)
+    config = train_config_from(params)
+    size = config.image_size
+    context.log(f"data: {trainset.label_counts()}; image size {size}; epochs {config.epochs}")
+    train_ids, train_labels = trainset.train.as_arrays()
+    val_ids, val_labels = trainset.val.as_arrays()
+    mean, std = channel_stats(trainset.train.ids, size)
+    context.log(f"normalisation mean {np.round(mean, 4).tolist()} std {np.round(std, 4).tolist()}")
+    try:
+        result = train(
+            load_pixels(train_ids, size),
+            train_labels,
+            load_pixels(val_ids, size),
+            val_labels,
+            config,
+            mean,
+            std,
+            on_progress=Throttle(context.progress),
+            should_stop=context.cancel_requested,
+        )
+    except TrainingStopped as stop:
+        raise JobCancelled() from stop
+    context.log(f"trained from {result.init_weights}; temperature {result.temperature:.3f}")
+    version = register_version(context, trainset, config, result, mean, std)
+    if params.get("score", True):
+        submit("predict", {"version": version.name})
+    return {"version": version.name, "active": version.is_active, "metrics": version.metrics}
+
+
+def register_version(context, trainset, config, result, mean, std) -> ModelVersion:
+    """Save the checkpoint, measure it on val and test, and add the ModelVersion row."""
+    name = versions.next_version_name()
+    path = versions.models_dir() / f"{name}.pt"
+    meta = {
+        "version": name,
+        "image_size": config.image_size,
+        "mean": [float(x) for x in mean],
+        "std": [float(x) for x in std],
+        "temperature": float(result.temperature),
+        "init_weights": result.init_weights,
+        "train_args": config.to_dict(),
+        "train_set_sha256": trainset.sha256(),
+        "history": result.history,
+        "label_counts": trainset.label_counts(),
+    }
+    save_checkpoint(path, result.model, meta)
+    np.save(versions.training_ids_path(name), np.asarray(trainset.train.ids, dtype=np.int64))
+    metrics = {"val": evaluate_arrays(path, *trainset.val.as_arrays(), config.image_size)}
+    if len(trainset.test):
+        metrics["test"] = evaluate_arrays(path, *trainset.test.as_arrays(), config.image_size)
+    version = ModelVersion(
+        name=name,
+        checkpoint_path=str(path),
+        image_size=config.image_size,
+        init_weights=result.init_weights,
+        temperature=float(result.temperature),
+        train_args={**config.to_dict(), "datasets": trainset.datasets},
+        metrics=metrics,
+        history=result.history,
+        train_set_sha256=trainset.sha256(),
+        n_train=len(trainset.train),
+        job_id=context.job_id,
+    )
+    db.session.add(version)
+    db.session.commit()
+    if versions.active_version() is None:
+        versions.activate(version)
+        context.log(f"{name} is the first version: activated")
+    return version
