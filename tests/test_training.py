@@ -1,0 +1,133 @@
+"""Training, scoring and evaluating through the real job queue, on a tiny generated dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from webapp.extensions import db
+from webapp.jobs import submit, wait_for
+from webapp.models import Image, Job, JobState, ModelVersion, Prediction
+from webapp.services import versions
+from webapp.services.importer import import_path
+
+EVALUATE_KEYS = {
+    "version",
+    "dataset",
+    "n",
+    "accuracy",
+    "roc_auc",
+    "ece",
+    "brier",
+    "per_class",
+    "confusion_matrix",
+}
+
+
+def write_separable_folder(root, per_class: int = 24, size: int = 24) -> None:
+    """Reals are smooth gradients, fakes carry a checkerboard: easy for a network to tell apart."""
+    rng = np.random.default_rng(7)
+    for label in ("real", "fake"):
+        (root / label).mkdir(parents=True)
+        for index in range(per_class):
+            ramp = np.linspace(0, 200, size)[None, :, None] + rng.uniform(0, 50, (1, 1, 3))
+            pixels = np.broadcast_to(ramp, (size, size, 3)).copy()
+            if label == "fake":
+                checker = (np.indices((size, size)).sum(axis=0) % 2)[..., None] * 60.0
+                pixels = pixels + checker
+            pixels += rng.normal(0, 4, pixels.shape)
+            image = PILImage.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+            image.save(root / label / f"{label}_{index}.png")
+
+
+@pytest.fixture
+def tiny_dataset(app_ctx, tmp_path):
+    write_separable_folder(tmp_path / "src")
+    report = import_path(tmp_path / "src", dataset="tiny", workers=1)
+    assert report.as_json()["imported"] == 48
+    return "tiny"
+
+
+def train_and_wait(**params) -> Job:
+    job = submit("train", {"epochs": 1, "image_size": 32, **params})
+    return wait_for(job.id, timeout=300, poll=0.1)
+
+
+def latest_job(kind: str) -> Job:
+    return db.session.scalar(select(Job).where(Job.kind == kind).order_by(Job.id.desc()))
+
+
+@pytest.mark.slow
+def test_train_then_score_every_image(tiny_dataset, worker):
+    job = train_and_wait()
+    assert job.state == JobState.SUCCEEDED, job.error
+    version = versions.active_version()
+    assert version is not None and version.name == job.result["version"]
+    assert version.init_weights == "random"
+    assert len(version.history) == 1
+    assert {"val"} <= set(version.metrics)
+    scoring = wait_for(latest_job("predict").id, timeout=300, poll=0.1)
+    assert scoring.state == JobState.SUCCEEDED, scoring.error
+    n_images = db.session.scalar(select(func.count(Image.id)))
+    predictions = db.session.scalars(
+        select(Prediction).where(Prediction.model_version_id == version.id)
+    ).all()
+    assert len(predictions) == n_images
+    for prediction in predictions:
+        assert 0.0 <= prediction.p_fake <= 1.0
+        assert prediction.verdict == ("fake" if prediction.p_fake >= 0.5 else "real")
+        assert prediction.label_issue_score is not None
+        assert prediction.ood_score is not None
+    # scoring again adds nothing: one row per (image, version), never overwritten
+    again = wait_for(submit("predict", {"version": version.name}).id, timeout=300, poll=0.1)
+    assert again.result == {"version": version.name, "scored": 0, "already_scored": n_images}
+
+
+@pytest.mark.slow
+def test_second_version_is_not_activated_by_itself(tiny_dataset, worker):
+    first = train_and_wait(score=False)
+    second = train_and_wait(score=False)
+    assert first.state == second.state == JobState.SUCCEEDED
+    assert versions.active_version().name == first.result["version"]
+    versions.activate(versions.get_version(second.result["version"]))
+    assert versions.active_version().name == second.result["version"]
+
+
+def test_training_without_labels_fails_and_keeps_active_version(app_ctx, worker, tmp_path):
+    (tmp_path / "flat").mkdir()
+    from tests.helpers import make_image_bytes
+
+    for index in range(4):
+        (tmp_path / "flat" / f"{index}.jpg").write_bytes(make_image_bytes(seed=index))
+    import_path(tmp_path / "flat", dataset="unlabelled", workers=1)
+    job = train_and_wait()
+    assert job.state == JobState.FAILED
+    assert "both classes" in job.error
+    assert db.session.scalar(select(func.count(ModelVersion.id))) == 0
+
+
+def test_training_is_one_job_at_a_time(app_ctx):
+    first = submit("train", {"epochs": 1})
+    second = submit("train", {"epochs": 1})
+    assert first.id == second.id
+    assert first.state == JobState.QUEUED
+
+
+@pytest.mark.slow
+def test_cli_evaluate_json_and_list(tiny_dataset, worker, runner):
+    assert train_and_wait().state == JobState.SUCCEEDED
+    wait_for(latest_job("predict").id, timeout=300, poll=0.1)
+    result = runner.invoke(args=["model", "evaluate", "--dataset", "tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    assert EVALUATE_KEYS <= set(metrics)
+    assert metrics["n"] == 48
+    assert set(metrics["per_class"]) == {"real", "fake"}
+    assert sum(map(sum, metrics["confusion_matrix"])) == 48
+    listing = runner.invoke(args=["model", "list"])
+    assert listing.output.startswith("* v1")
+    assert runner.invoke(args=["model", "activate", "v9"]).exit_code != 0
