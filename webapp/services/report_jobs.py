@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
+from flask import abort, current_app, send_file
 
 from ..jobs import handler, submit
 from ..models import Job, JobState, User
@@ -71,6 +71,19 @@ def report_file(job: Job) -> Path | None:
         return None
     path = reports_dir() / job.result["file"]
     return path if path.is_file() else None
+
+
+def may_see(job: Job, user: User) -> bool:
+    """Report jobs are visible to whoever started them, and to admins."""
+    return job.kind == "report" and (user.is_admin or job.user_id == user.id)
+
+
+def send_report(job: Job):
+    """The finished file as a download; 409 while the job has not (or not successfully) ended."""
+    path = report_file(job)
+    if path is None:
+        abort(409, description=f"report job {job.id} is {job.state}: no file to download")
+    return send_file(path, as_attachment=True, download_name=path.name, max_age=0)
 
 
 @handler("report")
