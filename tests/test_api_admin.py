@@ -255,6 +255,8 @@ def test_openapi_lists_every_api_route(client, app, world):
         "schema": {"type": "integer"},
     }
     assert images["x-roles"] == ["admin", "reviewer"]
+    decisions = document["paths"]["/api/v1/decisions"]["get"]
+    assert decisions["summary"].endswith("(undo rows included: they name what they revert).")
     assert "limit" in [p["name"] for p in document["paths"]["/api/v1/images"]["get"]["parameters"]]
     assert set(all_refs(document)) <= {
         f"#/components/schemas/{n}" for n in document["components"]["schemas"]

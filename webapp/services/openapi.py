@@ -150,9 +150,10 @@ def openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _docstring(view: Callable) -> tuple[str, str]:
+    """The first paragraph (as one line) and the rest."""
     text = inspect.getdoc(view) or ""
-    summary, _, description = text.partition("\n")
-    return summary.strip(), description.strip()
+    summary, _, description = text.partition("\n\n")
+    return " ".join(summary.split()), description.strip()
 
 
 def _roles(view: Callable) -> list[str] | None:

@@ -75,7 +75,8 @@ class Frame:
         parts.append(
             f'<text x="{self.left + self.width / 2}" y="{bottom + 28}" '
             f'text-anchor="middle">{escape(x_label)}</text>'
-            f'<text transform="translate(12 {self.top + self.height / 2}) rotate(-90)" '
+            f'<text transform="translate({self.left - 34} {self.top + self.height / 2}) '
+            'rotate(-90)" '
             f'text-anchor="middle">{escape(y_label)}</text>'
         )
         return parts
