@@ -27,9 +27,9 @@ from .reports import (
     active_decisions,
     check_split,
     count_images,
+    in_scope,
     label_source,
     page_size,
-    scoped_images,
 )
 
 LABEL_COLUMNS = ("image_id", "sha256", "file_name", "dataset", "split", "label", "source")
@@ -49,11 +49,8 @@ def find_dataset(name: str | None) -> Dataset | None:
 
 def image_pages(dataset: Dataset | None, split: str | None, chunk: int | None = None):
     """Pages of Image rows (with their first dataset loaded) in id order."""
-    query = (
-        select(Image)
-        .where(Image.id.in_(scoped_images(dataset, split)))
-        .options(joinedload(Image.dataset))
-        .order_by(Image.id)
+    query = in_scope(
+        select(Image).options(joinedload(Image.dataset)).order_by(Image.id), dataset, split
     )
     last = 0
     while True:

@@ -16,12 +16,12 @@ import shutil
 import tempfile
 from array import array
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import render_template
+from flask import current_app, render_template
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import aliased
 
@@ -49,6 +49,7 @@ FORMATS = ("csv", "json", "html")
 LABEL_CHOICES = ("real", "fake", "unsure")
 CLASS_INDEX = {"real": 0, "fake": 1}
 CHUNK = 1000
+THUMBNAIL_BATCH = 200
 ROWS_MARKER = "<!--REPORT-ROWS-->"
 
 Progress = Callable[[int, int], None]
@@ -90,9 +91,8 @@ def check_split(split: str | None) -> None:
         raise ValueError(f"unknown split {split!r} (use train, val or test)")
 
 
-def scoped_images(dataset: Dataset | None, split: str | None):
-    """Image ids in a dataset (membership, not just first arrival) and split; all when None."""
-    query = select(Image.id)
+def in_scope(query, dataset: Dataset | None, split: str | None):
+    """Narrow a query over Image to a dataset (membership, not just first arrival) and split."""
     if dataset is not None:
         members = select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset.id)
         query = query.where(Image.id.in_(members))
@@ -103,7 +103,7 @@ def scoped_images(dataset: Dataset | None, split: str | None):
 
 def count_images(dataset: Dataset | None, split: str | None) -> int:
     """How many images a scope covers (for progress)."""
-    subquery = scoped_images(dataset, split).subquery()
+    subquery = in_scope(select(Image.id), dataset, split).subquery()
     return db.session.scalar(select(func.count()).select_from(subquery)) or 0
 
 
@@ -114,7 +114,7 @@ def page_size() -> int:
 
 def image_pages(scope: Scope, chunk: int | None = None) -> Iterator[list]:
     """Pages of (image, dataset name, this version's prediction) rows in id order."""
-    query = (
+    query = in_scope(
         select(
             Image.id,
             Image.file_name,
@@ -131,8 +131,9 @@ def image_pages(scope: Scope, chunk: int | None = None) -> Iterator[list]:
             Prediction,
             and_(Prediction.image_id == Image.id, Prediction.model_version_id == scope.version.id),
         )
-        .where(Image.id.in_(scoped_images(scope.dataset, scope.split)))
-        .order_by(Image.id)
+        .order_by(Image.id),
+        scope.dataset,
+        scope.split,
     )
     last = 0
     while True:
@@ -347,21 +348,16 @@ def _sniff_mime(data: bytes) -> str | None:
     return None
 
 
-def thumbnail_bytes(sha256: str, size: int = 128) -> tuple[bytes, str] | None:
-    """The stored thumbnail, or one made from the original; None when neither can be read."""
+def stored_thumbnail(sha256: str) -> tuple[bytes, str] | None:
+    """The thumbnail made at import, if it is there and is an image a browser shows."""
     from . import storage
 
     path = Path(storage.thumbnail_path(sha256))
-    if path.is_file():
-        data = path.read_bytes()
-        mime = _sniff_mime(data)
-        if mime:
-            return data, mime
-    image = db.session.scalar(select(Image).where(Image.sha256 == sha256))
-    source = Path(storage.original_path(image)) if image is not None else None
-    if source is None or not source.is_file():
+    if not path.is_file():
         return None
-    return _shrink(source, size)
+    data = path.read_bytes()
+    mime = _sniff_mime(data)
+    return (data, mime) if mime else None
 
 
 def _shrink(source: Path, size: int) -> tuple[bytes, str] | None:
@@ -380,28 +376,54 @@ def _shrink(source: Path, size: int) -> tuple[bytes, str] | None:
     return buffer.getvalue(), "image/jpeg"
 
 
-def data_uri(sha256: str) -> str | None:
-    """The image's thumbnail as a ``data:`` URI, so the report needs no other file."""
-    found = thumbnail_bytes(sha256)
+def as_data_uri(found: tuple[bytes, str] | None) -> str | None:
+    """Image bytes as a ``data:`` URI, so the report needs no other file."""
     if found is None:
         return None
     data, mime = found
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def thumbnail_uris(rows: Sequence[dict[str, Any]], size: int = 128) -> dict[int, str | None]:
+    """Each row's thumbnail as a data URI: the stored one, else one made from the original
+    (the originals of a whole batch are looked up in one query); None when neither reads."""
+    from . import storage
+
+    uris = {row["image_id"]: as_data_uri(stored_thumbnail(row["sha256"])) for row in rows}
+    missing = [image_id for image_id, uri in uris.items() if uri is None]
+    if missing:
+        for image in db.session.scalars(select(Image).where(Image.id.in_(missing))):
+            source = Path(storage.original_path(image))
+            if source.is_file():
+                uris[image.id] = as_data_uri(_shrink(source, size))
+    return uris
+
+
+def batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive lists of at most ``size`` rows."""
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def write_html(path: Path, scope: Scope, tally: Tally, progress: Progress | None = None) -> None:
     """A page that opens offline: summary metrics and plots, then a row per image with its
     thumbnail embedded. Rows go to a scratch file first because the summary comes first."""
+    # One template, rendered per row without the request's context processors (it needs none).
+    row_template = current_app.jinja_env.get_template("reports/_report_row.html")
     with tempfile.TemporaryFile("w+", encoding="utf-8") as rows_file:
-        for row in iter_rows(scope, tally, progress):
-            rows_file.write(
-                render_template(
-                    "reports/_report_row.html",
-                    row=row,
-                    thumbnail=data_uri(row["sha256"]),
-                    decisions=row["decisions"],
+        for batch in batches(iter_rows(scope, tally, progress), THUMBNAIL_BATCH):
+            thumbnails = thumbnail_uris(batch)
+            for row in batch:
+                thumbnail = thumbnails[row["image_id"]]
+                rows_file.write(
+                    row_template.render(row=row, thumbnail=thumbnail, decisions=row["decisions"])
                 )
-            )
         page = render_page(scope, tally)
         head, _, tail = page.partition(ROWS_MARKER)
         rows_file.seek(0)
