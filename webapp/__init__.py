@@ -40,8 +40,10 @@ def create_app(config: Config | None = None) -> Flask:
     from .blueprints import register_blueprints
     from .cli import register_commands
     from .jobs import registry  # noqa: F401  (registers the job handlers)
+    from .services import tokens
 
     errors.init_app(app)
+    tokens.init_app(app)  # bearer tokens for /api/, JSON 401s, CSRF for cookie sessions only
     register_blueprints(app)
     register_commands(app)
 

@@ -1,4 +1,4 @@
-"""Admin pages: overview, model versions (activate / roll back, retrain) and jobs."""
+"""Admin pages: overview, model versions (compare, activate / roll back, retrain), jobs, tokens."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from sqlalchemy import func, select
 from ..auth import admin_required
 from ..extensions import db
 from ..jobs import cancel, submit
-from ..models import Dataset, Image, Job, ModelVersion, Prediction, ReviewDecision
+from ..models import ApiToken, Dataset, Image, Job, ModelVersion, Prediction, ReviewDecision, User
 from ..services import versions
+from ..services.comparison import (
+    compare_versions,
+    count_verdict_changes,
+    previous_version,
+    verdict_changes,
+)
+from ..services.plots import confusion_matrix_svg, reliability_svg, roc_svg, training_curves_svg
+from ..services.tokens import create_token
+from ..services.tokens import revoke_token as revoke
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -42,28 +51,86 @@ def overview():
 @bp.route("/versions")
 @admin_required
 def versions_page():
-    """Every version side by side with its metrics."""
-    rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
+    """Every version side by side on the fixed test split and the reviewed images."""
+    comparison = compare_versions()
     training = db.session.scalar(
         select(Job).where(Job.kind == "train", Job.state.in_(["queued", "running"]))
     )
-    return render_template("admin/versions.html", versions=rows, training=training)
+    return render_template(
+        "admin/versions.html",
+        versions=comparison["versions"],
+        comparison=comparison,
+        plots=version_plots(comparison),
+        training=training,
+        active=versions.active_version(),
+    )
+
+
+def version_plots(comparison: dict) -> dict:
+    """Inline SVG charts for the versions page."""
+    plots: dict = {"confusion": {}, "training": {}}
+    for key in ("test", "reviewed"):
+        measured = [(v.name, comparison[key].get(v.name)) for v in comparison["versions"]]
+        shown = [(name, m) for name, m in measured if m]
+        title = comparison[key]["name"]
+        plots[f"roc_{key}"] = roc_svg(
+            [(name, m["roc"], m["roc_auc"]) for name, m in shown], f"ROC · {title}"
+        )
+        plots[f"reliability_{key}"] = reliability_svg(
+            [(name, m["reliability"]) for name, m in shown], f"Reliability · {title}"
+        )
+        for name, m in shown:
+            plots["confusion"][(name, key)] = confusion_matrix_svg(
+                m["confusion_matrix"], f"{name} · {title}"
+            )
+    for version in comparison["versions"]:
+        plots["training"][version.name] = training_curves_svg(
+            version.history, f"{version.name} · loss and accuracy per epoch"
+        )
+    return plots
+
+
+@bp.route("/versions/<name>/changes")
+@admin_required
+def verdict_changes_page(name: str):
+    """Images whose verdict changed between version ``name`` and the one before it."""
+    version = _version_or_404(name)
+    previous = previous_version(version)
+    after = request.args.get("after", 0, type=int)
+    rows = verdict_changes(version, previous, after=after, limit=200) if previous else []
+    return render_template(
+        "admin/verdict_changes.html",
+        version=version,
+        previous=previous,
+        rows=rows,
+        total=count_verdict_changes(version, previous),
+        next_after=rows[-1]["image_id"] if len(rows) == 200 else None,
+    )
+
+
+def _version_or_404(name: str) -> ModelVersion:
+    try:
+        return versions.get_version(name)
+    except ValueError:
+        abort(404)
+
+
+def activate_with_scoring(version: ModelVersion, user_id: int | None) -> Job | None:
+    """Activate (promote or roll back); start scoring when the version has not scored yet."""
+    versions.activate(version)
+    if _count(select(func.count(Prediction.id)).where(Prediction.model_version_id == version.id)):
+        return None
+    return submit("predict", {"version": version.name}, user_id=user_id)
 
 
 @bp.route("/versions/<name>/activate", methods=["POST"])
 @admin_required
 def activate(name: str):
     """Promote or roll back to version ``name``."""
-    try:
-        version = versions.get_version(name)
-    except ValueError:
-        abort(404)
-    versions.activate(version)
+    version = _version_or_404(name)
+    scoring = activate_with_scoring(version, current_user.id)
     flash(f"{version.name} is now active; the queue uses its scores.", "info")
-    if not _count(
-        select(func.count(Prediction.id)).where(Prediction.model_version_id == version.id)
-    ):
-        submit("predict", {"version": version.name}, user_id=current_user.id)
+    if scoring is not None:
         flash(f"{version.name} had not scored the images yet: a scoring job was started.", "info")
     return redirect(url_for("admin.versions_page"))
 
@@ -128,3 +195,32 @@ def job_to_dict(job: Job) -> dict:
         "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
         "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
     }
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@admin_required
+def tokens():
+    """API tokens for scripts: list, and create one (its secret is shown on this page once)."""
+    secret = None
+    if request.method == "POST":
+        user = db.session.get(User, request.form.get("user_id", type=int) or 0)
+        try:
+            if user is None:
+                raise ValueError("choose the user the token acts as")
+            token, secret = create_token(user, request.form.get("name", ""))
+        except ValueError as error:
+            flash(str(error), "error")
+        else:
+            flash(f"Token {token.name!r} for {user.username} made: copy it now.", "info")
+    rows = db.session.scalars(select(ApiToken).order_by(ApiToken.id.desc())).all()
+    users = db.session.scalars(select(User).order_by(User.username)).all()
+    return render_template("admin/tokens.html", tokens=rows, users=users, secret=secret)
+
+
+@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@admin_required
+def revoke_token(token_id: int):
+    """Stop a token working."""
+    token = revoke(db.get_or_404(ApiToken, token_id))
+    flash(f"Token {token.name!r} revoked.", "info")
+    return redirect(url_for("admin.tokens"))

@@ -1,4 +1,4 @@
-"""``flask users create NAME --role reviewer|admin``."""
+"""``flask users create NAME --role reviewer|admin``, ``users token NAME --label TEXT``."""
 
 from __future__ import annotations
 
@@ -48,3 +48,35 @@ def list_users() -> None:
     """List accounts and roles."""
     for user in db.session.scalars(select(User).order_by(User.username)):
         click.echo(f"{user.username}\t{user.role}\t{'enabled' if user.is_enabled else 'disabled'}")
+
+
+@group.command("token")
+@click.argument("name")
+@click.option("--label", required=True, help="What the token is for (shown on the tokens page).")
+def token(name: str, label: str) -> None:
+    """Make an API token for user NAME; it is printed once and only its hash is kept."""
+    from ..services.tokens import create_token
+
+    user = db.session.scalar(select(User).where(User.username == name))
+    if user is None:
+        raise click.ClickException(f"no user {name!r}")
+    try:
+        row, secret = create_token(user, label)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"token {row.id} for {user.username} ({user.role}), {row.name!r}:", err=True)
+    click.echo(secret)
+
+
+@group.command("revoke-token")
+@click.argument("token_id", type=int)
+def revoke_token(token_id: int) -> None:
+    """Revoke API token TOKEN_ID (see the admin tokens page for ids)."""
+    from ..models import ApiToken
+    from ..services.tokens import revoke_token as revoke
+
+    row = db.session.get(ApiToken, token_id)
+    if row is None:
+        raise click.ClickException(f"no token {token_id}")
+    revoke(row)
+    click.echo(f"revoked token {row.id} ({row.name!r}) of {row.user.username}")

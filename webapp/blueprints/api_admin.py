@@ -1,0 +1,411 @@
+"""JSON API for scripts: images, predictions, decisions, jobs, versions, reports.
+
+Authenticate with ``Authorization: Bearer <token>`` (or a browser session plus CSRF token).
+Lists are pages in id order: pass the returned ``next_after`` as ``?after=`` for the next one.
+Role checks are the UI's: reviewers read and export, admins also train, activate and cancel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..auth import admin_required, reviewer_required
+from ..extensions import db
+from ..jobs import cancel, submit
+from ..models import (
+    Dataset,
+    DatasetImage,
+    Image,
+    Job,
+    ModelVersion,
+    Prediction,
+    ReviewDecision,
+    User,
+)
+from ..services import report_jobs, versions
+from ..services.labels import effective_labels
+from ..services.openapi import build_document, document, query_param
+from .admin import activate_with_scoring, job_to_dict
+
+bp = Blueprint("api_admin", __name__, url_prefix="/api/v1")
+
+MAX_PAGE = 500
+PAGING = [
+    query_param("after", "integer", "return items with an id above this one"),
+    query_param("limit", "integer", f"items per page (default 100, at most {MAX_PAGE})"),
+]
+TRAIN_PARAMS = ("epochs", "image_size", "datasets", "seed", "score")
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() + "Z" if moment else None
+
+
+def page_args() -> tuple[int, int]:
+    """``after`` and ``limit`` from the query string, checked."""
+    after = request.args.get("after", 0, type=int)
+    limit = request.args.get("limit", 100, type=int)
+    if limit < 1 or limit > MAX_PAGE:
+        abort(400, description=f"limit must be between 1 and {MAX_PAGE}")
+    return after, limit
+
+
+def page(items: list[dict[str, Any]], limit: int, key: str = "id") -> dict[str, Any]:
+    """A page of items and the cursor for the next one (None on the last page)."""
+    return {"items": items, "next_after": items[-1][key] if len(items) == limit else None}
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object (an empty one when there is no body)."""
+    body = request.get_json(silent=True)
+    if body is None and request.data:
+        abort(400, description="the body must be JSON")
+    if body is not None and not isinstance(body, dict):
+        abort(400, description="the body must be a JSON object")
+    return body or {}
+
+
+def image_dict(image: Image, label: str) -> dict[str, Any]:
+    """The JSON form of an image."""
+    return {
+        "id": image.id,
+        "sha256": image.sha256,
+        "file_name": image.file_name,
+        "dataset": image.dataset.name,
+        "split": image.split,
+        "format": image.format,
+        "width": image.width,
+        "height": image.height,
+        "import_label": image.label,
+        "label": label,
+        "created_at": _iso(image.created_at),
+    }
+
+
+def prediction_dict(prediction: Prediction, version_name: str) -> dict[str, Any]:
+    """The JSON form of a prediction."""
+    return {
+        "image_id": prediction.image_id,
+        "version": version_name,
+        "p_fake": prediction.p_fake,
+        "p_fake_raw": prediction.p_fake_raw,
+        "verdict": prediction.verdict,
+        "oos_p_fake": prediction.oos_p_fake,
+        "label_issue_score": prediction.label_issue_score,
+        "ood_score": prediction.ood_score,
+        "created_at": _iso(prediction.created_at),
+    }
+
+
+def decision_dict(decision: ReviewDecision, version_names: dict[int, str]) -> dict[str, Any]:
+    """The JSON form of a review decision."""
+    return {
+        "id": decision.id,
+        "image_id": decision.image_id,
+        "reviewer": decision.user.username,
+        "choice": decision.choice,
+        "note": decision.note,
+        "label_before": decision.label_before,
+        "version": version_names.get(decision.model_version_id),
+        "reverts_id": decision.reverts_id,
+        "at": _iso(decision.created_at),
+    }
+
+
+def version_dict(version: ModelVersion) -> dict[str, Any]:
+    """The JSON form of a model version."""
+    return {
+        "name": version.name,
+        "is_active": version.is_active,
+        "kind": version.kind,
+        "created_at": _iso(version.created_at),
+        "activated_at": _iso(version.activated_at),
+        "architecture": version.architecture,
+        "image_size": version.image_size,
+        "init_weights": version.init_weights,
+        "temperature": version.temperature,
+        "n_train": version.n_train,
+        "labels_changed": version.labels_changed,
+        "train_set_sha256": version.train_set_sha256,
+        "metrics": version.metrics,
+        "history": version.history,
+        "job_id": version.job_id,
+    }
+
+
+def _version_names() -> dict[int, str]:
+    return {
+        row.id: row.name for row in db.session.execute(select(ModelVersion.id, ModelVersion.name))
+    }
+
+
+@bp.get("/images")
+@document(
+    query=[
+        query_param("dataset", description="only images in this dataset"),
+        query_param("split", description="train, val or test"),
+        *PAGING,
+    ],
+    response="ImagePage",
+)
+@reviewer_required
+def list_images():
+    """Images in id order, with import and effective labels."""
+    after, limit = page_args()
+    query = select(Image).where(Image.id > after).order_by(Image.id).limit(limit)
+    if request.args.get("dataset"):
+        dataset = db.session.scalar(select(Dataset).where(Dataset.name == request.args["dataset"]))
+        if dataset is None:
+            abort(404, description=f"no dataset {request.args['dataset']!r}")
+        members = select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset.id)
+        query = query.where(Image.id.in_(members))
+    if request.args.get("split"):
+        query = query.where(Image.split == request.args["split"])
+    images = db.session.scalars(query).all()
+    labels = effective_labels([image.id for image in images]) if images else {}
+    return jsonify(page([image_dict(i, labels.get(i.id, i.label)) for i in images], limit))
+
+
+@bp.get("/images/<int:image_id>")
+@document(response="Image")
+@reviewer_required
+def get_image(image_id: int):
+    """One image with every version's prediction and every review decision on it."""
+    image = db.get_or_404(Image, image_id)
+    names = _version_names()
+    predictions = db.session.scalars(
+        select(Prediction).where(Prediction.image_id == image.id).order_by(Prediction.id)
+    )
+    decisions = db.session.scalars(
+        select(ReviewDecision)
+        .where(ReviewDecision.image_id == image.id)
+        .order_by(ReviewDecision.id)
+    )
+    datasets = db.session.scalars(
+        select(Dataset.name)
+        .join(DatasetImage, DatasetImage.dataset_id == Dataset.id)
+        .where(DatasetImage.image_id == image.id)
+        .order_by(Dataset.name)
+    )
+    label = effective_labels([image.id]).get(image.id, image.label)
+    return jsonify(
+        {
+            **image_dict(image, label),
+            "datasets": list(datasets),
+            "predictions": [prediction_dict(p, names[p.model_version_id]) for p in predictions],
+            "decisions": [decision_dict(d, names) for d in decisions],
+        }
+    )
+
+
+@bp.get("/predictions")
+@document(
+    query=[query_param("version", description="version name (default: the active one)"), *PAGING],
+    response="PredictionPage",
+)
+@reviewer_required
+def list_predictions():
+    """A version's predictions in image id order (``after`` is an image id)."""
+    try:
+        version = versions.get_version(request.args.get("version") or None)
+    except ValueError as error:
+        abort(404, description=str(error))
+    after, limit = page_args()
+    rows = db.session.scalars(
+        select(Prediction)
+        .where(Prediction.model_version_id == version.id, Prediction.image_id > after)
+        .order_by(Prediction.image_id)
+        .limit(limit)
+    ).all()
+    return jsonify(page([prediction_dict(p, version.name) for p in rows], limit, "image_id"))
+
+
+@bp.get("/decisions")
+@document(
+    query=[
+        query_param("image_id", "integer", "only decisions on this image"),
+        query_param("reviewer", description="only this reviewer's decisions"),
+        *PAGING,
+    ],
+    response="DecisionPage",
+)
+@reviewer_required
+def list_decisions():
+    """Review decisions in the order they were made (undo rows included: they name what they
+    revert)."""
+    after, limit = page_args()
+    query = select(ReviewDecision).where(ReviewDecision.id > after)
+    if request.args.get("image_id", type=int):
+        query = query.where(ReviewDecision.image_id == request.args.get("image_id", type=int))
+    if request.args.get("reviewer"):
+        query = query.join(User, User.id == ReviewDecision.user_id).where(
+            User.username == request.args["reviewer"]
+        )
+    rows = db.session.scalars(query.order_by(ReviewDecision.id).limit(limit)).all()
+    names = _version_names()
+    return jsonify(page([decision_dict(d, names) for d in rows], limit))
+
+
+def _visible_jobs():
+    query = select(Job)
+    if not current_user.is_admin:
+        query = query.where(Job.user_id == current_user.id)
+    return query
+
+
+@bp.get("/jobs")
+@document(
+    query=[
+        query_param("kind", description="train, predict, report, ..."),
+        query_param("state", description="queued, running, succeeded, failed, cancelled"),
+        *PAGING,
+    ],
+    response="JobPage",
+)
+@reviewer_required
+def list_jobs():
+    """Jobs in id order: every job for an admin, a reviewer's own otherwise."""
+    after, limit = page_args()
+    query = _visible_jobs().where(Job.id > after)
+    for key in ("kind", "state"):
+        if request.args.get(key):
+            query = query.where(getattr(Job, key) == request.args[key])
+    rows = db.session.scalars(query.order_by(Job.id).limit(limit)).all()
+    return jsonify(page([job_to_dict(job) for job in rows], limit))
+
+
+def _job_or_404(job_id: int) -> Job:
+    job = db.session.scalar(_visible_jobs().where(Job.id == job_id))
+    if job is None:
+        abort(404, description=f"no job {job_id}")
+    return job
+
+
+@bp.get("/jobs/<int:job_id>")
+@document(response="Job")
+@reviewer_required
+def get_job(job_id: int):
+    """One job: state, progress, result, log and error."""
+    return jsonify(job_to_dict(_job_or_404(job_id)))
+
+
+@bp.post("/jobs/<int:job_id>/cancel")
+@document(response="Job")
+@admin_required
+def cancel_job(job_id: int):
+    """Ask a job to stop (a queued one stops at once, a running one at its next check)."""
+    return jsonify(job_to_dict(cancel(_job_or_404(job_id))))
+
+
+@bp.get("/versions")
+@document(response={"type": "array", "items": {"$ref": "#/components/schemas/Version"}})
+@reviewer_required
+def list_versions():
+    """Every model version, newest first, with metrics and training history."""
+    rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))
+    return jsonify([version_dict(version) for version in rows])
+
+
+@bp.post("/versions/<name>/activate")
+@document(
+    response={
+        "type": "object",
+        "properties": {
+            "version": {"$ref": "#/components/schemas/Version"},
+            "scoring_job": {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"type": "null"}]},
+        },
+    }
+)
+@admin_required
+def activate_version(name: str):
+    """Make a version the active one: promotion and rollback alike. Scoring starts if the
+    version has not scored the images yet."""
+    try:
+        version = versions.get_version(name)
+    except ValueError as error:
+        abort(404, description=str(error))
+    scoring = activate_with_scoring(version, current_user.id)
+    return jsonify(
+        {"version": version_dict(version), "scoring_job": job_to_dict(scoring) if scoring else None}
+    )
+
+
+@bp.post("/train")
+@document(
+    body={
+        "type": "object",
+        "properties": {
+            "epochs": {"type": "integer"},
+            "image_size": {"type": "integer"},
+            "datasets": {"type": "array", "items": {"type": "string"}},
+            "seed": {"type": "integer"},
+            "score": {"type": "boolean", "description": "score every image afterwards"},
+        },
+    },
+    response="Job",
+    status=202,
+)
+@admin_required
+def train():
+    """Start training on the effective labels. While a training job is queued or running,
+    asking again returns that job instead of starting another."""
+    body = json_body()
+    unknown = sorted(set(body) - set(TRAIN_PARAMS))
+    if unknown:
+        abort(400, description=f"unknown field(s) {', '.join(unknown)}; use {TRAIN_PARAMS}")
+    params = {key: body[key] for key in TRAIN_PARAMS if key in body}
+    job = submit("train", params, user_id=current_user.id)
+    return jsonify(job_to_dict(job)), 202
+
+
+@bp.post("/reports")
+@document(
+    body={
+        "type": "object",
+        "required": ["format"],
+        "properties": {
+            "report": {"enum": list(report_jobs.REPORT_KINDS), "default": "misclassified"},
+            "format": {"enum": ["csv", "json", "html", "imagefolder"]},
+            "version": {"type": "string", "description": "default: the active version"},
+            "dataset": {"type": "string"},
+            "split": {"enum": ["train", "val", "test"]},
+        },
+    },
+    response="Job",
+    status=202,
+)
+@reviewer_required
+def start_report():
+    """Start a misclassification report or labels export; download it when the job succeeds."""
+    try:
+        job = report_jobs.start_report(json_body(), current_user)
+    except ValueError as error:
+        abort(400, description=str(error))
+    return jsonify(job_to_dict(job)), 202
+
+
+@bp.get("/reports/<int:job_id>/download")
+@document(response={"type": "string", "format": "binary"})
+@reviewer_required
+def download_report(job_id: int):
+    """The report file of a finished job (409 until it has succeeded)."""
+    job = db.session.get(Job, job_id)
+    if job is None or not report_jobs.may_see(job, current_user):
+        abort(404, description=f"no report job {job_id}")
+    return report_jobs.send_report(job)
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    """This API's OpenAPI 3 document, generated from the routes."""
+    return jsonify(build_document(current_app))
+
+
+@bp.get("/docs")
+def docs():
+    """A readable page of the same document (no scripts, works offline)."""
+    return render_template("api/docs.html", spec=build_document(current_app))

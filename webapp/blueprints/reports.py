@@ -1,0 +1,81 @@
+"""Reports for everyone logged in: start a misclassification report or labels export, watch
+it, download it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..auth import reviewer_required
+from ..extensions import db
+from ..models import Dataset, Job, ModelVersion
+from ..services import report_jobs
+from .admin import job_to_dict
+
+bp = Blueprint("reports", __name__, url_prefix="/reports")
+
+
+def visible_report_jobs(limit: int = 50) -> list[Job]:
+    """Report jobs this user may see: their own, or every one for an admin."""
+    query = select(Job).where(Job.kind == "report").order_by(Job.id.desc()).limit(limit)
+    if not current_user.is_admin:
+        query = query.where(Job.user_id == current_user.id)
+    return list(db.session.scalars(query))
+
+
+def report_job_or_404(job_id: int) -> Job:
+    """A report job the current user may see (someone else's looks like no job at all)."""
+    job = db.session.get(Job, job_id)
+    if job is None or not report_jobs.may_see(job, current_user):
+        abort(404)
+    return job
+
+
+def report_job_dict(job: Job) -> dict:
+    """A report job's JSON, with its download address once the file is ready."""
+    ready = report_jobs.report_file(job) is not None
+    return {
+        **job_to_dict(job),
+        "download_url": url_for("reports.download", job_id=job.id) if ready else None,
+    }
+
+
+@bp.route("/", methods=["GET", "POST"])
+@reviewer_required
+def index():
+    """Choose what to export and start it; recent exports with their state and downloads."""
+    status = 200
+    if request.method == "POST":
+        try:
+            job = report_jobs.start_report(request.form.to_dict(), current_user)
+        except ValueError as error:
+            flash(str(error), "error")
+            status = 400
+        else:
+            flash(f"Report job {job.id} started; it appears below when ready.", "info")
+            return redirect(url_for("reports.index"))
+    versions = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
+    datasets = db.session.scalars(select(Dataset).order_by(Dataset.name)).all()
+    jobs = visible_report_jobs()
+    return render_template(
+        "reports/index.html",
+        versions=versions,
+        datasets=datasets,
+        jobs=[report_job_dict(job) for job in jobs],
+        form=request.form,
+    ), status
+
+
+@bp.route("/jobs/<int:job_id>.json")
+@reviewer_required
+def job_json(job_id: int):
+    """A report job's state, for the page's polling."""
+    return jsonify(report_job_dict(report_job_or_404(job_id)))
+
+
+@bp.route("/<int:job_id>/download")
+@reviewer_required
+def download(job_id: int):
+    """The finished file."""
+    return report_jobs.send_report(report_job_or_404(job_id))

@@ -1,0 +1,110 @@
+"""Reports and label exports built by a background job and kept under ``instance/reports/``.
+
+The web pages and the API share these functions: check the request, start the job, find the
+finished file for download.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import abort, current_app, send_file
+
+from ..jobs import handler, submit
+from ..models import Job, JobState, User
+from . import exports, reports
+
+REPORT_KINDS = {"misclassified": reports.FORMATS, "labels": exports.LABEL_FORMATS}
+EXTENSIONS = {"csv": "csv", "json": "json", "html": "html", "imagefolder": "zip"}
+
+
+def reports_dir() -> Path:
+    """Where finished report files live."""
+    path = Path(current_app.instance_path) / "reports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def clean_params(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validated job parameters; ValueError saying what is wrong (names are looked up here,
+    so a typo fails at once, not minutes later in the worker)."""
+    report = (raw.get("report") or "misclassified").strip()
+    if report not in REPORT_KINDS:
+        raise ValueError(f"unknown report {report!r} (use {', '.join(REPORT_KINDS)})")
+    fmt = (raw.get("format") or "").strip()
+    if fmt not in REPORT_KINDS[report]:
+        raise ValueError(f"format must be one of {', '.join(REPORT_KINDS[report])} for {report}")
+    params = {
+        "report": report,
+        "format": fmt,
+        "dataset": (raw.get("dataset") or "").strip() or None,
+        "split": (raw.get("split") or "").strip() or None,
+    }
+    if report == "misclassified":
+        scope = reports.resolve_scope(
+            (raw.get("version") or "").strip() or None, params["dataset"], params["split"]
+        )
+        params["version"] = scope.version.name  # pin the version active now
+    else:
+        exports.find_dataset(params["dataset"])
+        reports.check_split(params["split"])
+    return params
+
+
+def start_report(raw: dict[str, Any], user: User | None) -> Job:
+    """Check the parameters and queue the job that writes the file."""
+    return submit("report", clean_params(raw), user_id=user.id if user else None)
+
+
+def file_name(job_id: int, params: dict[str, Any]) -> str:
+    """``job-12-misclassified-v3-cifake-test.html`` and the like."""
+    parts = [f"job-{job_id}", params["report"]]
+    parts += [params[key] for key in ("version", "dataset", "split") if params.get(key)]
+    safe = "-".join(parts).replace("/", "_").replace(" ", "_")
+    return f"{safe}.{EXTENSIONS[params['format']]}"
+
+
+def report_file(job: Job) -> Path | None:
+    """The finished file of a report job, or None while there is none to download."""
+    if job.kind != "report" or job.state != JobState.SUCCEEDED or not job.result:
+        return None
+    path = reports_dir() / job.result["file"]
+    return path if path.is_file() else None
+
+
+def may_see(job: Job, user: User) -> bool:
+    """Report jobs are visible to whoever started them, and to admins."""
+    return job.kind == "report" and (user.is_admin or job.user_id == user.id)
+
+
+def send_report(job: Job):
+    """The finished file as a download; 409 while the job has not (or not successfully) ended."""
+    path = report_file(job)
+    if path is None:
+        abort(409, description=f"report job {job.id} is {job.state}: no file to download")
+    return send_file(path, as_attachment=True, download_name=path.name, max_age=0)
+
+
+@handler("report")
+def report_job(context) -> dict[str, Any]:
+    """Write a misclassification report or a labels export to ``instance/reports/``."""
+    params = context.params
+    path = reports_dir() / file_name(context.job_id, params)
+
+    def progress(done: int, total: int) -> None:
+        context.check_cancelled()
+        context.progress(done=done, total=total, fraction=done / max(total, 1))
+
+    context.log(f"writing {path.name}")
+    dataset, split = params.get("dataset"), params.get("split")
+    if params["report"] == "misclassified":
+        summary = reports.write_misclassified(
+            path, params["format"], params.get("version"), dataset, split, progress
+        )
+    elif params["format"] == "csv":
+        summary = exports.write_labels_csv(path, dataset, split, progress)
+    else:
+        summary = exports.write_imagefolder_zip(path, dataset, split, progress)
+    context.progress(fraction=1.0)
+    return {**summary, "file": path.name, "bytes": path.stat().st_size}
