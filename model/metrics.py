@@ -1,0 +1,108 @@
+"""Classification metrics for the REAL/FAKE call, computed with scikit-learn.
+
+Probabilities are p_fake (class 1); the verdict is FAKE when ``p_fake >= threshold``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+CLASS_NAMES = ("real", "fake")
+
+
+def _inputs(labels, p_fake) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    p_fake = np.asarray(p_fake, dtype=np.float64).ravel()
+    if labels.shape != p_fake.shape:
+        raise ValueError(f"{labels.size} labels but {p_fake.size} probabilities")
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0 (real) or 1 (fake)")
+    return labels, p_fake
+
+
+def classification_metrics(labels, p_fake, threshold: float = 0.5) -> dict:
+    """Accuracy, ROC AUC, ECE, Brier, per-class precision/recall/F1/support, confusion matrix.
+
+    ``confusion_matrix`` is ``[[real as real, real as fake], [fake as real, fake as fake]]``;
+    ``roc_auc`` is None when only one class is present. All values are plain Python numbers.
+    """
+    labels, p_fake = _inputs(labels, p_fake)
+    predicted = (p_fake >= threshold).astype(np.int64)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=[0, 1], zero_division=0
+    )
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(CLASS_NAMES)
+    }
+    two_classes = len(np.unique(labels)) == 2
+    return {
+        "n": int(labels.size),
+        "accuracy": float(accuracy_score(labels, predicted)) if labels.size else None,
+        "roc_auc": float(roc_auc_score(labels, p_fake)) if two_classes else None,
+        "ece": expected_calibration_error(labels, p_fake) if labels.size else None,
+        "brier": float(brier_score_loss(labels, p_fake, pos_label=1)) if labels.size else None,
+        "per_class": per_class,
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
+    }
+
+
+def expected_calibration_error(labels, p_fake, bins: int = 15) -> float:
+    """Top-label ECE: confidence of the verdict against how often the verdict is right.
+
+    Confidence is ``max(p_fake, 1 - p_fake)``, grouped into ``bins`` equal-width bins over
+    [0, 1] as in Guo et al. (2017); the gaps are weighted by each bin's share of images.
+    """
+    labels, p_fake = _inputs(labels, p_fake)
+    if labels.size == 0:
+        return 0.0
+    predicted = (p_fake >= 0.5).astype(np.int64)
+    confidence = np.where(predicted == 1, p_fake, 1.0 - p_fake)
+    correct = (predicted == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def reliability_curve(labels, p_fake, bins: int = 10) -> dict:
+    """Per-bin mean p_fake against the fraction that is really fake, with counts (for plots)."""
+    labels, p_fake = _inputs(labels, p_fake)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p_fake, edges[1:-1], right=True), 0, bins - 1)
+    rows = {"bin_lower": [], "bin_upper": [], "mean_p_fake": [], "fraction_fake": [], "count": []}
+    for b in range(bins):
+        members = which == b
+        rows["bin_lower"].append(float(edges[b]))
+        rows["bin_upper"].append(float(edges[b + 1]))
+        rows["count"].append(int(members.sum()))
+        rows["mean_p_fake"].append(float(p_fake[members].mean()) if members.any() else None)
+        rows["fraction_fake"].append(float(labels[members].mean()) if members.any() else None)
+    return rows
+
+
+def roc_points(labels, p_fake) -> dict | None:
+    """False and true positive rates (FAKE is positive) at each threshold; None with one class."""
+    labels, p_fake = _inputs(labels, p_fake)
+    if len(np.unique(labels)) < 2:
+        return None
+    fpr, tpr, thresholds = roc_curve(labels, p_fake, pos_label=1)
+    thresholds = np.minimum(thresholds, 1.0)  # sklearn puts +inf first
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}

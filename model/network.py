@@ -1,0 +1,133 @@
+"""The network: torchvision's ResNet18 with a two-way head (REAL, FAKE).
+
+ImageNet weights are used when they are present on disk (a file named in the configuration, checked
+by SHA-256, or torchvision's own cache under TORCH_HOME); nothing is ever downloaded. Without them
+the network starts from random weights, and the returned init string says which happened.
+
+Two stems: ``"imagenet"`` is torchvision's (7x7 stride-2 convolution and max-pool, for 224 px
+inputs); ``"small"`` is the CIFAR-style stem (3x3 stride-1 convolution, no max-pool) that keeps
+the detail of tiny inputs such as 32 px CIFAKE images, at about 16x the compute per pixel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+ARCHITECTURE = "resnet18"
+NUM_CLASSES = 2
+FEATURE_DIM = 512
+STEMS = ("imagenet", "small")
+TORCHVISION_RESNET18_FILE = "resnet18-f37072fd.pth"
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
+
+
+class WeightsError(ValueError):
+    """ImageNet weights were asked for but are missing, corrupt or not a ResNet18."""
+
+
+def build_model(
+    init: str = "auto",
+    weights_path: str | None = None,
+    weights_sha256: str | None = None,
+    stem: str = "imagenet",
+    zero_init_residual: bool = False,
+) -> tuple[nn.Module, str]:
+    """A ResNet18 with ``fc`` giving two logits, and how it was initialised.
+
+    ``init`` is ``"auto"`` (ImageNet weights when found, else random), ``"imagenet"`` (weights
+    required: a clear error when they are missing) or ``"random"``. The second value returned is
+    ``"imagenet:<first 12 hex digits of the file's SHA-256>"`` or ``"random"``.
+    """
+    if init not in {"auto", "imagenet", "random"}:
+        raise ValueError(f"unknown init {init!r}: use auto, imagenet or random")
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}: use one of {', '.join(STEMS)}")
+    model = resnet18(weights=None, zero_init_residual=zero_init_residual)
+    init_used = "random"
+    if init != "random":
+        path = Path(weights_path) if weights_path else torchvision_cache_path()
+        if path.is_file():
+            digest = _check_sha256(path, weights_sha256)
+            _load_imagenet(model, path)
+            init_used = f"imagenet:{digest[:12]}"
+        elif init == "imagenet" or weights_path:
+            raise WeightsError(f"ImageNet weights not found at {path}")
+    _set_stem(model, stem)
+    model.fc = nn.Linear(FEATURE_DIM, NUM_CLASSES)
+    return model, init_used
+
+
+def torchvision_cache_path() -> Path:
+    """Where torchvision keeps downloaded ResNet18 weights (under TORCH_HOME); maybe absent."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_RESNET18_FILE
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_sha256(path: Path, expected: str | None) -> str:
+    """The file's digest; raises when it differs from ``expected`` or the hash in its name."""
+    digest = file_sha256(path)
+    if expected is None:
+        match = _HASH_IN_NAME.search(path.name)
+        expected = match.group(1) if match else None
+    if expected is not None and not digest.startswith(expected.lower()):
+        raise WeightsError(
+            f"SHA-256 mismatch for {path}: expected {expected}, file has {digest}; "
+            "the file is corrupt or not the weights the configuration names"
+        )
+    return digest
+
+
+def _load_imagenet(model: nn.Module, path: Path) -> None:
+    """Load a torchvision ResNet18 state dict into ``model`` (the 1000-way ``fc`` included)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file: say which one
+        raise WeightsError(f"cannot read ImageNet weights from {path}: {error}") from error
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise WeightsError(f"{path} is not a torchvision ResNet18 state dict: {error}") from error
+
+
+def _set_stem(model: nn.Module, stem: str) -> None:
+    """Swap in the CIFAR-style stem for small inputs (its 3x3 kernel starts from random)."""
+    if stem == "small":
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+        model.maxpool = nn.Identity()
+
+
+def forward_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The penultimate 512-d features (after global average pooling) of a torchvision ResNet."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(images))))
+    x = model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    return torch.flatten(model.avgpool(x), 1)
+
+
+class FeaturesAndLogits(nn.Module):
+    """Wraps a ResNet so one forward pass returns ``(features, logits)`` (traceable)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and logits of a normalised float batch."""
+        features = forward_features(self.model, images)
+        return features, self.model.fc(features)

@@ -1,0 +1,141 @@
+"""Batch inference: logits, raw and calibrated p_fake, and penultimate features in one pass.
+
+``Predictor`` reuses ``data.eval_transform`` (the one preprocessing shared with evaluation) and
+reads the uint8 array batch by batch, so a memmap of any size is never turned into floats at once.
+
+Engines (``engine=``), measured in ``bench/model_bench.py``:
+
+- ``eager``: the network as trained (eval mode), in the device's precision policy.
+- ``fused``: batch norm folded into the preceding convolutions (exact up to rounding): fewer
+  passes over memory, same numbers. The default on CPU.
+- ``jit``: TorchScript trace + ``freeze`` + ``optimize_for_inference`` of the fused network.
+- ``compile``: ``torch.compile`` of the fused network (needs a C compiler; first call compiles).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from model.calibration import apply_temperature
+from model.checkpoint import load_checkpoint
+from model.data import BatchLoader, eval_transform
+from model.device import pick_device, precision_policy
+from model.engine import to_device
+from model.network import FEATURE_DIM, FeaturesAndLogits
+
+ENGINES = ("auto", "eager", "fused", "jit", "compile")
+
+
+@dataclass
+class PredictOutput:
+    """Per-image outputs, row i for input image i."""
+
+    logits: np.ndarray  # (N, 2) float32
+    p_fake_raw: np.ndarray  # (N,) float64, softmax of the logits
+    p_fake: np.ndarray  # (N,) float64, temperature-scaled: what thresholds refer to
+    features: np.ndarray  # (N, 512) float32, penultimate layer
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+
+def fuse_batch_norm(model: nn.Module) -> nn.Module:
+    """A copy of a torchvision ResNet in eval mode with every BatchNorm folded into its conv."""
+    fused = copy.deepcopy(model).eval()
+    fused.conv1 = fuse_conv_bn_eval(fused.conv1, fused.bn1)
+    fused.bn1 = nn.Identity()
+    for layer in (fused.layer1, fused.layer2, fused.layer3, fused.layer4):
+        for block in layer:
+            block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), nn.Identity()
+            block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), nn.Identity()
+            if block.downsample is not None:
+                conv, norm = block.downsample[0], block.downsample[1]
+                block.downsample = nn.Sequential(fuse_conv_bn_eval(conv, norm))
+    return fused
+
+
+class Predictor:
+    """Scores uint8 (N, S, S, 3) RGB images with a trained network and its checkpoint meta."""
+
+    def __init__(self, model: nn.Module, meta: dict, device=None, precision=None, engine="auto"):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+        self.meta = meta
+        self.policy = precision_policy(pick_device(device or "auto"), precision)
+        self.transform = eval_transform(meta["image_size"], meta["mean"], meta["std"])
+        self.temperature = float(meta.get("temperature") or 1.0)
+        self.engine = "fused" if engine == "auto" else engine
+        model = model.eval().to(self.policy.device, memory_format=self.policy.memory_format())
+        self.model = model
+        self.runner = self._build_runner(model)
+
+    @classmethod
+    def from_checkpoint(cls, path, device=None, precision=None, engine="auto") -> Predictor:
+        """Load a checkpoint and make a predictor for it."""
+        model, meta = load_checkpoint(path)
+        return cls(model, meta, device=device, precision=precision, engine=engine)
+
+    def _build_runner(self, model: nn.Module) -> nn.Module:
+        if self.engine == "eager":
+            return FeaturesAndLogits(model)
+        fused = FeaturesAndLogits(fuse_batch_norm(model)).eval()
+        fused = fused.to(self.policy.device, memory_format=self.policy.memory_format())
+        if self.engine == "jit":
+            return _scripted(fused, self.policy, self.meta["image_size"])
+        if self.engine == "compile":
+            return torch.compile(fused, dynamic=True)
+        return fused
+
+    def predict(
+        self,
+        images,
+        batch_size: int = 256,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> PredictOutput:
+        """Score every image; ``on_batch(done, total)`` is called after each batch."""
+        total = len(images)
+        logits = np.empty((total, 2), dtype=np.float32)
+        features = np.empty((total, FEATURE_DIM), dtype=np.float32)
+        loader = BatchLoader(images, None, batch_size, self.transform)
+        done = 0
+        with torch.inference_mode():
+            for batch, _ in loader:
+                batch_features, batch_logits = self._forward(batch)
+                count = batch_logits.shape[0]
+                logits[done : done + count] = batch_logits
+                features[done : done + count] = batch_features
+                done += count
+                if on_batch is not None:
+                    on_batch(done, total)
+        return self._output(logits, features)
+
+    def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        with self.policy.autocast():
+            batch_features, batch_logits = self.runner(to_device(batch, self.policy))
+        return batch_features.float().cpu().numpy(), batch_logits.float().cpu().numpy()
+
+    def _output(self, logits: np.ndarray, features: np.ndarray) -> PredictOutput:
+        return PredictOutput(
+            logits=logits,
+            p_fake_raw=apply_temperature(logits, 1.0),
+            p_fake=apply_temperature(logits, self.temperature),
+            features=features,
+        )
+
+
+def _scripted(module: nn.Module, policy, image_size: int) -> nn.Module:
+    """TorchScript trace, freeze and optimise (PyTorch marks ``jit.trace`` deprecated)."""
+    example = torch.zeros(2, 3, image_size, image_size, device=policy.device)
+    example = example.contiguous(memory_format=policy.memory_format())
+    with warnings.catch_warnings(), torch.no_grad(), policy.autocast():
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(module, example)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced))

@@ -1,0 +1,438 @@
+"""Training: a configuration, a seeded loop with a schedule and a time budget, and calibration.
+
+``train(...)`` takes uint8 image arrays and 0/1 labels, trains the ResNet18 of ``network``,
+evaluates on the validation split each epoch, fits the temperature on the final validation logits
+and returns everything a checkpoint needs. It reports progress through ``on_progress`` and stops
+with ``TrainingStopped`` as soon as ``should_stop()`` says so.
+
+On CPU the same data and configuration give the same weights and metrics (seeded model, data
+order and augmentation; deterministic algorithms), unless ``max_minutes`` makes the schedule
+depend on wall-clock time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.calibration import apply_temperature, fit_temperature
+from model.data import Augment, BatchLoader, eval_transform, train_transform
+from model.device import Policy, pick_device, precision_policy
+from model.engine import TrainingStopped, evaluate, train_one_epoch
+from model.metrics import classification_metrics
+from model.network import ARCHITECTURE, build_model
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingStopped", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; stored in the checkpoint as ``train_args``."""
+
+    epochs: int = 5
+    image_size: int = 224
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # adam | adamw | sgd
+    momentum: float = 0.9  # sgd only
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    warmup_fraction: float = 0.15  # share of the run spent warming up (onecycle)
+    label_smoothing: float = 0.0
+    augment: str | dict = "seed"  # an Augment preset name or its fields
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 (fp16 on cuda)
+    stem: str = "imagenet"  # imagenet | small
+    init: str = "auto"  # auto | imagenet | random
+    weights_path: str | None = None
+    weights_sha256: str | None = None
+    zero_init_residual: bool = False
+    max_minutes: float | None = None  # wall-clock budget; the schedule follows it
+    eval_every: int = 1  # validate every N epochs (always after the last)
+    eval_batch_size: int = 256
+    deterministic: bool = True
+    progress_interval_s: float = 0.5  # least time between two per-batch progress reports
+
+    def __post_init__(self):
+        if self.optimizer not in {"adam", "adamw", "sgd"}:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}: use adam, adamw or sgd")
+        if self.schedule not in {"onecycle", "cosine", "constant"}:
+            raise ValueError(f"unknown schedule {self.schedule!r}: use onecycle, cosine, constant")
+        if self.epochs < 1 or self.batch_size < 1 or self.image_size < 8:
+            raise ValueError("epochs and batch_size must be >= 1 and image_size >= 8")
+        self.augment_settings()  # fail early on a bad augmentation name
+
+    def augment_settings(self) -> Augment:
+        """The augmentation as an ``Augment``."""
+        if isinstance(self.augment, dict):
+            return Augment(**self.augment)
+        return Augment.preset(self.augment)
+
+    def to_dict(self) -> dict:
+        """Plain values (for checkpoints, JSON and the ModelVersion row)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """The inverse of ``to_dict``; unknown keys are ignored so old checkpoints still load."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> TrainConfig:
+        """Named recipes: ``seed`` (224 px as the seed did), ``demo`` (64 px, minutes on a CPU),
+        ``cifake`` (32 px CIFAKE from random weights; see ``bench/cifake_bench.py``)."""
+        recipes = {
+            "seed": {},
+            "demo": {"image_size": 64, "epochs": 3, "batch_size": 128, "lr": 2e-3},
+            "cifake": CIFAKE_RECIPE,
+        }
+        if name not in recipes:
+            raise ValueError(f"unknown preset {name!r}: use {', '.join(recipes)}")
+        return cls(**{**recipes[name], **overrides})
+
+
+CIFAKE_RECIPE: dict = {
+    "image_size": 32,
+    "stem": "small",
+    "batch_size": 128,
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "weight_decay": 0.05,
+    "schedule": "onecycle",
+    "label_smoothing": 0.1,
+    "augment": "crop",
+    "init": "random",
+    "epochs": 10,
+}
+"""The CIFAKE recipe (32 px, small stem); figures and commands in ``bench/cifake_bench.py``."""
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the trained network (eval mode) and everything about it."""
+
+    model: nn.Module
+    config: TrainConfig
+    history: list[dict]
+    temperature: float
+    init_weights: str
+    val_metrics: dict | None
+    mean: list[float]
+    std: list[float]
+    val_logits: np.ndarray | None = None
+    seconds: float = 0.0
+    policy: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def checkpoint_meta(self, train_set_sha256: str = "", **more) -> dict:
+        """The ``meta`` dict for ``checkpoint.save_checkpoint``: enough to rebuild and predict."""
+        return {
+            "architecture": ARCHITECTURE,
+            "stem": self.config.stem,
+            "image_size": self.config.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "class_order": ["real", "fake"],
+            "temperature": self.temperature,
+            "train_args": self.config.to_dict(),
+            "metrics": {"val": self.val_metrics},
+            "train_set_sha256": train_set_sha256,
+            "init_weights": self.init_weights,
+            "history": self.history,
+            "train_seconds": self.seconds,
+            "policy": self.policy,
+            **more,
+        }
+
+
+def _check_inputs(images, labels, what: str) -> None:
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(
+            f"{what} images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
+        )
+    labels = np.asarray(labels)
+    if len(labels) != len(images):
+        raise ValueError(f"{what}: {len(images)} images but {len(labels)} labels")
+    if len(labels) and not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{what} labels must be 0 (real) or 1 (fake)")
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer; batch-norm weights and biases get no weight decay."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def lr_at(config: TrainConfig, progress: float) -> float:
+    """The learning rate at ``progress`` in [0, 1] of the run (steps or time, whichever leads)."""
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    warmup = max(config.warmup_fraction, 1e-6)
+    if progress < warmup:  # one-cycle: linear warm-up from lr/25, then cosine down to ~0
+        return config.lr * (0.04 + 0.96 * progress / warmup)
+    rest = (progress - warmup) / max(1 - warmup, 1e-6)
+    return config.lr * (0.5 * (1 + math.cos(math.pi * min(rest, 1.0))) + 1e-4)
+
+
+class _Schedule:
+    """Sets the learning rate before each step; says when a time budget is spent."""
+
+    def __init__(self, config: TrainConfig, optimizer, total_steps: int):
+        self.config, self.optimizer, self.total_steps = config, optimizer, max(total_steps, 1)
+        self.budget_s = config.max_minutes * 60 if config.max_minutes else None
+        self.started = time.perf_counter()
+        self.step = 0
+
+    def progress(self) -> float:
+        """Fraction of the run done: by steps, or by wall-clock time when that is further."""
+        done = self.step / self.total_steps
+        if self.budget_s:
+            done = max(done, (time.perf_counter() - self.started) / self.budget_s)
+        return done
+
+    def __call__(self) -> bool:
+        progress = self.progress()
+        if self.budget_s and progress >= 1.0:
+            return False
+        lr = lr_at(self.config, progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.step += 1
+        return True
+
+    def spent(self) -> bool:
+        """True when the time budget (if any) is used up."""
+        return bool(self.budget_s) and self.progress() >= 1.0
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool):
+    """Deterministic algorithms for the run, restoring the process-wide setting afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed PyTorch and NumPy's global generators (the loader has its own, seeded too)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def train(
+    train_images,
+    train_labels,
+    val_images,
+    val_labels,
+    config: TrainConfig,
+    mean,
+    std,
+    on_progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train a ResNet18 on uint8 (N, S, S, 3) images with 0/1 labels (0 = real, 1 = fake).
+
+    ``mean``/``std`` are per-channel on the 0..1 scale (the data audit's statistics). The
+    validation split may be empty: then no temperature is fitted (T = 1) and metrics are None.
+    """
+    _check_inputs(train_images, train_labels, "train")
+    if val_images is not None and len(val_images):
+        _check_inputs(val_images, val_labels, "val")
+    if len(train_images) < 2:
+        raise ValueError("training needs at least two images")
+    device = pick_device(config.device)
+    policy = precision_policy(device, config.precision)
+    deterministic = config.deterministic and device.type == "cpu"
+    with _deterministic(deterministic):
+        return _run(
+            train_images,
+            train_labels,
+            val_images,
+            val_labels,
+            config,
+            mean,
+            std,
+            policy,
+            on_progress,
+            should_stop,
+        )
+
+
+def _run(
+    train_images,
+    train_labels,
+    val_images,
+    val_labels,
+    config,
+    mean,
+    std,
+    policy,
+    on_progress,
+    should_stop,
+) -> TrainResult:
+    seed_everything(config.seed)
+    model, init_used = build_model(
+        config.init,
+        config.weights_path,
+        config.weights_sha256,
+        config.stem,
+        config.zero_init_residual,
+    )
+    model = model.to(policy.device, memory_format=policy.memory_format())
+    transform = train_transform(config.image_size, mean, std, config.augment_settings())
+    drop_last = len(train_images) > config.batch_size  # never a last batch of one for batch norm
+    loader = BatchLoader(
+        train_images,
+        train_labels,
+        config.batch_size,
+        transform,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=drop_last,
+    )
+    has_val = val_images is not None and len(val_images) > 0
+    val_loader = (
+        BatchLoader(
+            val_images,
+            val_labels,
+            config.eval_batch_size,
+            eval_transform(config.image_size, mean, std),
+        )
+        if has_val
+        else None
+    )
+    optimizer = _optimizer(model, config)
+    schedule = _Schedule(config, optimizer, config.epochs * len(loader))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    scaler = torch.amp.GradScaler(policy.device.type) if policy.needs_grad_scaler else None
+    reporter = _Reporter(on_progress, config, len(loader) * loader.batch_size, schedule)
+    history, last_eval = [], None
+    for epoch in range(1, config.epochs + 1):
+        loader.set_epoch(epoch)
+        stats = train_one_epoch(
+            model,
+            loader,
+            optimizer,
+            policy,
+            loss_fn,
+            schedule,
+            scaler,
+            reporter.batch_callback(epoch),
+            should_stop,
+        )
+        final = epoch == config.epochs or schedule.spent()
+        last_eval = None
+        if has_val and (final or epoch % max(config.eval_every, 1) == 0):
+            last_eval = evaluate(model, val_loader, policy)
+        history.append(_history_row(epoch, stats, last_eval, schedule))
+        reporter.epoch_done(history[-1])
+        if final:
+            break
+    if has_val and last_eval is None:
+        last_eval = evaluate(model, val_loader, policy)
+    return _finish(model, config, history, init_used, last_eval, mean, std, policy, schedule)
+
+
+def _history_row(epoch: int, stats: dict, val: dict | None, schedule: _Schedule) -> dict:
+    return {
+        "epoch": epoch,
+        "train_loss": stats["loss"],
+        "train_acc": stats["accuracy"],
+        "val_loss": None if val is None else val["loss"],
+        "val_acc": None if val is None else val["accuracy"],
+        "images_per_s": stats["images_per_s"],
+        "seconds": stats["seconds"] + (0.0 if val is None else val["seconds"]),
+        "lr": schedule.optimizer.param_groups[0]["lr"],
+    }
+
+
+def _finish(model, config, history, init_used, val, mean, std, policy: Policy, schedule):
+    model.eval()
+    model.zero_grad(set_to_none=True)  # the last step's gradients are dead weight from here
+    temperature, metrics, logits = 1.0, None, None
+    if val is not None:
+        logits = val["logits"]
+        temperature = fit_temperature(logits, val["labels"])
+        metrics = classification_metrics(val["labels"], apply_temperature(logits, temperature))
+        metrics["nll_raw"] = float(val["loss"])
+    return TrainResult(
+        model=model,
+        config=config,
+        history=history,
+        temperature=temperature,
+        init_weights=init_used,
+        val_metrics=metrics,
+        mean=list(mean),
+        std=list(std),
+        val_logits=logits,
+        seconds=time.perf_counter() - schedule.started,
+        policy=policy.name,
+    )
+
+
+class _Reporter:
+    """Turns per-batch statistics into throttled ``on_progress`` dicts with speed and ETA."""
+
+    def __init__(self, on_progress, config: TrainConfig, images_per_epoch: int, schedule):
+        self.on_progress, self.config = on_progress, config
+        self.images_per_epoch, self.schedule = images_per_epoch, schedule
+        self.last_report = 0.0
+
+    def batch_callback(self, epoch: int):
+        if self.on_progress is None:
+            return None
+
+        def report(batch: dict) -> None:
+            now = time.perf_counter()
+            edge = batch["batch"] in (1, batch["batches"])
+            if not edge and now - self.last_report < self.config.progress_interval_s:
+                return
+            self.last_report = now
+            speed = batch["images"] / batch["seconds"] if batch["seconds"] > 0 else 0.0
+            remaining = (self.config.epochs - epoch + 1) * self.images_per_epoch - batch["images"]
+            eta = remaining / speed if speed > 0 else None
+            if self.schedule.budget_s and eta is not None:
+                left = self.schedule.budget_s - (now - self.schedule.started)
+                eta = max(0.0, min(eta, left))
+            self.on_progress(
+                {
+                    "phase": "train",
+                    "epoch": epoch,
+                    "epochs": self.config.epochs,
+                    "batch": batch["batch"],
+                    "batches": batch["batches"],
+                    "loss": batch["loss"],
+                    "images_per_s": speed,
+                    "eta_s": eta,
+                }
+            )
+
+        return report
+
+    def epoch_done(self, row: dict) -> None:
+        if self.on_progress is not None:
+            self.on_progress({"phase": "epoch", "epochs": self.config.epochs, **row})
