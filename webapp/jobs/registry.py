@@ -1,3 +1,3 @@
 """Imports every module that registers job handlers, so the worker knows them all."""
 
-from ..services import demo_jobs  # noqa: F401
+from ..services import demo_jobs, importer  # noqa: F401
