@@ -7,8 +7,6 @@ import sys
 
 import click
 
-from ..models import Label
-
 
 @click.group("data", help="Import images and audit datasets.")
 def group() -> None:
@@ -40,7 +38,7 @@ class _Bar:
 @group.command("import")
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--dataset", help="Dataset name (default: the folder or archive name).")
-@click.option("--label", type=click.Choice([Label.REAL, Label.FAKE]), help="Force this label.")
+@click.option("--label", type=click.Choice(["real", "fake"]), help="Force this label.")
 @click.option("--evaluation-only", is_flag=True, help="Never train on these images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, no progress.")
 @click.option("--workers", type=int, help="Decoding processes (default: all cores).")

@@ -251,8 +251,8 @@ def _numeric_score(values: np.ndarray, is_fake: np.ndarray) -> tuple[float, str]
     gaps = np.abs(cdf_real - cdf_fake)
     best = int(np.argmax(gaps))
     detail = (
-        f"threshold {grid[best]:g}; real median {np.median(real):g}, "
-        f"fake median {np.median(fake):g}"
+        f"threshold {grid[best]:.4g}; real median {np.median(real):.4g}, "
+        f"fake median {np.median(fake):.4g}"
     )
     return 0.5 + 0.5 * float(gaps[best]), detail
 

@@ -170,13 +170,16 @@ class _ArchiveBomb(Exception):
     pass
 
 
-def _check_total(path: Path, total: int, limits: Limits) -> None:
+def _check_total(path: Path, total: int, limits: Limits, ratio: bool = True) -> None:
+    """Refuse an archive that expands past the size limit or, for a single compressed stream
+    (.tar.gz), by more than the ratio limit. Zip members are compressed one by one and are
+    checked one by one, so one bad member does not cost the good ones."""
     if total > limits.max_archive_bytes:
         raise _ArchiveBomb(
             f"archive bomb: expands to over {total:,} bytes (limit {limits.max_archive_bytes:,})"
         )
     compressed = max(path.stat().st_size, 1)
-    if total > RATIO_CHECK_FLOOR and total / compressed > limits.max_archive_ratio:
+    if ratio and total > RATIO_CHECK_FLOOR and total / compressed > limits.max_archive_ratio:
         raise _ArchiveBomb(
             f"archive bomb: expands {total / compressed:,.0f} times "
             f"(limit {limits.max_archive_ratio:g})"
@@ -191,7 +194,7 @@ def _list_zip(path: Path, limits: Limits) -> Source:
     except (zipfile.BadZipFile, OSError) as error:
         raise SourceError(f"{path}: not a readable zip archive ({error})") from error
     try:
-        _check_total(path, sum(info.file_size for info in infos), limits)
+        _check_total(path, sum(info.file_size for info in infos), limits, ratio=False)
     except _ArchiveBomb as bomb:
         source.rejected.append((path.name, str(bomb)))
         return source

@@ -160,11 +160,8 @@ def _read(kind: str, ref: Any) -> bytes:
     if kind == "bytes":
         return ref
     if kind == "file":
-        size = os.stat(ref).st_size
-        if size > _settings.max_file_bytes:
-            raise Rejected(f"file too large: {size:,} bytes (limit {_settings.max_file_bytes:,})")
         with open(ref, "rb") as handle:
-            return handle.read()
+            return handle.read(_settings.max_file_bytes + 1)
     if kind == "zip":
         info = _archive.infolist()[ref]
         try:
