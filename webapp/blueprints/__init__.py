@@ -5,7 +5,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Import and register every blueprint."""
-    from . import admin, api_admin, auth, main, reports
+    from . import admin, api_admin, auth, datasets, main, reports
 
-    for module in (admin, api_admin, auth, main, reports):
+    for module in (admin, api_admin, auth, datasets, main, reports):
         app.register_blueprint(module.bp)

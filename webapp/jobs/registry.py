@@ -1,3 +1,3 @@
 """Imports every module that registers job handlers, so the worker knows them all."""
 
-from ..services import demo_jobs, report_jobs, scoring, training  # noqa: F401
+from ..services import demo_jobs, importer, report_jobs, scoring, training  # noqa: F401

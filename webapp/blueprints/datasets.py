@@ -1,0 +1,186 @@
+"""Admin pages for data: the datasets and their imports, the upload form, the data audit."""
+
+from __future__ import annotations
+
+import re
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from ..auth import admin_required, reviewer_required
+from ..extensions import db
+from ..models import Dataset, DatasetImage, Image, ImportRun, Job, JobState
+from ..services import audit
+from ..services.importer import mark_interrupted_runs
+from ..services.importer_upload import UploadError, submit_upload
+from ..services.storage import thumbnail_path
+
+bp = Blueprint("datasets", __name__, url_prefix="/admin/datasets")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _label_counts() -> dict[int, dict[str, int]]:
+    """Images per dataset and label: {dataset_id: {label: n}}."""
+    rows = db.session.execute(
+        select(DatasetImage.dataset_id, Image.label, func.count())
+        .join(Image, Image.id == DatasetImage.image_id)
+        .group_by(DatasetImage.dataset_id, Image.label)
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for dataset_id, label, count in rows:
+        counts.setdefault(dataset_id, {})[label] = count
+    return counts
+
+
+@bp.get("/")
+@admin_required
+def index():
+    """Datasets with their counts, the upload form, and the imports running now."""
+    mark_interrupted_runs()
+    datasets = db.session.scalars(select(Dataset).order_by(Dataset.name)).all()
+    running = db.session.scalars(
+        select(Job)
+        .where(Job.kind == "import", Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        .order_by(Job.id)
+    ).all()
+    watched = request.args.get("job", type=int)
+    job_ids = sorted({job.id for job in running} | ({watched} if watched else set()))
+    recent = db.session.scalars(select(ImportRun).order_by(ImportRun.id.desc()).limit(10)).all()
+    names = {dataset.id: dataset.name for dataset in datasets}
+    return render_template(
+        "datasets/index.html",
+        datasets=datasets,
+        counts=_label_counts(),
+        job_ids=job_ids,
+        recent=recent,
+        names=names,
+    )
+
+
+@bp.post("/upload")
+@admin_required
+def upload():
+    """Save the upload and queue its import; the index page then follows the job."""
+    try:
+        job = submit_upload(
+            request.files.getlist("files") + request.files.getlist("folder"),
+            dataset=request.form.get("dataset", ""),
+            label=request.form.get("label") or None,
+            evaluation_only=bool(request.form.get("evaluation_only")),
+            user_id=current_user.id,
+        )
+    except UploadError as error:
+        flash(str(error), "error")
+        return redirect(url_for("datasets.index"))
+    flash(f"Upload received; import job {job.id} queued.", "info")
+    return redirect(url_for("datasets.index", job=job.id))
+
+
+@bp.get("/jobs/<int:job_id>")
+@admin_required
+def job_status(job_id: int):
+    """A small JSON view of an import job, polled by the index page."""
+    job = db.session.get(Job, job_id)
+    if job is None or job.kind != "import":
+        abort(404)
+    result = job.result or {}
+    dataset_id = None
+    if result.get("dataset"):
+        dataset_id = db.session.scalar(select(Dataset.id).where(Dataset.name == result["dataset"]))
+    return jsonify(
+        {
+            "id": job.id,
+            "state": job.state,
+            "finished": job.is_finished,
+            "progress": job.progress or {},
+            "imported": result.get("imported"),
+            "duplicates": result.get("duplicates"),
+            "rejected": len(result.get("rejected", [])),
+            "warnings": result.get("warnings", []),
+            "dataset": result.get("dataset") or (job.params or {}).get("dataset"),
+            "detail_url": url_for("datasets.detail", dataset_id=dataset_id) if dataset_id else None,
+            "error": job.error.strip().splitlines()[-1] if job.error else "",
+        }
+    )
+
+
+@bp.get("/<int:dataset_id>")
+@admin_required
+def detail(dataset_id: int):
+    """One dataset: counts by label and split, its import reports, a few thumbnails."""
+    mark_interrupted_runs()
+    dataset = db.session.get(Dataset, dataset_id)
+    if dataset is None:
+        abort(404)
+    member = select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset_id)
+    by_label_split = db.session.execute(
+        select(Image.label, Image.split, func.count())
+        .where(Image.id.in_(member))
+        .group_by(Image.label, Image.split)
+    ).all()
+    conflicts = db.session.scalar(
+        select(func.count()).where(Image.id.in_(member), Image.label_conflict.is_(True))
+    )
+    runs = db.session.scalars(
+        select(ImportRun).where(ImportRun.dataset_id == dataset_id).order_by(ImportRun.id.desc())
+    ).all()
+    samples = db.session.scalars(
+        select(Image).where(Image.id.in_(member)).order_by(Image.id).limit(24)
+    ).all()
+    return render_template(
+        "datasets/detail.html",
+        dataset=dataset,
+        table=_pivot(by_label_split),
+        conflicts=conflicts,
+        runs=runs,
+        samples=samples,
+    )
+
+
+def _pivot(rows) -> dict:
+    splits = ("train", "val", "test")
+    table = {}
+    for label, split, count in rows:
+        table.setdefault(label, dict.fromkeys(splits, 0))[split] = count
+    return table
+
+
+@bp.get("/stats")
+@admin_required
+def stats():
+    """The data audit page: distributions per class, outliers, shortcut warnings, plots."""
+    names = db.session.scalars(select(Dataset.name).order_by(Dataset.name)).all()
+    chosen = request.args.get("dataset") or None
+    if chosen is not None and chosen not in names:
+        abort(404)
+    result = audit.dataset_stats(chosen)
+    return render_template(
+        "datasets/stats.html",
+        stats=result,
+        names=names,
+        chosen=chosen,
+        warnings=audit.shortcut_warnings(stats=result),
+    )
+
+
+@bp.get("/thumbnails/<sha256>.jpg")
+@reviewer_required
+def thumbnail(sha256: str):
+    """The JPEG thumbnail of an image, by content hash (for every page that shows images)."""
+    if not SHA256.match(sha256):
+        abort(404)
+    path = thumbnail_path(sha256)
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype="image/jpeg", max_age=86400)
