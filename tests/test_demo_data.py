@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image as PILImage
 from PIL import JpegImagePlugin
 from scipy.stats import ks_2samp
@@ -125,9 +126,15 @@ def test_manifest_records_the_truth(built):
     assert manifest["params"] == demo_params(**SMALL).as_json()
 
 
-def test_same_seed_gives_byte_identical_files(built, tmp_path):
+def test_same_seed_gives_byte_identical_files_whatever_the_thread_count(built, tmp_path):
     folder, _ = built
-    again = build_demo_folder(tmp_path / "again", **SMALL)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)  # a machine with another core count
+    try:
+        again = build_demo_folder(tmp_path / "again", **SMALL)
+        assert torch.get_num_threads() == threads + 1  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(threads)
     assert _tree_hashes(Path(again["folder"])) == _tree_hashes(folder)
 
 

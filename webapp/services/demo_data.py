@@ -50,6 +50,7 @@ PHOTOGRAPHS = (
 DEFAULT_SIZES = (64, 80, 96, 112, 128)
 JPEG_QUALITIES = (75, 95)  # inclusive range, drawn per image the same way for both classes
 SIZE_MULTIPLE = 8  # sizes the generator can decode whatever its depth (at most 3 halvings)
+GENERATOR_THREADS = 2  # fixed, so a 2-core laptop and a 16-core server write the same bytes
 GENERATOR_SHAPE = {"width": 32, "latent_channels": 8, "downsamplings": 2}
 LATENT_MIX = (0.05, 0.35)  # how far a fake's latent moves toward another crop's
 LATENT_JITTER = (0.0, 0.15)  # latent noise, as a fraction of the latent's spread
@@ -180,15 +181,19 @@ class DemoAutoencoder(nn.Module):
 
 @contextmanager
 def _deterministic_torch(seed: int):
-    """Seed torch and ask for deterministic kernels, restoring the caller's state afterwards."""
+    """Seed torch, ask for deterministic kernels on a fixed thread count; restore afterwards."""
     previous = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         torch.use_deterministic_algorithms(True)
+        # Kernels split their sums by thread, so the bytes depend on the thread count: fix it.
+        torch.set_num_threads(GENERATOR_THREADS)
         try:
             yield
         finally:
+            torch.set_num_threads(threads)
             torch.use_deterministic_algorithms(previous, warn_only=warn_only)
 
 
