@@ -219,7 +219,13 @@ def test_refuses_to_replace_a_folder_that_is_not_a_demo(tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"n_real": 0}, {"image_size": 60}, {"image_size": (8,)}, {"mislabelled_fraction": 0.6}],
+    [
+        {"n_real": 0},
+        {"image_size": 60},
+        {"image_size": (8,)},
+        {"image_size": (64, 1024)},
+        {"mislabelled_fraction": 0.6},
+    ],
 )
 def test_rejects_bad_parameters_with_a_reason(tmp_path, bad):
     with pytest.raises(ValueError):

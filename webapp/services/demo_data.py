@@ -51,10 +51,10 @@ DEFAULT_SIZES = (64, 80, 96, 112, 128)
 JPEG_QUALITIES = (75, 95)  # inclusive range, drawn per image the same way for both classes
 SIZE_MULTIPLE = 8  # sizes the generator can decode whatever its depth (at most 3 halvings)
 GENERATOR_THREADS = 2  # fixed, so a 2-core laptop and a 16-core server write the same bytes
-GENERATOR_SHAPE = {"width": 32, "latent_channels": 8, "downsamplings": 2}
+GENERATOR_SHAPE = {"width": 32, "latent_channels": 16, "downsamplings": 3}
 LATENT_MIX = (0.05, 0.35)  # how far a fake's latent moves toward another crop's
 LATENT_JITTER = (0.0, 0.15)  # latent noise, as a fraction of the latent's spread
-CROP_SCALES = (0.6, 4.0)  # crop side / output side: below 1 upsamples, a soft real photograph
+CROP_SCALES = (0.45, 4.0)  # crop side / output side: below 1 upsamples, a soft real photograph
 MIN_CROP_STD = 8.0  # reject near-flat crops (retina's black border, rocket's empty sky)
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -115,9 +115,9 @@ def _sample_crop(
     for _ in range(50):
         name, pixels = photographs[int(rng.integers(len(photographs)))]
         rows, cols = pixels.shape[:2]
-        largest = min(cols / width, rows / height)
-        low, high = CROP_SCALES
-        scale = float(np.exp(rng.uniform(np.log(low), np.log(min(high, largest)))))
+        high = min(CROP_SCALES[1], cols / width, rows / height)  # the box must fit
+        low = min(CROP_SCALES[0], high)
+        scale = float(np.exp(rng.uniform(np.log(low), np.log(high))))
         box_w, box_h = width * scale, height * scale
         left, top = rng.uniform(0, cols - box_w), rng.uniform(0, rows - box_h)
         image = PILImage.fromarray(pixels).resize(
@@ -159,7 +159,7 @@ class DemoAutoencoder(nn.Module):
     output. Fully convolutional, so it decodes any size that is a multiple of 8.
     """
 
-    def __init__(self, width: int = 32, latent_channels: int = 8, downsamplings: int = 2) -> None:
+    def __init__(self, width: int = 32, latent_channels: int = 16, downsamplings: int = 3) -> None:
         super().__init__()
         channels = [3] + [width * 2**level for level in range(downsamplings - 1)]
         encoder: list[nn.Module] = []
@@ -365,9 +365,9 @@ def _check_params(params: DemoParams) -> None:
     if params.n_real < 1 or params.n_fake < 1:
         raise ValueError("n_real and n_fake must be at least 1")
     if not params.image_size or any(
-        size < 16 or size % SIZE_MULTIPLE for size in params.image_size
+        not 16 <= size <= 512 or size % SIZE_MULTIPLE for size in params.image_size
     ):
-        raise ValueError(f"image sizes must be multiples of {SIZE_MULTIPLE}, at least 16")
+        raise ValueError(f"image sizes must be multiples of {SIZE_MULTIPLE} from 16 to 512")
     if not 0 <= params.mislabelled_fraction < 0.5:
         raise ValueError("mislabelled_fraction must be in [0, 0.5)")
     if params.generator_steps < 1 or params.generator_batch < 1:
