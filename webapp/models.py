@@ -232,8 +232,8 @@ class ReviewDecision(db.Model):
 
     __tablename__ = "review_decisions"
     __table_args__ = (
-        # "Was this decision undone?" is asked for every decision the queue and labels look at.
-        Index("ix_review_decisions_reverts_id", "reverts_id"),
+        # "Was this decision undone?" is asked for every decision; unique: undone at most once.
+        Index("ix_review_decisions_reverts_id", "reverts_id", unique=True),
         Index("ix_review_decisions_image_user", "image_id", "user_id"),
         # A reviewer's counts (today, all time) without reading their rows.
         Index("ix_review_decisions_user_choice_time", "user_id", "choice", "created_at"),

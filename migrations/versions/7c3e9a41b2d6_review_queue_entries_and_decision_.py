@@ -50,7 +50,7 @@ def upgrade():
 
     with op.batch_alter_table('review_decisions', schema=None) as batch_op:
         batch_op.create_index('ix_review_decisions_image_user', ['image_id', 'user_id'], unique=False)
-        batch_op.create_index('ix_review_decisions_reverts_id', ['reverts_id'], unique=False)
+        batch_op.create_index('ix_review_decisions_reverts_id', ['reverts_id'], unique=True)
         batch_op.create_index('ix_review_decisions_user_choice_time', ['user_id', 'choice', 'created_at'], unique=False)
 
     # ### end Alembic commands ###
