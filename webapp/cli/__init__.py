@@ -5,7 +5,7 @@ from flask import Flask
 
 def register_commands(app: Flask) -> None:
     """Attach every command group to ``app.cli``."""
-    from . import users, worker
+    from . import queue, users, worker
 
-    for module in (users, worker):
+    for module in (queue, users, worker):
         app.cli.add_command(module.group)
