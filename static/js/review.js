@@ -26,6 +26,7 @@
 
   const state = {
     items: [],            // leased items; items[0] is on screen
+    saving: new Set(),    // ids decided on screen whose decision is not saved yet (still leased)
     filters: readFilters(),
     generation: 0,        // bumps when the filters change: late answers for old filters are dropped
     filling: false,
@@ -84,12 +85,18 @@
     return state.items.map((item) => item.image_id);
   }
 
+  // What the server must not serve again: items on this screen, and decided ones not saved yet
+  // (a claim that runs before their decision would otherwise get them back as my own leases).
+  function holding() {
+    return [...heldIds(), ...state.saving];
+  }
+
   function fill() {
     if (state.filling || state.exhausted || state.items.length >= BUFFER) return;
     state.filling = true;
     const generation = state.generation;
     enqueue(() =>
-      request("POST", urls.claim, { filters: state.filters, holding: heldIds() }).then(
+      request("POST", urls.claim, { filters: state.filters, holding: holding() }).then(
         (data) => {
           state.filling = false;
           if (generation !== state.generation) {
@@ -161,6 +168,7 @@
     if (!item) return;
     const note = el.note.value.trim();
     state.items.shift();
+    state.saving.add(item.image_id);
     el.note.value = "";
     stamp(choice);
     render();
@@ -171,21 +179,23 @@
       model_version_id: item.prediction ? item.prediction.model_version_id : null,
     };
     enqueue(() =>
-      request("POST", urls.decide, body).then(
-        (data) => {
-          state.decided += 1;
-          showCounts(data.stats);
-          if (state.decided % 10 === 0) refreshSide();
-        },
-        (error) => {
-          if (error.status !== 409) {
-            // Not saved: put it back on screen so nothing is lost.
-            add(item, true);
-            el.note.value = note;
-          }
-          toast(`Not saved: ${error.message}`, "error");
-        },
-      ),
+      request("POST", urls.decide, body)
+        .finally(() => state.saving.delete(item.image_id))
+        .then(
+          (data) => {
+            state.decided += 1;
+            showCounts(data.stats);
+            if (state.decided % 10 === 0) refreshSide();
+          },
+          (error) => {
+            if (error.status !== 409) {
+              // Not saved: put it back on screen so nothing is lost.
+              add(item, true);
+              el.note.value = note;
+            }
+            toast(`Not saved: ${error.message}`, "error");
+          },
+        ),
     );
     fill();
   }
@@ -584,10 +594,12 @@
       .then((stats) => {
         showCounts(stats);
         const agreement = stats.agreement;
-        $("stat-agreement").textContent =
+        const node = $("stat-agreement");
+        node.textContent = agreement.rate === null ? "—" : `${Math.round(agreement.rate * 100)}%`;
+        node.title =
           agreement.rate === null
-            ? "no overlap yet"
-            : `${Math.round(agreement.rate * 100)}% of ${agreement.compared}`;
+            ? "No other reviewer has voted on your images yet"
+            : `Others chose what you chose ${agreement.agreed} times out of ${agreement.compared}`;
       })
       .catch(() => {});
   }

@@ -14,7 +14,6 @@ from flask.cli import AppGroup
 from ..services import queue, reviews
 from ..services.queue import QueueError, QueueFilter
 
-
 # AppGroup: every command runs inside an application context, however it is invoked.
 group = AppGroup("queue", help="Inspect the review queue.")
 
