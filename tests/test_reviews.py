@@ -96,10 +96,10 @@ def test_undo_is_a_new_row_and_restores_the_label(version, people):
     assert labels.effective_labels([first.id, second.id]) == {first.id: "fake", second.id: "unsure"}
 
     undone = reviews.undo_last(ann)
-    assert undone.reverted.image_id == second.id
+    assert undone.reverted["image_id"] == second.id
     assert labels.effective_label(second) == "fake"  # back to the import label
     again = reviews.undo_last(ann)
-    assert again.reverted.image_id == first.id
+    assert again.reverted["image_id"] == first.id
     assert labels.effective_label(first) == "real"
     with pytest.raises(reviews.NothingToUndo):
         reviews.undo_last(ann)

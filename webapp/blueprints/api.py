@@ -120,16 +120,17 @@ def review_claim():
     ``image_id`` asks for one named image (opened from a link, or resolving an escalation).
     """
     body = _json_body()
+    viewer = reviews.Viewer.of(current_user)
     if body.get("image_id") is not None:
-        claim = queue.claim_image(current_user.id, _int_field(body, "image_id"))
+        claim = queue.claim_image(viewer.id, _int_field(body, "image_id"))
     else:
         holding = body.get("holding") or []
         if not isinstance(holding, list) or not all(isinstance(i, int) for i in holding):
             abort(400, description="holding must be a list of image ids")
-        claim = queue.claim_next(current_user.id, filters_from(body.get("filters") or {}), holding)
+        claim = queue.claim_next(viewer.id, filters_from(body.get("filters") or {}), holding)
     if claim is None:
         return jsonify({"item": None})
-    return jsonify({"item": item_payload(claim.image_id, claim)})
+    return jsonify({"item": item_payload(claim.image_id, viewer, claim)})
 
 
 @bp.post("/review/release")
@@ -151,14 +152,15 @@ def review_decide():
     """
     body = _json_body()
     version = body.get("model_version_id")
+    viewer = reviews.Viewer.of(current_user)
     outcome = reviews.decide(
-        current_user,
+        viewer,
         _int_field(body, "image_id"),
         str(body.get("choice", "")),
         note=str(body.get("note") or ""),
         model_version_id=_int_field(body, "model_version_id") if version is not None else None,
     )
-    result = outcome.to_dict() | {"stats": reviews.reviewer_counts(current_user.id)}
+    result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
     return jsonify(result), 201
 
 
@@ -166,11 +168,12 @@ def review_decide():
 @reviewer_required
 def review_undo():
     """Undo my latest decision; the item comes back to me (``item``) unless someone holds it."""
-    outcome = reviews.undo_last(current_user)
-    result = outcome.to_dict() | {"stats": reviews.reviewer_counts(current_user.id)}
+    viewer = reviews.Viewer.of(current_user)
+    outcome = reviews.undo_last(viewer)
+    result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
     try:
-        claim = queue.claim_image(current_user.id, outcome.decision.image_id)
-        result["item"] = item_payload(claim.image_id, claim)
+        claim = queue.claim_image(viewer.id, outcome.decision["image_id"])
+        result["item"] = item_payload(claim.image_id, viewer, claim)
     except queue.ItemHeld:
         result["item"] = None
     return jsonify(result), 201
@@ -180,7 +183,7 @@ def review_undo():
 @reviewer_required
 def review_item(image_id: int):
     """Everything the review screen shows about one image, with its decision history."""
-    return jsonify(item_payload(image_id))
+    return jsonify(item_payload(image_id, reviews.Viewer.of(current_user)))
 
 
 @bp.get("/review/stats")
@@ -197,9 +200,12 @@ def review_escalations():
     return jsonify({"items": reviews.escalations()})
 
 
-def item_payload(image_id: int, claim: queue.Claim | None = None) -> dict[str, Any]:
+def item_payload(
+    image_id: int, viewer: reviews.Viewer, claim: queue.Claim | None = None
+) -> dict[str, Any]:
     """The item details plus the URLs of its pictures and, when leased, the lease expiry."""
-    details = reviews.item_details(image_id, current_user)
+    version_id = claim.model_version_id if claim is not None else None
+    details = reviews.item_details(image_id, viewer, version_id)
     details["urls"] = {
         "image": url_for("review.original", image_id=image_id),
         "thumbnail": url_for("review.thumbnail", image_id=image_id),

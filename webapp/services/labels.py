@@ -15,13 +15,13 @@ A consensus of "unsure" gives the label "unsure": retraining leaves those images
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import Select, case, distinct, exists, func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import Select, bindparam, case, distinct, exists, func, select
 
 from ..extensions import db
 from ..models import Image, ReviewDecision, Role, User
@@ -31,6 +31,7 @@ UNSURE = "unsure"
 # Settled items have been decided enough: they leave the queue (escalated ones go to the admins).
 SETTLED_STATUSES = frozenset({"agreed", "escalated", "resolved"})
 _CHUNK = 900  # bound on the ids in one IN (...) list, well under every database's limit
+_UNDO = ReviewDecision.__table__.alias("undo_row")
 
 
 @dataclass(frozen=True)
@@ -93,25 +94,32 @@ def consensus(votes: Iterable[Vote], required: int) -> ReviewState:
 
 def active_votes_query() -> Select:
     """Rows (decision id, image id, user id, choice, role) of every vote not undone."""
-    undo = aliased(ReviewDecision)
+    decisions, users = ReviewDecision.__table__, User.__table__
     return (
         select(
-            ReviewDecision.id,
-            ReviewDecision.image_id,
-            ReviewDecision.user_id,
-            ReviewDecision.choice,
-            User.role,
+            decisions.c.id,
+            decisions.c.image_id,
+            decisions.c.user_id,
+            decisions.c.choice,
+            users.c.role,
         )
-        .join(User, User.id == ReviewDecision.user_id)
-        .where(ReviewDecision.choice.in_(VOTE_CHOICES))
-        .where(~exists().where(undo.reverts_id == ReviewDecision.id))
+        .join(users, users.c.id == decisions.c.user_id)
+        .where(decisions.c.choice.in_(VOTE_CHOICES))
+        .where(~exists().where(_UNDO.c.reverts_id == decisions.c.id))
     )
+
+
+@functools.cache
+def _votes_of_image() -> Select:
+    """Prepared once: the votes on image ``:image_id`` (asked on every decision)."""
+    return active_votes_query().where(ReviewDecision.__table__.c.image_id == bindparam("image_id"))
 
 
 def votes_by_image(image_ids: Iterable[int] | None = None) -> dict[int, list[Vote]]:
     """Standing votes grouped by image, for ``image_ids`` or for every image."""
     grouped: dict[int, list[Vote]] = defaultdict(list)
-    for query in _chunked(active_votes_query(), ReviewDecision.image_id, image_ids):
+    column = ReviewDecision.__table__.c.image_id
+    for query in _chunked(active_votes_query(), column, image_ids):
         for decision_id, image_id, user_id, choice, role in db.session.execute(query):
             vote = Vote(decision_id, image_id, user_id, choice, role == Role.ADMIN)
             grouped[image_id].append(vote)
@@ -129,7 +137,13 @@ def review_states(image_ids: Iterable[int] | None = None) -> dict[int, ReviewSta
 
 def review_state(image_id: int) -> ReviewState:
     """The review state of one image."""
-    return review_states([image_id]).get(image_id, UNREVIEWED)
+    votes = [
+        Vote(decision_id, image_id, user_id, choice, role == Role.ADMIN)
+        for decision_id, _image, user_id, choice, role in db.session.execute(
+            _votes_of_image(), {"image_id": image_id}
+        )
+    ]
+    return consensus(votes, reviews_per_item()) if votes else UNREVIEWED
 
 
 def effective_labels(image_ids: Iterable[int] | None = None) -> dict[int, str]:

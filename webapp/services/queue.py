@@ -27,6 +27,7 @@ hold one image, and expired leases are deleted before every claim.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -40,6 +41,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -51,7 +53,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import (
@@ -280,32 +281,70 @@ def active_version_id() -> int | None:
     )
 
 
-def fingerprint(version_id: int, s: QueueSettings) -> str:
-    """A digest of every input of the queue entries; cheap (index look-ups on small results)."""
-    newest_prediction = db.session.scalar(
-        select(func.max(Prediction.id)).where(Prediction.model_version_id == version_id)
+def _active_version_subquery():
+    return (
+        select(ModelVersion.id)
+        .where(ModelVersion.is_active)
+        .order_by(ModelVersion.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    imports = db.session.execute(
-        select(func.count(ImportRun.id), func.max(ImportRun.id), func.max(ImportRun.finished_at))
-    ).one()
-    payload = [version_id, newest_prediction, [str(value) for value in imports], s.signature()]
+
+
+def _inputs(version_id: int | None = None):
+    """In one round trip: the version, every input of its queue, and what the last build saw."""
+    statement = _inputs_statement(version_id is not None)
+    return db.session.execute(statement, {"version_id": version_id}).one()
+
+
+@functools.cache
+def _inputs_statement(named_version: bool) -> Select:
+    version = bindparam("version_id") if named_version else _active_version_subquery()
+    newest = select(func.max(Prediction.id)).where(Prediction.model_version_id == version)
+    last_build = select(QueueBuild).order_by(QueueBuild.id.desc()).limit(1).subquery()
+    return select(
+        version.label("version_id"),
+        newest.scalar_subquery().label("newest_prediction"),
+        select(func.count(ImportRun.id)).scalar_subquery().label("imports"),
+        select(func.max(ImportRun.id)).scalar_subquery().label("last_import"),
+        select(func.max(ImportRun.finished_at)).scalar_subquery().label("last_finish"),
+        select(last_build.c.model_version_id).scalar_subquery().label("built_version"),
+        select(last_build.c.fingerprint).scalar_subquery().label("built_fingerprint"),
+    )
+
+
+def _digest(inputs, s: QueueSettings) -> str:
+    """A digest of every input of the queue entries."""
+    payload = [
+        inputs.version_id,
+        inputs.newest_prediction,
+        [str(inputs.imports), str(inputs.last_import), str(inputs.last_finish)],
+        s.signature(),
+    ]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
+def fingerprint(version_id: int, s: QueueSettings | None = None) -> str:
+    """The digest of the current inputs of ``version_id``'s queue."""
+    return _digest(_inputs(version_id), s or settings())
+
+
 def ensure_current() -> int | None:
-    """Rebuild the queue entries if any input changed; return the active version id (or None)."""
+    """Rebuild the queue entries if any input changed; return the active version id (or None).
+
+    One query when nothing changed, so every queue request can afford it.
+    """
     s = settings()
-    version_id = active_version_id()
-    build = db.session.scalar(select(QueueBuild).order_by(QueueBuild.id.desc()))
-    if version_id is None:
-        if build is not None:
+    inputs = _inputs()
+    if inputs.version_id is None:
+        if inputs.built_version is not None:
             _clear()
             db.session.commit()
         return None
-    digest = fingerprint(version_id, s)
-    if build is None or build.model_version_id != version_id or build.fingerprint != digest:
-        rebuild(version_id, s, digest)
-    return version_id
+    digest = _digest(inputs, s)
+    if inputs.built_version != inputs.version_id or inputs.built_fingerprint != digest:
+        rebuild(inputs.version_id, s, digest)
+    return inputs.version_id
 
 
 def invalidate() -> None:
@@ -388,41 +427,154 @@ def _build_statement(version_id: int, s: QueueSettings):
     return insert(QueueEntry).from_select(columns, rows)
 
 
-def set_open(image_id: int, is_open: bool) -> None:
-    """Put an image back in the queue or take it out (called as its decisions change)."""
-    db.session.execute(
-        update(QueueEntry).where(QueueEntry.image_id == image_id).values(is_open=is_open)
+# ----------------------------------------------------------------------------- prepared SQL
+# The statements served per request are built once per filter shape, with bind parameters, on the
+# tables (Core): building a SQLAlchemy statement costs more than SQLite takes to run it, and a
+# statement object keeps its compiled SQL.
+
+_ENTRIES = QueueEntry.__table__
+_LEASES = Lease.__table__
+_DECISIONS = ReviewDecision.__table__
+_UNDOS = ReviewDecision.__table__.alias("undo_row")
+_FIRST_SEEN = Image.__table__.alias("first_seen")  # the outer query may join images already
+_QUEUE_ORDER = (_ENTRIES.c.bucket_rank, _ENTRIES.c.sort_key, _ENTRIES.c.image_id)
+_FILTER_PARAMS = ("bucket_rank", "split", "verdict", "dataset_id")
+
+
+def _shape_and_params(
+    s: QueueSettings, filters: QueueFilter, dataset_id: int | None
+) -> tuple[tuple[bool, ...], dict[str, Any]]:
+    """Which filters are set (the statement's shape) and their values (its parameters)."""
+    params: dict[str, Any] = {}
+    if filters.bucket is not None:
+        params["bucket_rank"] = s.buckets.index(filters.bucket)
+    if filters.split is not None:
+        params["split"] = filters.split
+    if filters.verdict is not None:
+        params["verdict"] = filters.verdict
+    if dataset_id is not None:
+        params["dataset_id"] = dataset_id
+    return tuple(name in params for name in _FILTER_PARAMS), params
+
+
+def _open_entry_clauses(shape: tuple[bool, ...]) -> list[ColumnElement[bool]]:
+    """WHERE clauses of the open entries of version ``:version_id`` that pass the filters."""
+    bucket, split, verdict, dataset = shape
+    clauses = [
+        _ENTRIES.c.model_version_id == bindparam("version_id"),
+        _ENTRIES.c.is_open == true(),
+    ]
+    if bucket:
+        clauses.append(_ENTRIES.c.bucket_rank == bindparam("bucket_rank"))
+    if split:
+        clauses.append(_ENTRIES.c.split == bindparam("split"))
+    if verdict:
+        clauses.append(_ENTRIES.c.verdict == bindparam("verdict"))
+    if dataset:
+        members = DatasetImage.__table__
+        member = exists().where(
+            members.c.image_id == _ENTRIES.c.image_id,
+            members.c.dataset_id == bindparam("dataset_id"),
+        )
+        first_seen = exists().where(
+            _FIRST_SEEN.c.id == _ENTRIES.c.image_id,
+            _FIRST_SEEN.c.dataset_id == bindparam("dataset_id"),
+        )
+        clauses.append(or_(member, first_seen))
+    return clauses
+
+
+@functools.cache
+def _claim_statements(shape: tuple[bool, ...]) -> tuple[Select, Select]:
+    """(my own leased item, not in ``:holding``; the first candidates nobody holds)."""
+    entries = select(_ENTRIES.c.image_id, _ENTRIES.c.bucket).where(*_open_entry_clauses(shape))
+    own = (
+        entries.join(_LEASES, _LEASES.c.image_id == _ENTRIES.c.image_id)
+        .where(_LEASES.c.user_id == bindparam("user_id"))
+        .where(_ENTRIES.c.image_id.not_in(bindparam("holding", expanding=True)))
+        .order_by(*_QUEUE_ORDER)
+        .limit(1)
     )
+    decided_by_me = exists().where(
+        _DECISIONS.c.image_id == _ENTRIES.c.image_id,
+        _DECISIONS.c.user_id == bindparam("user_id"),
+        _DECISIONS.c.choice != "undo",
+        ~exists().where(_UNDOS.c.reverts_id == _DECISIONS.c.id),
+    )
+    held = exists().where(_LEASES.c.image_id == _ENTRIES.c.image_id)
+    candidates = entries.where(~held, ~decided_by_me).order_by(*_QUEUE_ORDER).limit(_CANDIDATES)
+    return own, candidates
+
+
+@functools.cache
+def _list_statement(shape: tuple[bool, ...]) -> Select:
+    images, predictions = Image.__table__, Prediction.__table__
+    leased = exists().where(
+        _LEASES.c.image_id == _ENTRIES.c.image_id, _LEASES.c.expires_at > bindparam("now")
+    )
+    return (
+        select(
+            _ENTRIES.c.image_id,
+            images.c.file_name,
+            Dataset.__table__.c.name,
+            _ENTRIES.c.bucket,
+            images.c.label,
+            predictions.c.verdict,
+            predictions.c.p_fake,
+            predictions.c.label_issue_score,
+            predictions.c.ood_score,
+            images.c.split,
+            predictions.c.oos_p_fake,
+            leased,
+        )
+        .join(images, images.c.id == _ENTRIES.c.image_id)
+        .join(Dataset.__table__, Dataset.__table__.c.id == images.c.dataset_id)
+        .join(
+            predictions,
+            and_(
+                predictions.c.image_id == _ENTRIES.c.image_id,
+                predictions.c.model_version_id == _ENTRIES.c.model_version_id,
+            ),
+        )
+        .where(*_open_entry_clauses(shape))
+        .order_by(*_QUEUE_ORDER)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+@functools.cache
+def _counts_statement(shape: tuple[bool, ...]) -> Select:
+    return (
+        select(_ENTRIES.c.bucket_rank, func.count())
+        .where(*_open_entry_clauses(shape))
+        .group_by(_ENTRIES.c.bucket_rank)
+    )
+
+
+_PURGE_EXPIRED = delete(_LEASES).where(_LEASES.c.expires_at <= bindparam("now"))
+_RENEW = (
+    update(_LEASES)
+    .where(_LEASES.c.user_id == bindparam("holder"))  # UPDATE binds must not be column names
+    .where(_LEASES.c.image_id.in_(bindparam("image_ids", expanding=True)))
+    .values(expires_at=bindparam("expires"))
+)
+_HOLDER = select(_LEASES.c.user_id).where(
+    _LEASES.c.image_id == bindparam("image_id"), _LEASES.c.expires_at > bindparam("now")
+)
+_SET_OPEN = (
+    update(_ENTRIES)
+    .where(_ENTRIES.c.image_id == bindparam("image"))
+    .values(is_open=bindparam("open_now"))
+)
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def _filtered(query: Select, s: QueueSettings, filters: QueueFilter, dataset_id: int | None):
-    """Apply ``filters`` to a query over QueueEntry."""
-    if filters.bucket is not None:
-        query = query.where(QueueEntry.bucket_rank == s.buckets.index(filters.bucket))
-    if filters.split is not None:
-        query = query.where(QueueEntry.split == filters.split)
-    if filters.verdict is not None:
-        query = query.where(QueueEntry.verdict == filters.verdict)
-    if dataset_id is not None:
-        member = exists().where(
-            DatasetImage.image_id == QueueEntry.image_id, DatasetImage.dataset_id == dataset_id
-        )
-        image = aliased(Image)  # the outer query may join Image already
-        first_seen = exists().where(image.id == QueueEntry.image_id, image.dataset_id == dataset_id)
-        query = query.where(or_(member, first_seen))
-    return query
-
-
-def _open_entries(version_id: int) -> Select:
-    return select(QueueEntry).where(
-        QueueEntry.model_version_id == version_id, QueueEntry.is_open.is_(True)
-    )
-
-
-_QUEUE_ORDER = (QueueEntry.bucket_rank, QueueEntry.sort_key, QueueEntry.image_id)
+def set_open(image_id: int, is_open: bool) -> None:
+    """Put an image back in the queue or take it out (called as its decisions change)."""
+    db.session.execute(_SET_OPEN, {"image": image_id, "open_now": is_open})
 
 
 def list_items(
@@ -431,43 +583,17 @@ def list_items(
     """The open queue in order (leased items included and flagged)."""
     filters = filters or QueueFilter()
     s = settings()
-    dataset_id = filters.check(s)
+    shape, params = _shape_and_params(s, filters, filters.check(s))
     version_id = ensure_current()
     if version_id is None:
         return []
-    leased = exists().where(Lease.image_id == QueueEntry.image_id, Lease.expires_at > utcnow())
-    query = (
-        select(
-            QueueEntry.image_id,
-            Image.file_name,
-            Dataset.name,
-            QueueEntry.bucket,
-            Image.label,
-            Prediction.verdict,
-            Prediction.p_fake,
-            Prediction.label_issue_score,
-            Prediction.ood_score,
-            Image.split,
-            Prediction.oos_p_fake,
-            leased,
-        )
-        .join(Image, Image.id == QueueEntry.image_id)
-        .join(Dataset, Dataset.id == Image.dataset_id)
-        .join(
-            Prediction,
-            and_(
-                Prediction.image_id == QueueEntry.image_id,
-                Prediction.model_version_id == QueueEntry.model_version_id,
-            ),
-        )
-        .where(QueueEntry.model_version_id == version_id, QueueEntry.is_open.is_(True))
-        .order_by(*_QUEUE_ORDER)
-        .limit(max(0, limit))
-        .offset(max(0, offset))
-    )
-    items = [
-        QueueItem(*row) for row in db.session.execute(_filtered(query, s, filters, dataset_id))
-    ]
+    params |= {
+        "version_id": version_id,
+        "now": utcnow(),
+        "limit": max(0, limit),
+        "offset": max(0, offset),
+    }
+    items = [QueueItem(*row) for row in db.session.execute(_list_statement(shape), params)]
     for item in items:
         item.reason = reason(item, s)
     return items
@@ -477,17 +603,13 @@ def counts(filters: QueueFilter | None = None) -> dict[str, int]:
     """Open items per bucket, every configured bucket in order (zeros included)."""
     filters = filters or QueueFilter()
     s = settings()
-    dataset_id = filters.check(s)
+    shape, params = _shape_and_params(s, filters, filters.check(s))
     result = dict.fromkeys(s.buckets, 0)
     version_id = ensure_current()
     if version_id is None:
         return result
-    query = (
-        select(QueueEntry.bucket_rank, func.count())
-        .where(QueueEntry.model_version_id == version_id, QueueEntry.is_open.is_(True))
-        .group_by(QueueEntry.bucket_rank)
-    )
-    for rank, number in db.session.execute(_filtered(query, s, filters, dataset_id)):
+    rows = db.session.execute(_counts_statement(shape), params | {"version_id": version_id})
+    for rank, number in rows:
         result[s.buckets[rank]] = number
     return result
 
@@ -505,9 +627,7 @@ def entry_for(image_id: int) -> QueueEntry | None:
 
 def lease_holder(image_id: int) -> int | None:
     """The user id holding an unexpired lease on the image, if any."""
-    return db.session.scalar(
-        select(Lease.user_id).where(Lease.image_id == image_id, Lease.expires_at > utcnow())
-    )
+    return db.session.scalar(_HOLDER, {"image_id": image_id, "now": utcnow()})
 
 
 def held_by(user_id: int) -> list[int]:
@@ -531,7 +651,7 @@ def claim_next(
     """
     filters = filters or QueueFilter()
     s = settings()
-    dataset_id = filters.check(s)
+    shape, params = _shape_and_params(s, filters, filters.check(s))
     holding = sorted({int(image_id) for image_id in holding})
     if len(holding) > MAX_HELD:
         raise QueueError(f"a reviewer holds at most {MAX_HELD} items at once")
@@ -541,11 +661,14 @@ def claim_next(
     now = utcnow()
     expires = now + timedelta(seconds=s.lease_seconds)
     # The first write takes SQLite's write lock: claims are serialised from here to the commit.
-    db.session.execute(delete(Lease).where(Lease.expires_at <= now))
+    db.session.execute(_PURGE_EXPIRED, {"now": now})
     if holding:
         renew(user_id, holding, expires)
-    query = _filtered(_open_entries(version_id), s, filters, dataset_id)
-    claim = _reserve_own(user_id, query, holding, expires) or _reserve_new(user_id, query, expires)
+    own, candidates = _claim_statements(shape)
+    params |= {"version_id": version_id, "user_id": user_id, "holding": holding}
+    claim = _reserve_own(user_id, own, params, expires) or _reserve_new(
+        user_id, candidates, params, expires
+    )
     db.session.commit()
     if claim is not None:
         claim.model_version_id = version_id
@@ -555,43 +678,26 @@ def claim_next(
 def renew(user_id: int, image_ids: Iterable[int], expires: datetime | None = None) -> None:
     """Extend the user's leases on ``image_ids`` (not committed)."""
     expires = expires or utcnow() + timedelta(seconds=settings().lease_seconds)
-    db.session.execute(
-        update(Lease)
-        .where(Lease.user_id == user_id, Lease.image_id.in_(list(image_ids)))
-        .values(expires_at=expires)
-    )
+    params = {"holder": user_id, "image_ids": list(image_ids), "expires": expires}
+    db.session.execute(_RENEW, params)
 
 
-def _reserve_own(
-    user_id: int, query: Select, holding: list[int], expires: datetime
-) -> Claim | None:
-    mine = query.join(Lease, Lease.image_id == QueueEntry.image_id).where(Lease.user_id == user_id)
-    if holding:
-        mine = mine.where(QueueEntry.image_id.not_in(holding))
-    entry = db.session.scalar(mine.order_by(*_QUEUE_ORDER).limit(1))
-    if entry is None:
+def _reserve_own(user_id: int, statement, params: dict, expires: datetime) -> Claim | None:
+    row = db.session.execute(statement, params).first()
+    if row is None:
         return None
-    renew(user_id, [entry.image_id], expires)
-    return Claim(entry.image_id, entry.bucket, expires, extra={"renewed": True})
+    renew(user_id, [row.image_id], expires)
+    return Claim(row.image_id, row.bucket, expires, extra={"renewed": True})
 
 
-def _reserve_new(user_id: int, query: Select, expires: datetime) -> Claim | None:
-    undo = aliased(ReviewDecision)
-    decided_by_me = exists().where(
-        ReviewDecision.image_id == QueueEntry.image_id,
-        ReviewDecision.user_id == user_id,
-        ReviewDecision.choice != "undo",
-        ~exists().where(undo.reverts_id == ReviewDecision.id),
-    )
-    held = exists().where(Lease.image_id == QueueEntry.image_id)
-    candidates_query = query.where(~held, ~decided_by_me).order_by(*_QUEUE_ORDER).limit(_CANDIDATES)
+def _reserve_new(user_id: int, statement, params: dict, expires: datetime) -> Claim | None:
     for _attempt in range(5):
-        candidates = list(db.session.scalars(candidates_query))
-        if not candidates:
+        rows = db.session.execute(statement, params).all()
+        if not rows:
             return None
-        for entry in candidates:
-            if insert_lease(entry.image_id, user_id, expires):
-                return Claim(entry.image_id, entry.bucket, expires)
+        for row in rows:
+            if insert_lease(row.image_id, user_id, expires):
+                return Claim(row.image_id, row.bucket, expires)
     return None
 
 
@@ -600,11 +706,13 @@ def claim_image(user_id: int, image_id: int) -> Claim:
 
     Raises :class:`ItemHeld` when another reviewer holds it.
     """
-    entry = entry_for(image_id)
+    version_id = ensure_current()
+    entry = db.session.get(QueueEntry, (version_id, image_id)) if version_id else None
+    bucket = entry.bucket if entry is not None and entry.is_open else None
     now = utcnow()
     expires = now + timedelta(seconds=settings().lease_seconds)
-    db.session.execute(delete(Lease).where(Lease.expires_at <= now))
-    holder = db.session.scalar(select(Lease.user_id).where(Lease.image_id == image_id))
+    db.session.execute(_PURGE_EXPIRED, {"now": now})
+    holder = lease_holder(image_id)
     if holder is not None and holder != user_id:
         db.session.rollback()
         raise ItemHeld(image_id)
@@ -614,17 +722,26 @@ def claim_image(user_id: int, image_id: int) -> Claim:
         db.session.rollback()
         raise ItemHeld(image_id)
     db.session.commit()
-    return Claim(image_id, entry.bucket if entry and entry.is_open else None, expires)
+    return Claim(image_id, bucket, expires, model_version_id=version_id)
 
 
 def release(user_id: int, image_ids: Iterable[int] | None = None) -> int:
     """Give back the user's leases on ``image_ids`` (all of them with None); returns how many."""
-    statement = delete(Lease).where(Lease.user_id == user_id)
+    statement = delete(_LEASES).where(_LEASES.c.user_id == user_id)
     if image_ids is not None:
-        statement = statement.where(Lease.image_id.in_([int(i) for i in image_ids]))
+        statement = statement.where(_LEASES.c.image_id.in_([int(i) for i in image_ids]))
     released = db.session.execute(statement).rowcount
     db.session.commit()
     return released
+
+
+@functools.cache
+def _insert_lease_statement(dialect: str):
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    return dialect_insert(_LEASES).on_conflict_do_nothing()
 
 
 def insert_lease(image_id: int, user_id: int, expires: datetime) -> bool:
@@ -632,12 +749,7 @@ def insert_lease(image_id: int, user_id: int, expires: datetime) -> bool:
     dialect = db.session.get_bind().dialect.name
     values = {"image_id": image_id, "user_id": user_id, "expires_at": expires}
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        statement = dialect_insert(Lease).values(**values).on_conflict_do_nothing()
-        return db.session.execute(statement).rowcount == 1
+        return db.session.execute(_insert_lease_statement(dialect), values).rowcount == 1
     if db.session.get(Lease, image_id) is not None:  # other databases: check, then insert
         return False
     db.session.add(Lease(**values))
