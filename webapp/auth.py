@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
-from flask import abort
-from flask_login import current_user, login_required
+from flask import abort, flash, redirect, request
+from flask_login import current_user, login_required, login_url
 
 from .extensions import db, login_manager
 from .models import Role, User
@@ -19,6 +19,15 @@ def load_user(user_id: str) -> User | None:
 
 login_manager.login_view = "auth.login"
 login_manager.login_message_category = "info"
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """Anonymous requests: 401 (JSON) under /api/, the login page (and back) everywhere else."""
+    if request.path.startswith("/api/"):
+        abort(401, description="Log in first.")
+    flash(login_manager.login_message, login_manager.login_message_category)
+    return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 
 def role_required(*roles: Role) -> Callable:

@@ -211,6 +211,8 @@ class Prediction(db.Model):
     __table_args__ = (
         UniqueConstraint("model_version_id", "image_id"),
         Index("ix_predictions_version_pfake", "model_version_id", "p_fake"),
+        # The newest prediction id of a version, in O(log n): part of the queue's fingerprint.
+        Index("ix_predictions_version_id", "model_version_id", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
@@ -229,6 +231,13 @@ class ReviewDecision(db.Model):
     """One reviewer's verdict on one image. Append-only: an undo is a new row that reverts one."""
 
     __tablename__ = "review_decisions"
+    __table_args__ = (
+        # "Was this decision undone?" is asked for every decision; unique: undone at most once.
+        Index("ix_review_decisions_reverts_id", "reverts_id", unique=True),
+        Index("ix_review_decisions_image_user", "image_id", "user_id"),
+        # A reviewer's counts (today, all time) without reading their rows.
+        Index("ix_review_decisions_user_choice_time", "user_id", "choice", "created_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -248,6 +257,54 @@ class Lease(db.Model):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class QueueEntry(db.Model):
+    """An image's place in the review queue of the active version: bucket and order within it.
+
+    A cache derived from predictions, import labels and the queue settings (rebuilt by
+    ``webapp.services.queue`` when any of them changes), so that serving the next item walks an
+    index instead of scoring every image. ``is_open`` turns false once the image has been decided
+    enough times; decisions stay the truth.
+    """
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (
+        Index(
+            "ix_queue_entries_order",
+            "model_version_id",
+            "is_open",
+            "bucket_rank",
+            "sort_key",
+            "image_id",
+        ),
+    )
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    bucket: Mapped[str] = mapped_column(String(16))
+    bucket_rank: Mapped[int]
+    sort_key: Mapped[float]  # ascending: the most informative item of a bucket first
+    split: Mapped[str] = mapped_column(String(8))
+    verdict: Mapped[str] = mapped_column(String(8))
+    is_open: Mapped[bool] = mapped_column(default=True)
+
+
+class QueueBuild(db.Model):
+    """What the current queue entries were built from, so a change of any input rebuilds them."""
+
+    __tablename__ = "queue_builds"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE")
+    )
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    n_entries: Mapped[int] = mapped_column(default=0)
+    seconds: Mapped[float] = mapped_column(default=0.0)
+    built_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Job(db.Model):

@@ -5,7 +5,7 @@ from flask import Flask
 
 def register_commands(app: Flask) -> None:
     """Attach every command group to ``app.cli``."""
-    from . import data, model, report, users, worker
+    from . import data, model, queue, report, users, worker
 
-    for module in (data, model, report, users, worker):
+    for module in (data, model, queue, report, users, worker):
         app.cli.add_command(module.group)

@@ -1,0 +1,138 @@
+"""Factories for review-desk test data: datasets, images with real files, versions, predictions.
+
+Rows are made directly (the importer and the scoring jobs are other parts); each image is a real
+tiny JPEG (or PNG) written where the review screen serves originals and thumbnails from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+
+from PIL import Image as PILImage
+from sqlalchemy import select, update
+
+from tests.helpers import make_image_bytes
+from webapp.extensions import db
+from webapp.models import Dataset, DatasetImage, Image, ModelVersion, Prediction, utcnow
+from webapp.services.reviews import original_file, thumbnail_file
+
+_seeds = itertools.count(1)
+
+
+def make_dataset(name: str = "set", evaluation_only: bool = False) -> Dataset:
+    """Create (or return) a dataset by name."""
+    dataset = db.session.scalar(select(Dataset).where(Dataset.name == name))
+    if dataset is None:
+        dataset = Dataset(name=name, evaluation_only=evaluation_only)
+        db.session.add(dataset)
+        db.session.commit()
+    return dataset
+
+
+def make_image(
+    dataset: Dataset | None = None,
+    label: str = "real",
+    split: str = "train",
+    file_name: str | None = None,
+    fmt: str = "JPEG",
+    size: tuple[int, int] = (48, 40),
+    exif: dict | None = None,
+) -> Image:
+    """An Image row with its original and thumbnail files written, linked to ``dataset``."""
+    dataset = dataset or make_dataset()
+    seed = next(_seeds)
+    data = make_image_bytes(seed=seed, size=size, fmt=fmt)
+    image = Image(
+        sha256=hashlib.sha256(data).hexdigest(),
+        dataset_id=dataset.id,
+        file_name=file_name or f"img_{seed:05d}.{fmt.lower().replace('jpeg', 'jpg')}",
+        original_path=f"{label.upper()}/img_{seed:05d}",
+        format=fmt,
+        width=size[0],
+        height=size[1],
+        bytes=len(data),
+        mode="RGB",
+        has_exif=bool(exif),
+        exif_summary=exif,
+        jpeg_quality=90 if fmt == "JPEG" else None,
+        label=label,
+        label_source="folder name" if label != "unknown" else "",
+        split=split,
+    )
+    db.session.add(image)
+    db.session.flush()
+    db.session.add(
+        DatasetImage(
+            dataset_id=dataset.id, image_id=image.id, original_path=image.original_path, label=label
+        )
+    )
+    db.session.commit()
+    _write_files(image, data)
+    return image
+
+
+def _write_files(image: Image, data: bytes) -> None:
+    original = original_file(image)
+    original.parent.mkdir(parents=True, exist_ok=True)
+    original.write_bytes(data)
+    thumb = thumbnail_file(image)
+    thumb.parent.mkdir(parents=True, exist_ok=True)
+    with PILImage.open(io.BytesIO(data)) as picture:
+        picture.convert("RGB").save(thumb, format="JPEG", quality=80)
+
+
+def make_version(name: str | None = None, active: bool = True) -> ModelVersion:
+    """A model version row (no checkpoint behind it); ``active`` deactivates the others."""
+    if active:
+        db.session.execute(update(ModelVersion).values(is_active=False))
+    count = db.session.scalar(select(db.func.count(ModelVersion.id)))
+    version = ModelVersion(
+        name=name or f"v{count + 1}",
+        is_active=active,
+        checkpoint_path="",
+        image_size=32,
+        init_weights="random",
+        activated_at=utcnow() if active else None,
+    )
+    db.session.add(version)
+    db.session.commit()
+    return version
+
+
+def make_prediction(
+    image: Image,
+    version: ModelVersion,
+    p_fake: float,
+    label_issue_score: float | None = None,
+    ood_score: float | None = 0.1,
+    audit_key: float = 0.5,
+    oos_p_fake: float | None = None,
+    verdict: str | None = None,
+) -> Prediction:
+    """A prediction row; the verdict follows p_fake unless given."""
+    prediction = Prediction(
+        image_id=image.id,
+        model_version_id=version.id,
+        p_fake=p_fake,
+        p_fake_raw=p_fake,
+        verdict=verdict or ("fake" if p_fake >= 0.5 else "real"),
+        oos_p_fake=oos_p_fake,
+        label_issue_score=label_issue_score,
+        ood_score=ood_score,
+        audit_key=audit_key,
+    )
+    db.session.add(prediction)
+    db.session.commit()
+    return prediction
+
+
+def make_scored_image(version: ModelVersion, p_fake: float, **fields) -> Image:
+    """An image and its prediction in one call: image fields and prediction fields by name."""
+    image_fields = {
+        k: fields.pop(k) for k in ("dataset", "label", "split", "fmt", "exif") if k in fields
+    }
+    image = make_image(**image_fields)
+    make_prediction(image, version, p_fake, **fields)
+    return image

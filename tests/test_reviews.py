@@ -1,0 +1,236 @@
+"""Decisions, undo, consensus and escalation, effective labels, reviewer statistics, history."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.factories import make_scored_image, make_version
+from tests.helpers import make_user
+from webapp.extensions import db
+from webapp.models import ReviewDecision
+from webapp.services import labels, queue, reviews
+from webapp.services.labels import Vote, consensus
+
+
+def vote(decision_id, user_id, choice, admin=False):
+    return Vote(decision_id, 1, user_id, choice, admin)
+
+
+@pytest.mark.parametrize(
+    "votes, required, status, label",
+    [
+        ([], 1, "unreviewed", None),
+        ([vote(1, 1, "fake")], 1, "agreed", "fake"),
+        ([vote(1, 1, "unsure")], 1, "agreed", "unsure"),
+        ([vote(1, 1, "fake")], 2, "pending", None),
+        ([vote(1, 1, "fake"), vote(2, 2, "fake")], 2, "agreed", "fake"),
+        ([vote(1, 1, "fake"), vote(2, 2, "real")], 2, "escalated", None),
+        # With one review per item, a second reviewer who disagrees still escalates.
+        ([vote(1, 1, "fake"), vote(2, 2, "real")], 1, "escalated", None),
+        # A reviewer's latest vote replaces their earlier one.
+        ([vote(1, 1, "fake"), vote(3, 1, "real"), vote(2, 2, "real")], 2, "agreed", "real"),
+        # An admin's vote is final.
+        ([vote(1, 1, "fake"), vote(2, 2, "real"), vote(3, 3, "real", True)], 2, "resolved", "real"),
+        ([vote(1, 3, "fake", True)], 3, "agreed", "fake"),
+    ],
+)
+def test_consensus_rule(votes, required, status, label):
+    state = consensus(votes, required)
+    assert (state.status, state.label) == (status, label)
+    assert state.settled == (status in {"agreed", "escalated", "resolved"})
+
+
+@pytest.fixture
+def version(app_ctx):
+    return make_version("v1")
+
+
+@pytest.fixture
+def people(app_ctx):
+    return make_user("ann"), make_user("bob"), make_user("boss", role="admin")
+
+
+def decisions_of(user):
+    return db.session.scalars(
+        select(ReviewDecision).where(ReviewDecision.user_id == user.id).order_by(ReviewDecision.id)
+    ).all()
+
+
+def test_decision_rows_record_who_what_and_against_which_version(version, people):
+    ann = people[0]
+    image = make_scored_image(version, 0.9, label="real")
+    outcome = reviews.decide(ann, image.id, "fake", note="  visible seam  ")
+    row = decisions_of(ann)[0]
+    assert (row.image_id, row.choice, row.note) == (image.id, "fake", "visible seam")
+    assert (row.label_before, row.model_version_id) == ("real", version.id)
+    assert outcome.label == "fake" and outcome.state.status == "agreed"
+    assert labels.effective_label(image) == "fake"
+
+
+@pytest.mark.parametrize(
+    "choice, message",
+    [("maybe", "choice must be"), ("", "choice must be")],
+)
+def test_bad_choices_are_refused(version, people, choice, message):
+    image = make_scored_image(version, 0.5)
+    with pytest.raises(reviews.ReviewError, match=message):
+        reviews.decide(people[0], image.id, choice)
+    assert decisions_of(people[0]) == []
+
+
+def test_overlong_note_and_unknown_image_are_refused(version, people):
+    image = make_scored_image(version, 0.5)
+    with pytest.raises(reviews.ReviewError, match="at most"):
+        reviews.decide(people[0], image.id, "real", note="x" * (reviews.MAX_NOTE + 1))
+    with pytest.raises(reviews.NotFound):
+        reviews.decide(people[0], 999_999, "real")
+
+
+def test_undo_is_a_new_row_and_restores_the_label(version, people):
+    ann = people[0]
+    first = make_scored_image(version, 0.9, label="real")
+    second = make_scored_image(version, 0.1, label="fake")
+    reviews.decide(ann, first.id, "fake")
+    reviews.decide(ann, second.id, "unsure")
+    assert labels.effective_labels([first.id, second.id]) == {first.id: "fake", second.id: "unsure"}
+
+    undone = reviews.undo_last(ann)
+    assert undone.reverted["image_id"] == second.id
+    assert labels.effective_label(second) == "fake"  # back to the import label
+    again = reviews.undo_last(ann)
+    assert again.reverted["image_id"] == first.id
+    assert labels.effective_label(first) == "real"
+    with pytest.raises(reviews.NothingToUndo):
+        reviews.undo_last(ann)
+
+    rows = decisions_of(ann)
+    assert [row.choice for row in rows] == ["fake", "unsure", "undo", "undo"]
+    assert [row.reverts_id for row in rows[2:]] == [rows[1].id, rows[0].id]
+    # Both images are back in the queue.
+    open_ids = {item.image_id for item in queue.list_items(limit=10)}
+    assert {first.id, second.id} <= open_ids
+
+
+def test_undoing_a_skip_brings_the_item_back_to_the_skipper(version, people):
+    ann = people[0]
+    image = make_scored_image(version, 0.5, label="unknown")
+    reviews.decide(ann, image.id, "skip")
+    assert queue.claim_next(ann.id) is None
+    reviews.undo_last(ann)
+    assert queue.claim_next(ann.id).image_id == image.id
+
+
+def test_one_review_per_item_by_default(version, people):
+    ann, bob, _ = people
+    image = make_scored_image(version, 0.5, label="unknown")
+    reviews.decide(ann, image.id, "real")
+    assert queue.claim_next(bob.id) is None
+
+
+def test_two_reviews_agreement_sets_the_label(app, version, people):
+    app.config["REVIEWS_PER_ITEM"] = 2
+    ann, bob, _ = people
+    image = make_scored_image(version, 0.5, label="unknown")
+    reviews.decide(ann, image.id, "fake")
+    assert labels.effective_label(image) == "unknown"  # pending: one vote of two
+    assert queue.claim_next(ann.id) is None  # Ann has voted
+    assert queue.claim_next(bob.id).image_id == image.id
+    outcome = reviews.decide(bob, image.id, "fake")
+    assert (outcome.state.status, outcome.label) == ("agreed", "fake")
+    assert queue.list_items() == []
+    assert reviews.escalations() == []
+
+
+def test_two_reviews_disagreement_escalates_until_an_admin_decides(app, version, people):
+    app.config["REVIEWS_PER_ITEM"] = 2
+    ann, bob, boss = people
+    image = make_scored_image(version, 0.9, label="real")
+    reviews.decide(ann, image.id, "fake", note="hands")
+    outcome = reviews.decide(bob, image.id, "real", note="looks fine")
+    assert outcome.state.status == "escalated"
+    assert labels.effective_label(image) == "real"  # no consensus: the import label stands
+    assert queue.list_items() == []  # out of the queue...
+    (escalated,) = reviews.escalations()  # ...and on the admins' list
+    assert escalated["image_id"] == image.id
+    assert [(v["user"], v["choice"], v["note"]) for v in escalated["votes"]] == [
+        ("ann", "fake", "hands"),
+        ("bob", "real", "looks fine"),
+    ]
+    resolved = reviews.decide(boss, image.id, "fake")
+    assert (resolved.state.status, resolved.label) == ("resolved", "fake")
+    assert reviews.escalations() == []
+
+
+def test_undo_reopens_a_consensus(app, version, people):
+    app.config["REVIEWS_PER_ITEM"] = 2
+    ann, bob, _ = people
+    image = make_scored_image(version, 0.5, label="unknown")
+    reviews.decide(ann, image.id, "fake")
+    reviews.decide(bob, image.id, "fake")
+    reviews.undo_last(bob)
+    assert labels.review_state(image.id).status == "pending"
+    assert [item.image_id for item in queue.list_items()] == [image.id]
+    assert queue.claim_next(bob.id).image_id == image.id
+
+
+def test_effective_labels_for_all_images(version, people):
+    ann = people[0]
+    kept = make_scored_image(version, 0.1, label="real")
+    flipped = make_scored_image(version, 0.9, label="real")
+    unsure = make_scored_image(version, 0.5, label="fake")
+    unlabelled = make_scored_image(version, 0.5, label="unknown")
+    reviews.decide(ann, flipped.id, "fake")
+    reviews.decide(ann, unsure.id, "unsure")
+    reviews.decide(ann, unlabelled.id, "skip")
+    assert labels.effective_labels() == {
+        kept.id: "real",
+        flipped.id: "fake",
+        unsure.id: "unsure",
+        unlabelled.id: "unknown",
+    }
+    assert labels.effective_labels([flipped.id, 424242]) == {flipped.id: "fake"}
+
+
+def test_reviewer_counts_and_agreement(version, people):
+    ann, bob, _ = people
+    images = [make_scored_image(version, 0.5, label="unknown") for _ in range(4)]
+    for image, choice in zip(images, ["real", "fake", "unsure", "skip"], strict=True):
+        reviews.decide(ann, image.id, choice)
+    reviews.decide(bob, images[0].id, "real")  # agrees
+    reviews.decide(bob, images[1].id, "real")  # disagrees
+    reviews.undo_last(ann)  # the skip
+    reviews.undo_last(ann)  # the unsure
+    stats = reviews.reviewer_stats(ann.id)
+    assert (stats["today"], stats["all_time"], stats["skipped"]) == (2, 2, 0)
+    assert stats["agreement"] == {"compared": 2, "agreed": 1, "rate": 0.5}
+    assert reviews.reviewer_stats(bob.id)["agreement"]["rate"] == 0.5
+    assert db.session.scalar(select(func.count(ReviewDecision.id))) == 8
+
+
+def test_history_hides_other_votes_while_a_consensus_is_pending(app, version, people):
+    app.config["REVIEWS_PER_ITEM"] = 2
+    ann, bob, boss = people
+    image = make_scored_image(version, 0.5, label="unknown")
+    reviews.decide(ann, image.id, "fake", note="smeared text")
+    seen_by_bob = reviews.history(image.id, bob)
+    assert [(e["user"], e["choice"], e["note"]) for e in seen_by_bob] == [("ann", "hidden", "")]
+    assert reviews.history(image.id, ann)[0]["choice"] == "fake"
+    assert reviews.history(image.id, boss)[0]["note"] == "smeared text"
+    reviews.decide(bob, image.id, "fake")
+    assert [e["choice"] for e in reviews.history(image.id, bob)] == ["fake", "fake"]
+
+
+def test_item_details_explain_the_item(version, people):
+    image = make_scored_image(version, 0.2, label="fake", label_issue_score=0.9, oos_p_fake=0.1)
+    details = reviews.item_details(image.id, people[0])
+    assert details["bucket"] == "label_issue"
+    assert "Labelled FAKE" in details["reason"] and "0.10" in details["reason"]
+    assert details["prediction"]["verdict"] == "real"
+    assert details["prediction"]["confidence"] == pytest.approx(0.8)
+    assert details["file"]["format"] == "JPEG" and details["file"]["jpeg_quality"] == 90
+    assert (details["import_label"], details["label_source"]) == ("fake", "folder name")
+    reviews.decide(people[0], image.id, "real")
+    after = reviews.item_details(image.id, people[0])
+    assert after["bucket"] is None and after["label"] == "real"
+    assert after["history"][0]["choice"] == "real"

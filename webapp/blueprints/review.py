@@ -1,0 +1,112 @@
+"""The review desk: the keyboard-first review screen, the admins' escalation list, image files.
+
+The screen itself is static HTML plus ``static/js/review.js``, which talks to the JSON API
+(``/api/v1/review/...``) so that a decision and the next image never wait for a page load.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, current_app, render_template, request, send_file
+from sqlalchemy import select
+
+from ..auth import admin_required, reviewer_required
+from ..extensions import db
+from ..models import Dataset, Image, Split
+from ..services import queue, reviews
+
+bp = Blueprint("review", __name__, url_prefix="/review")
+
+FILTER_NAMES = ("bucket", "dataset", "split", "verdict")
+IMAGE_CACHE_SECONDS = 24 * 3600  # an image id always names the same content (sha256)
+MIME_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
+
+@bp.get("/")
+@reviewer_required
+def desk():
+    """The review screen. ``?image=ID`` opens that image first; filters come from the query."""
+    s = queue.settings()
+    filters = {name: request.args.get(name, "") for name in FILTER_NAMES}
+    return render_template(
+        "review/desk.html",
+        buckets=[(name, queue.BUCKET_TITLES[name]) for name in s.buckets],
+        datasets=db.session.scalars(select(Dataset.name).order_by(Dataset.name)).all(),
+        splits=[split.value for split in Split],
+        filters=filters,
+        open_image=request.args.get("image", type=int),
+        has_model=queue.active_version_id() is not None,
+        settings=s,
+    )
+
+
+@bp.get("/escalations")
+@admin_required
+def escalations():
+    """Items whose reviewers disagree, for an admin to decide."""
+    return render_template("review/escalations.html", items=reviews.escalations())
+
+
+@bp.get("/image/<int:image_id>/original")
+@reviewer_required
+def original(image_id: int):
+    """The original file, at full resolution."""
+    image = _image_or_404(image_id)
+    return _send(reviews.original_file(image), MIME_TYPES.get(image.format.upper()))
+
+
+@bp.get("/image/<int:image_id>/thumbnail")
+@reviewer_required
+def thumbnail(image_id: int):
+    """The small JPEG made at import; the original when there is none."""
+    image = _image_or_404(image_id)
+    path = reviews.thumbnail_file(image)
+    if path.is_file():
+        return _send(path, "image/jpeg")
+    return _send(reviews.original_file(image), MIME_TYPES.get(image.format.upper()))
+
+
+@bp.get("/image/<int:image_id>/heatmap.png")
+@reviewer_required
+def heatmap(image_id: int):
+    """Grad-CAM heatmap of the active model on this image, computed on demand (and cached)."""
+    _image_or_404(image_id)
+    if queue.active_version_id() is None:
+        return _unavailable("No active model version: an admin must train and activate one first.")
+    try:
+        from ..services.scoring import heatmap_png
+    except ImportError:
+        return _unavailable("Heatmaps are not available: the scoring service is not installed.")
+    png = heatmap_png(image_id)
+    response = Response(png, mimetype="image/png")
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _image_or_404(image_id: int) -> Image:
+    image = db.session.get(Image, image_id)
+    if image is None:
+        abort(404, description=f"No image {image_id}.")
+    return image
+
+
+def _send(path, mimetype: str | None):
+    if not path.is_file():
+        current_app.logger.warning("image file missing: %s", path)
+        abort(404, description="The image file is missing from the image store.")
+    response = send_file(path, mimetype=mimetype, max_age=IMAGE_CACHE_SECONDS, conditional=True)
+    response.headers["Cache-Control"] = f"private, max-age={IMAGE_CACHE_SECONDS}, immutable"
+    return response
+
+
+def _unavailable(message: str):
+    """503 with the reason, as JSON for scripts and the screen, as text for a browser tab."""
+    if request.accept_mimetypes.best == "application/json":
+        return {"error": "Service Unavailable", "message": message, "status": 503}, 503
+    return Response(message, status=503, mimetype="text/plain")
