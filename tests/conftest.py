@@ -37,6 +37,12 @@ def app(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def runner(app):
+    """Invoke the app's CLI commands."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
 def app_ctx(app):
     """Run the test inside an application context."""
     with app.app_context():

@@ -75,6 +75,8 @@ class Config:
         self.IMAGENET_WEIGHTS_SHA256 = os.environ.get("REALFAKE_IMAGENET_WEIGHTS_SHA256", "")
         self.DEFAULT_IMAGE_SIZE = _int_env("REALFAKE_IMAGE_SIZE", 224)
         self.DEFAULT_EPOCHS = _int_env("REALFAKE_EPOCHS", 5)
+        # A model.train.TrainConfig preset: "seed" (224 px as the study), "demo", "cifake".
+        self.TRAIN_PRESET = os.environ.get("REALFAKE_TRAIN_PRESET", "seed")
         self.KFOLD = _int_env("REALFAKE_KFOLD", 5)
         self.AUTO_ACTIVATE_BETTER = os.environ.get("REALFAKE_AUTO_ACTIVATE", "0") == "1"
         # Review queue.

@@ -112,3 +112,13 @@ def stats_command(dataset, as_json) -> None:
         return
     for line in audit.describe(stats):
         click.echo(line)
+
+
+def _attach_demo() -> None:
+    """``flask data demo`` lives in its own module; it belongs to this group."""
+    from .demo_command import demo
+
+    group.add_command(demo)
+
+
+_attach_demo()

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
+
 from model.metrics import classification_metrics
 from model.predict import Predictor
-from sqlalchemy import select
 
 from ..extensions import db
 from ..models import ModelVersion, Prediction

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 from flask import current_app
-from model.predict import Predictor
 from sqlalchemy import insert, select
+
+from model.predict import Predictor
 
 from ..extensions import db
 from ..jobs import handler
@@ -107,7 +108,11 @@ def ood_scores(version: ModelVersion, image_ids: Sequence[int], features: np.nda
     if not is_train.any():
         return np.full(len(image_ids), np.nan)
     scorer = OODScorer().fit(features[is_train])
-    return scorer.score(features, is_reference=is_train)
+    scores = np.empty(len(image_ids))
+    scores[is_train] = scorer.score(features[is_train], exclude_self=True)
+    if (~is_train).any():
+        scores[~is_train] = scorer.score(features[~is_train])
+    return scores
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -162,7 +167,7 @@ def predict_job(context) -> dict[str, Any]:
 
 def heatmap_png(image_id: int) -> bytes:
     """Grad-CAM of the active version over the image, as PNG; cached on disk per version."""
-    from model.explain import gradcam_overlay_png
+    from model.explain import gradcam, overlay
 
     version = versions.get_version(None)
     cache = Path(current_app.instance_path) / "cache" / "heatmaps" / version.name
@@ -172,7 +177,8 @@ def heatmap_png(image_id: int) -> bytes:
     image = db.get_or_404(Image, image_id)
     pixels = load_pixels([image.id], version.image_size)[0]
     predictor = get_predictor(version)
-    data = gradcam_overlay_png(predictor.model, predictor.meta, pixels)
+    heatmap = gradcam(predictor.model, predictor.meta, pixels)
+    data = overlay(pixels, heatmap, fmt="PNG-RGBA", max_side=None)
     cache.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_bytes(data)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from flask import current_app
+
 from model.checkpoint import save_checkpoint
 from model.train import TrainConfig, TrainingStopped, train
 
@@ -40,16 +41,16 @@ class Throttle:
 def train_config_from(params: dict[str, Any]) -> TrainConfig:
     """TrainConfig from job parameters, falling back to the app's configured defaults."""
     config = current_app.config
-    options = dict(params.get("options") or {})
-    return TrainConfig(
-        epochs=int(params.get("epochs") or config["DEFAULT_EPOCHS"]),
-        image_size=int(params.get("image_size") or config["DEFAULT_IMAGE_SIZE"]),
-        device=config["MODEL_DEVICE"],
-        weights_path=config["IMAGENET_WEIGHTS"] or None,
-        weights_sha256=config["IMAGENET_WEIGHTS_SHA256"] or None,
-        seed=int(params.get("seed", 0)),
-        **options,
-    )
+    overrides = {
+        "epochs": int(params.get("epochs") or config["DEFAULT_EPOCHS"]),
+        "image_size": int(params.get("image_size") or config["DEFAULT_IMAGE_SIZE"]),
+        "device": config["MODEL_DEVICE"],
+        "weights_path": config["IMAGENET_WEIGHTS"] or None,
+        "weights_sha256": config["IMAGENET_WEIGHTS_SHA256"] or None,
+        "seed": int(params.get("seed") or 0),
+        **dict(params.get("options") or {}),
+    }
+    return TrainConfig.preset(params.get("preset") or config["TRAIN_PRESET"], **overrides)
 
 
 def _check_trainable(trainset: TrainingSet) -> None:
@@ -89,28 +90,19 @@ def train_job(context) -> dict[str, Any]:
     except TrainingStopped as stop:
         raise JobCancelled() from stop
     context.log(f"trained from {result.init_weights}; temperature {result.temperature:.3f}")
-    version = register_version(context, trainset, config, result, mean, std)
+    version = register_version(context, trainset, config, result)
     if params.get("score", True):
         submit("predict", {"version": version.name})
     return {"version": version.name, "active": version.is_active, "metrics": version.metrics}
 
 
-def register_version(context, trainset, config, result, mean, std) -> ModelVersion:
+def register_version(context, trainset, config, result) -> ModelVersion:
     """Save the checkpoint, measure it on val and test, and add the ModelVersion row."""
     name = versions.next_version_name()
     path = versions.models_dir() / f"{name}.pt"
-    meta = {
-        "version": name,
-        "image_size": config.image_size,
-        "mean": [float(x) for x in mean],
-        "std": [float(x) for x in std],
-        "temperature": float(result.temperature),
-        "init_weights": result.init_weights,
-        "train_args": config.to_dict(),
-        "train_set_sha256": trainset.sha256(),
-        "history": result.history,
-        "label_counts": trainset.label_counts(),
-    }
+    meta = result.checkpoint_meta(
+        train_set_sha256=trainset.sha256(), version=name, label_counts=trainset.label_counts()
+    )
     save_checkpoint(path, result.model, meta)
     np.save(versions.training_ids_path(name), np.asarray(trainset.train.ids, dtype=np.int64))
     metrics = {"val": evaluate_arrays(path, *trainset.val.as_arrays(), config.image_size)}
