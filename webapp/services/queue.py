@@ -56,6 +56,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import (
@@ -359,7 +360,11 @@ def invalidate() -> None:
 def rebuild(
     version_id: int | None = None, s: QueueSettings | None = None, digest: str | None = None
 ) -> QueueBuild | None:
-    """Rebuild the queue entries of ``version_id`` (default: the active one) in one statement."""
+    """Rebuild the queue entries of ``version_id`` (default: the active one) in one statement.
+
+    Where two processes rebuild at once, SQLite runs one after the other; on a database with
+    concurrent writers the loser's insert conflicts, and it keeps the winner's build.
+    """
     s = s or settings()
     version_id = version_id if version_id is not None else active_version_id()
     started = time.perf_counter()
@@ -367,7 +372,11 @@ def rebuild(
     if version_id is None:
         db.session.commit()
         return None
-    inserted = db.session.execute(_build_statement(version_id, s)).rowcount
+    try:
+        inserted = db.session.execute(_build_statement(version_id, s)).rowcount
+    except IntegrityError:
+        db.session.rollback()
+        return db.session.scalar(select(QueueBuild).order_by(QueueBuild.id.desc()))
     db.session.execute(
         update(QueueEntry)
         .where(QueueEntry.image_id.in_(labels.settled_image_ids_query(s.reviews_per_item)))
@@ -628,14 +637,6 @@ def counts(filters: QueueFilter | None = None) -> dict[str, int]:
     for rank, number in rows:
         result[s.buckets[rank]] = number
     return result
-
-
-def entry_for(image_id: int) -> QueueEntry | None:
-    """The image's entry in the current queue (open or not), if it has one."""
-    version_id = ensure_current()
-    if version_id is None:
-        return None
-    return db.session.get(QueueEntry, (version_id, image_id))
 
 
 # ----------------------------------------------------------------------------- leases
