@@ -471,6 +471,9 @@ def item_details(image_id: int, viewer: User, version_id: int | None = None) -> 
         "history": _history_entries(rows, viewer, state),
     }
     details["reason"] = _why(prediction, has_entry, bucket, image["label"], s)
+    if state.status == "escalated":
+        choices = ", ".join(sorted({vote.choice.upper() for vote in state.votes}))
+        details["reason"] = f"Reviewers disagree ({choices}): an admin's decision settles it."
     return details
 
 
