@@ -192,6 +192,17 @@ def test_new_predictions_and_a_new_active_version_rebuild_the_queue(version):
     assert db.session.scalar(select(QueueBuild.model_version_id)) == v2.id
 
 
+def test_an_import_that_relabels_images_rebuilds_the_queue(version):
+    from webapp.models import ImportRun
+
+    image = make_scored_image(version, 0.9, label="fake")  # a confident, right call
+    assert queue.list_items() == []
+    image.label = "real"  # what a re-import with the other label does
+    db.session.add(ImportRun(dataset_id=image.dataset_id, source="again", finished_at=utcnow()))
+    db.session.commit()
+    assert [(i.image_id, i.bucket) for i in queue.list_items()] == [(image.id, "misclassified")]
+
+
 def test_decided_items_leave_the_queue_and_rebuild_agrees(zoo):
     ann = make_user("ann")
     reviews.decide(ann, zoo["li_high"], "fake")

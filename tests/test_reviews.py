@@ -157,6 +157,7 @@ def test_two_reviews_disagreement_escalates_until_an_admin_decides(app, version,
         ("ann", "fake", "hands"),
         ("bob", "real", "looks fine"),
     ]
+    assert "Reviewers disagree (FAKE, REAL)" in reviews.item_details(image.id, boss)["reason"]
     resolved = reviews.decide(boss, image.id, "fake")
     assert (resolved.state.status, resolved.label) == ("resolved", "fake")
     assert reviews.escalations() == []

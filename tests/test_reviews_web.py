@@ -125,6 +125,21 @@ def test_heatmap_comes_from_the_scoring_service(auth, client, item, monkeypatch)
         assert picture.getpixel((0, 0)) == (255, 0, 0)
 
 
+def test_heatmap_failure_is_explained(auth, client, item, monkeypatch, caplog):
+    def heatmap_png(image_id):
+        raise FileNotFoundError("checkpoint v1.pt is missing")
+
+    scoring = types.ModuleType("webapp.services.scoring")
+    scoring.heatmap_png = heatmap_png
+    monkeypatch.setitem(sys.modules, "webapp.services.scoring", scoring)
+    auth.login("reviewer")
+    response = client.get(
+        f"/review/image/{item}/heatmap.png", headers={"Accept": "application/json"}
+    )
+    assert response.status_code == 503
+    assert "checkpoint v1.pt is missing" in response.get_json()["message"]
+
+
 def test_escalations_page_lists_nothing_when_all_agree(auth, client, item):
     auth.login("admin")
     page = client.get("/review/escalations").get_data(as_text=True)

@@ -83,7 +83,11 @@ def heatmap(image_id: int):
         from ..services.scoring import heatmap_png
     except ImportError:
         return _unavailable("Heatmaps are not available: the scoring service is not installed.")
-    png = heatmap_png(image_id)
+    try:
+        png = heatmap_png(image_id)
+    except Exception as error:  # a missing checkpoint, a broken file: say so, keep reviewing
+        current_app.logger.exception("heatmap for image %s failed", image_id)
+        return _unavailable(f"Could not compute the heatmap: {error}")
     response = Response(png, mimetype="image/png")
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response

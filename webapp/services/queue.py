@@ -45,14 +45,18 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    false,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     true,
+    union_all,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import (
@@ -356,7 +360,11 @@ def invalidate() -> None:
 def rebuild(
     version_id: int | None = None, s: QueueSettings | None = None, digest: str | None = None
 ) -> QueueBuild | None:
-    """Rebuild the queue entries of ``version_id`` (default: the active one) in one statement."""
+    """Rebuild the queue entries of ``version_id`` (default: the active one) in one statement.
+
+    Where two processes rebuild at once, SQLite runs one after the other; on a database with
+    concurrent writers the loser's insert conflicts, and it keeps the winner's build.
+    """
     s = s or settings()
     version_id = version_id if version_id is not None else active_version_id()
     started = time.perf_counter()
@@ -364,7 +372,11 @@ def rebuild(
     if version_id is None:
         db.session.commit()
         return None
-    inserted = db.session.execute(_build_statement(version_id, s)).rowcount
+    try:
+        inserted = db.session.execute(_build_statement(version_id, s)).rowcount
+    except IntegrityError:
+        db.session.rollback()
+        return db.session.scalar(select(QueueBuild).order_by(QueueBuild.id.desc()))
     db.session.execute(
         update(QueueEntry)
         .where(QueueEntry.image_id.in_(labels.settled_image_ids_query(s.reviews_per_item)))
@@ -457,13 +469,15 @@ def _shape_and_params(
     return tuple(name in params for name in _FILTER_PARAMS), params
 
 
-def _open_entry_clauses(shape: tuple[bool, ...]) -> list[ColumnElement[bool]]:
-    """WHERE clauses of the open entries of version ``:version_id`` that pass the filters."""
+def _open_entry_clauses(shape: tuple[bool, ...], walk: bool = True) -> list[ColumnElement[bool]]:
+    """WHERE clauses of the open entries of version ``:version_id`` that pass the filters.
+
+    ``walk=False`` hides ``is_open`` from the planner, for queries driven by a few known image
+    ids: it then looks them up by primary key instead of walking the queue-order index.
+    """
     bucket, split, verdict, dataset = shape
-    clauses = [
-        _ENTRIES.c.model_version_id == bindparam("version_id"),
-        _ENTRIES.c.is_open == true(),
-    ]
+    is_open = _ENTRIES.c.is_open if walk else func.coalesce(_ENTRIES.c.is_open, false())
+    clauses = [_ENTRIES.c.model_version_id == bindparam("version_id"), is_open == true()]
     if bucket:
         clauses.append(_ENTRIES.c.bucket_rank == bindparam("bucket_rank"))
     if split:
@@ -485,15 +499,18 @@ def _open_entry_clauses(shape: tuple[bool, ...]) -> list[ColumnElement[bool]]:
 
 
 @functools.cache
-def _claim_statements(shape: tuple[bool, ...]) -> tuple[Select, Select]:
-    """(my own leased item, not in ``:holding``; the first candidates nobody holds)."""
-    entries = select(_ENTRIES.c.image_id, _ENTRIES.c.bucket).where(*_open_entry_clauses(shape))
-    own = (
-        entries.join(_LEASES, _LEASES.c.image_id == _ENTRIES.c.image_id)
-        .where(_LEASES.c.user_id == bindparam("user_id"))
-        .where(_ENTRIES.c.image_id.not_in(bindparam("holding", expanding=True)))
-        .order_by(*_QUEUE_ORDER)
-        .limit(1)
+def _claim_statement(shape: tuple[bool, ...]) -> Select:
+    """In one round trip: my own leased item not in ``:holding`` (``own`` = 1), then the first
+    open items nobody holds and I have not decided (``own`` = 0), in queue order."""
+    columns = [_ENTRIES.c.image_id, _ENTRIES.c.bucket, _ENTRIES.c.bucket_rank, _ENTRIES.c.sort_key]
+    # Driven by my few leases (no ORDER BY here, or SQLite would walk the whole queue index to
+    # find them); the outer ORDER BY sorts the handful of rows.
+    mine = select(_LEASES.c.image_id).where(
+        _LEASES.c.user_id == bindparam("user_id"),
+        _LEASES.c.image_id.not_in(bindparam("holding", expanding=True)),
+    )
+    own = select(*columns, literal_column("1").label("own")).where(
+        *_open_entry_clauses(shape, walk=False), _ENTRIES.c.image_id.in_(mine)
     )
     decided_by_me = exists().where(
         _DECISIONS.c.image_id == _ENTRIES.c.image_id,
@@ -502,8 +519,16 @@ def _claim_statements(shape: tuple[bool, ...]) -> tuple[Select, Select]:
         ~exists().where(_UNDOS.c.reverts_id == _DECISIONS.c.id),
     )
     held = exists().where(_LEASES.c.image_id == _ENTRIES.c.image_id)
-    candidates = entries.where(~held, ~decided_by_me).order_by(*_QUEUE_ORDER).limit(_CANDIDATES)
-    return own, candidates
+    candidates = (
+        select(*columns, literal_column("0").label("own"))
+        .where(*_open_entry_clauses(shape), ~held, ~decided_by_me)
+        .order_by(*_QUEUE_ORDER)
+        .limit(_CANDIDATES)
+    )
+    both = union_all(own.subquery().select(), candidates.subquery().select()).subquery()
+    return select(both).order_by(
+        both.c.own.desc(), both.c.bucket_rank, both.c.sort_key, both.c.image_id
+    )
 
 
 @functools.cache
@@ -614,14 +639,6 @@ def counts(filters: QueueFilter | None = None) -> dict[str, int]:
     return result
 
 
-def entry_for(image_id: int) -> QueueEntry | None:
-    """The image's entry in the current queue (open or not), if it has one."""
-    version_id = ensure_current()
-    if version_id is None:
-        return None
-    return db.session.get(QueueEntry, (version_id, image_id))
-
-
 # ----------------------------------------------------------------------------- leases
 
 
@@ -664,11 +681,8 @@ def claim_next(
     db.session.execute(_PURGE_EXPIRED, {"now": now})
     if holding:
         renew(user_id, holding, expires)
-    own, candidates = _claim_statements(shape)
     params |= {"version_id": version_id, "user_id": user_id, "holding": holding}
-    claim = _reserve_own(user_id, own, params, expires) or _reserve_new(
-        user_id, candidates, params, expires
-    )
+    claim = _reserve(user_id, _claim_statement(shape), params, expires)
     db.session.commit()
     if claim is not None:
         claim.model_version_id = version_id
@@ -682,19 +696,15 @@ def renew(user_id: int, image_ids: Iterable[int], expires: datetime | None = Non
     db.session.execute(_RENEW, params)
 
 
-def _reserve_own(user_id: int, statement, params: dict, expires: datetime) -> Claim | None:
-    row = db.session.execute(statement, params).first()
-    if row is None:
-        return None
-    renew(user_id, [row.image_id], expires)
-    return Claim(row.image_id, row.bucket, expires, extra={"renewed": True})
-
-
-def _reserve_new(user_id: int, statement, params: dict, expires: datetime) -> Claim | None:
+def _reserve(user_id: int, statement: Select, params: dict, expires: datetime) -> Claim | None:
+    """Re-serve my own leased item, else lease the first candidate nobody else took meanwhile."""
     for _attempt in range(5):
         rows = db.session.execute(statement, params).all()
         if not rows:
             return None
+        if rows[0].own:
+            renew(user_id, [rows[0].image_id], expires)
+            return Claim(rows[0].image_id, rows[0].bucket, expires, extra={"renewed": True})
         for row in rows:
             if insert_lease(row.image_id, user_id, expires):
                 return Claim(row.image_id, row.bucket, expires)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, bindparam, case, delete, distinct, exists, func, insert, select
+from sqlalchemy import Select, and_, bindparam, case, delete, distinct, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -28,6 +28,7 @@ from ..models import (
     Prediction,
     QueueEntry,
     ReviewDecision,
+    Role,
     User,
     utcnow,
 )
@@ -374,13 +375,28 @@ def history(
 
     While an item still waits for independent reviews, a reviewer does not see the other
     reviewers' choices and notes (they would anchor the next vote); admins see everything.
-    ``state`` is the image's review state when the caller has it already.
     """
-    viewer_id, viewer_is_admin = viewer.id, viewer.is_admin
-    rows = db.session.execute(_history_statement(), {"image_id": image_id}).mappings().all()
-    blind = not viewer_is_admin and labels.reviews_per_item() > 1 and bool(rows)
-    if blind:
-        blind = not (state or labels.review_state(image_id)).settled
+    rows = _history_rows(image_id)
+    return _history_entries(rows, viewer, state or _state_from_history(image_id, rows))
+
+
+def _history_rows(image_id: int) -> list:
+    return db.session.execute(_history_statement(), {"image_id": image_id}).mappings().all()
+
+
+def _state_from_history(image_id: int, rows) -> labels.ReviewState:
+    """The review state, from the history rows already read (no second query)."""
+    votes = [
+        labels.Vote(row["id"], image_id, row["user_id"], row["choice"], row["role"] == Role.ADMIN)
+        for row in rows
+        if row["choice"] in labels.VOTE_CHOICES and not row["undone"]
+    ]
+    return labels.consensus(votes, labels.reviews_per_item()) if votes else labels.UNREVIEWED
+
+
+def _history_entries(rows, viewer: User, state: labels.ReviewState) -> list[dict[str, Any]]:
+    viewer_id = viewer.id
+    blind = not viewer.is_admin and labels.reviews_per_item() > 1 and not state.settled
     entries = []
     for row in rows:
         hidden = blind and row["user_id"] != viewer_id
@@ -409,6 +425,7 @@ def _history_statement() -> Select:
             *(_DECISIONS.c[key] for key in _DECISION_FIELDS),
             _DECISIONS.c.created_at,
             users.c.username,
+            users.c.role,
             versions.c.name.label("version_name"),
             undone.label("undone"),
         )
@@ -423,19 +440,19 @@ def item_details(image_id: int, viewer: User, version_id: int | None = None) -> 
     """Everything the review screen shows about one image (URLs are added by the web layer).
 
     ``version_id`` is the active version when the caller knows it (a claim just checked it).
+    Two queries: the image with its prediction and queue entry, and its decisions.
     """
-    image = db.session.execute(_image_statement(), {"image_id": image_id}).mappings().first()
-    if image is None:
-        raise NotFound(f"no image {image_id}")
     s = queue.settings()
     version_id = version_id if version_id is not None else queue.ensure_current()
-    prediction = _prediction(image_id, version_id, s)
-    entry = None
-    if version_id is not None:
-        params = {"image_id": image_id, "version_id": version_id}
-        entry = db.session.execute(_entry_statement(), params).first()
-    state = labels.review_state(image_id)
-    bucket = entry.bucket if entry is not None and entry.is_open else None
+    params = {"image_id": image_id, "version_id": version_id}
+    image = db.session.execute(_details_statement(), params).mappings().first()
+    if image is None:
+        raise NotFound(f"no image {image_id}")
+    rows = _history_rows(image_id)
+    state = _state_from_history(image_id, rows)
+    has_entry = image["entry_open"] is not None
+    bucket = image["bucket"] if image["entry_open"] else None
+    prediction = _prediction_dict(image, s)
     details = {
         "image_id": image_id,
         "file_name": image["file_name"],
@@ -451,66 +468,39 @@ def item_details(image_id: int, viewer: User, version_id: int | None = None) -> 
         "bucket_title": queue.BUCKET_TITLES.get(bucket, "Not in the queue"),
         "prediction": prediction,
         "file": {key: image[key] for key in _FILE_FACTS} | {"exif": image["exif_summary"] or {}},
-        "history": history(image_id, viewer, state),
+        "history": _history_entries(rows, viewer, state),
     }
-    details["reason"] = _why(prediction, entry, bucket, image["label"], s)
+    details["reason"] = _why(prediction, has_entry, bucket, image["label"], s)
+    if state.status == "escalated":
+        choices = ", ".join(sorted({vote.choice.upper() for vote in state.votes}))
+        details["reason"] = f"Reviewers disagree ({choices}): an admin's decision settles it."
     return details
 
 
 _FILE_FACTS = ("format", "width", "height", "bytes", "mode", "jpeg_quality", "has_exif", "sha256")
+_PREDICTION_FIELDS = (
+    "model_version_id",
+    "model_version",
+    "verdict",
+    "p_fake",
+    "p_fake_raw",
+    "oos_p_fake",
+    "label_issue_score",
+    "ood_score",
+)
 
 
 @functools.cache
-def _image_statement() -> Select:
+def _details_statement() -> Select:
+    """The image, its dataset's name, and (outer joins) its prediction and queue entry."""
     images, datasets = Image.__table__, Dataset.__table__
-    return (
-        select(images, datasets.c.name.label("dataset"))
-        .join(datasets, datasets.c.id == images.c.dataset_id)
-        .where(images.c.id == bindparam("image_id"))
-    )
-
-
-@functools.cache
-def _entry_statement() -> Select:
-    entries = QueueEntry.__table__
-    return select(entries.c.bucket, entries.c.is_open).where(
-        entries.c.image_id == bindparam("image_id"),
-        entries.c.model_version_id == bindparam("version_id"),
-    )
-
-
-def _why(prediction, entry, bucket, import_label: str, s: queue.QueueSettings) -> str:
-    """Why the item is on screen: its bucket's reason, or why it is not in the queue."""
-    if prediction is None:
-        return "No prediction from the active model version yet."
-    if bucket is not None:
-        return queue.reason(prediction | {"bucket": bucket, "label": import_label}, s)
-    if entry is not None:
-        return "Decided enough times: no longer in the queue."
-    return "Opened directly: the active model does not flag this image."
-
-
-def _prediction(image_id: int, version_id: int | None, s: queue.QueueSettings) -> dict | None:
-    """The version's prediction for the image as JSON, with the version's name."""
-    if version_id is None:
-        return None
-    params = {"image_id": image_id, "version_id": version_id}
-    row = db.session.execute(_prediction_statement(), params).mappings().first()
-    if row is None:
-        return None
-    p_fake, ood = row["p_fake"], row["ood_score"]
-    return dict(row) | {
-        "confidence": max(p_fake, 1 - p_fake),
-        "ood_threshold": s.ood_threshold,
-        "is_ood": ood is not None and ood >= s.ood_threshold,
-    }
-
-
-@functools.cache
-def _prediction_statement() -> Select:
     predictions, versions = Prediction.__table__, ModelVersion.__table__
+    entries = QueueEntry.__table__
+    version = bindparam("version_id")
     return (
         select(
+            images,
+            datasets.c.name.label("dataset"),
             predictions.c.model_version_id,
             versions.c.name.label("model_version"),
             predictions.c.verdict,
@@ -519,13 +509,53 @@ def _prediction_statement() -> Select:
             predictions.c.oos_p_fake,
             predictions.c.label_issue_score,
             predictions.c.ood_score,
+            entries.c.bucket,
+            entries.c.is_open.label("entry_open"),
         )
-        .join(versions, versions.c.id == predictions.c.model_version_id)
-        .where(
-            predictions.c.image_id == bindparam("image_id"),
-            predictions.c.model_version_id == bindparam("version_id"),
+        .join(datasets, datasets.c.id == images.c.dataset_id)
+        .outerjoin(
+            predictions,
+            and_(predictions.c.image_id == images.c.id, predictions.c.model_version_id == version),
         )
+        .outerjoin(versions, versions.c.id == predictions.c.model_version_id)
+        .outerjoin(
+            entries,
+            and_(entries.c.image_id == images.c.id, entries.c.model_version_id == version),
+        )
+        .where(images.c.id == bindparam("image_id"))
     )
+
+
+def _why(prediction, has_entry: bool, bucket, import_label: str, s: queue.QueueSettings) -> str:
+    """Why the item is on screen: its bucket's reason, or why it is not in the queue."""
+    if prediction is None:
+        return "No prediction from the active model version yet."
+    if bucket is not None:
+        return queue.reason(prediction | {"bucket": bucket, "label": import_label}, s)
+    if has_entry:
+        return "Decided enough times: no longer in the queue."
+    return "Opened directly: the active model does not flag this image."
+
+
+def _prediction_dict(row, s: queue.QueueSettings) -> dict | None:
+    """The prediction columns of a details row as JSON (None without a prediction)."""
+    if row["model_version_id"] is None:
+        return None
+    p_fake, ood = row["p_fake"], row["ood_score"]
+    return {key: row[key] for key in _PREDICTION_FIELDS} | {
+        "confidence": max(p_fake, 1 - p_fake),
+        "ood_threshold": s.ood_threshold,
+        "is_ood": ood is not None and ood >= s.ood_threshold,
+    }
+
+
+def _prediction(image_id: int, version_id: int | None, s: queue.QueueSettings) -> dict | None:
+    """The version's prediction for the image as JSON, with the version's name."""
+    if version_id is None:
+        return None
+    params = {"image_id": image_id, "version_id": version_id}
+    row = db.session.execute(_details_statement(), params).mappings().first()
+    return _prediction_dict(row, s) if row is not None else None
 
 
 # ----------------------------------------------------------------------------- image files
