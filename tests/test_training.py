@@ -131,3 +131,60 @@ def test_cli_evaluate_json_and_list(tiny_dataset, worker, runner):
     listing = runner.invoke(args=["model", "list"])
     assert listing.output.startswith("* v1")
     assert runner.invoke(args=["model", "activate", "v9"]).exit_code != 0
+
+
+def override_labels(image_ids, new_label: str = None) -> dict[int, str]:
+    """An admin overrides the labels of ``image_ids`` (flipping each unless a label is given)."""
+    from tests.helpers import make_user
+    from webapp.services import reviews
+
+    admin = make_user("lead", role="admin")
+    chosen = {}
+    for image in db.session.scalars(select(Image).where(Image.id.in_(image_ids))):
+        label = new_label or ("real" if image.label == "fake" else "fake")
+        reviews.decide(admin, image.id, label, note="checked by hand")
+        chosen[image.id] = label
+    return chosen
+
+
+def trained_label_set(version_name: str) -> dict[int, int]:
+    saved = versions.training_labels(versions.get_version(version_name))
+    return dict(zip(saved["train_ids"].tolist(), saved["train_labels"].tolist(), strict=True))
+
+
+@pytest.mark.slow
+def test_retraining_uses_reviewed_labels_and_counts_changes(tiny_dataset, worker):
+    first = train_and_wait(score=False)
+    assert first.state == JobState.SUCCEEDED, first.error
+    before = trained_label_set(first.result["version"])
+    flipped = sorted(before)[:3]
+    chosen = override_labels(flipped)
+    unsure = sorted(before)[3]
+    override_labels([unsure], "unsure")
+    second = train_and_wait(score=False)
+    assert second.state == JobState.SUCCEEDED, second.error
+    after = trained_label_set(second.result["version"])
+    for image_id in flipped:
+        assert after[image_id] == {"real": 0, "fake": 1}[chosen[image_id]]
+        assert after[image_id] != before[image_id]
+    assert unsure not in after  # images decided "unsure" are left out
+    version = versions.get_version(second.result["version"])
+    assert version.labels_changed == 4
+    assert versions.active_version().name == first.result["version"]
+
+
+@pytest.mark.slow
+def test_head_only_refresh_scores_from_cached_features(tiny_dataset, worker):
+    first = train_and_wait()
+    assert first.state == JobState.SUCCEEDED, first.error
+    assert wait_for(latest_job("predict").id, timeout=300).state == JobState.SUCCEEDED
+    override_labels(sorted(trained_label_set(first.result["version"]))[:2])
+    head = wait_for(submit("train", {"head_only": True}).id, timeout=300, poll=0.1)
+    assert head.state == JobState.SUCCEEDED, head.error
+    version = versions.get_version(head.result["version"])
+    assert version.kind == "head" and version.parent.name == first.result["version"]
+    assert version.labels_changed == 2
+    assert {"train", "val"} <= set(version.metrics)
+    scoring = wait_for(latest_job("predict").id, timeout=300, poll=0.1)
+    assert scoring.state == JobState.SUCCEEDED, scoring.error
+    assert scoring.result["scored"] == db.session.scalar(select(func.count(Image.id)))

@@ -199,6 +199,7 @@ class ModelVersion(db.Model):
     labels_changed: Mapped[int | None]
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     activated_at: Mapped[datetime | None]
+    parent: Mapped[ModelVersion | None] = relationship(remote_side=[id])
 
     def __repr__(self) -> str:
         return f"<ModelVersion {self.name}{' active' if self.is_active else ''}>"

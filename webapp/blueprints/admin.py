@@ -63,6 +63,7 @@ def versions_page():
         plots=version_plots(comparison),
         training=training,
         active=versions.active_version(),
+        labels_moved=versions.labels_changed_since(versions.active_version()),
     )
 
 
@@ -143,6 +144,7 @@ def train():
         "epochs": request.form.get("epochs", type=int),
         "image_size": request.form.get("image_size", type=int),
         "datasets": request.form.getlist("datasets"),
+        "head_only": request.form.get("head_only") == "1",
     }
     job = submit("train", params, user_id=current_user.id)
     flash(f"Training job {job.id} is {job.state}.", "info")

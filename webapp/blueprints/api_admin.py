@@ -38,7 +38,7 @@ PAGING = [
     query_param("after", "integer", "return items with an id above this one"),
     query_param("limit", "integer", f"items per page (default 100, at most {MAX_PAGE})"),
 ]
-TRAIN_PARAMS = ("epochs", "image_size", "datasets", "seed", "score")
+TRAIN_PARAMS = ("epochs", "image_size", "datasets", "seed", "score", "preset", "head_only")
 
 
 def _iso(moment) -> str | None:

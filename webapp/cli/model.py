@@ -25,12 +25,28 @@ def group() -> None:
 @click.option("--image-size", type=int, help="Input size in pixels (default REALFAKE_IMAGE_SIZE).")
 @click.option("--dataset", "datasets", multiple=True, help="Train on these datasets only.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--preset", help="Training recipe: seed, demo or cifake (default REALFAKE_TRAIN_PRESET)."
+)
+@click.option(
+    "--head-only",
+    is_flag=True,
+    help="Fast refresh: retrain only the active version's classifier head on cached features.",
+)
 @click.option("--no-score", is_flag=True, help="Do not score every image after training.")
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
-def train_command(epochs, image_size, datasets, seed, no_score, wait) -> None:
+def train_command(epochs, image_size, datasets, seed, preset, head_only, no_score, wait) -> None:
     """Start a training job on the effective labels (one at a time)."""
+    active = versions.active_version()
+    moved = versions.labels_changed_since(active)
+    if moved is not None:
+        click.echo(
+            f"since {active.name} was trained: {moved['changed']} labels changed, "
+            f"{moved['added']} labelled images added"
+        )
     params = {"epochs": epochs, "image_size": image_size, "datasets": list(datasets), "seed": seed}
-    job = submit("train", {**params, "score": not no_score})
+    params.update(preset=preset, head_only=head_only, score=not no_score)
+    job = submit("train", params)
     click.echo(f"training job {job.id} ({job.state})")
     if wait:
         job = wait_with_bar(job.id, "train")

@@ -14,7 +14,6 @@ from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import Select, and_, bindparam, case, delete, distinct, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -32,7 +31,7 @@ from ..models import (
     User,
     utcnow,
 )
-from . import labels, queue
+from . import labels, queue, storage
 
 CHOICES = ("real", "fake", "unsure", "skip")
 UNDO = "undo"
@@ -564,13 +563,10 @@ def _prediction(image_id: int, version_id: int | None, s: queue.QueueSettings) -
 
 
 def original_file(image: Image) -> Path:
-    """The stored original of ``image``: ``images/<sha[:2]>/<sha[2:4]>/<sha>.<ext>``."""
-    extension = (image.format or "bin").lower().replace("jpeg", "jpg")
-    sha = image.sha256
-    return Path(current_app.instance_path) / "images" / sha[:2] / sha[2:4] / f"{sha}.{extension}"
+    """The stored original of ``image`` in the content-addressed image store."""
+    return storage.original_path(image)
 
 
 def thumbnail_file(image: Image) -> Path:
-    """The stored JPEG thumbnail of ``image``: ``thumbs/<sha[:2]>/<sha>.jpg``."""
-    sha = image.sha256
-    return Path(current_app.instance_path) / "thumbs" / sha[:2] / f"{sha}.jpg"
+    """The stored JPEG thumbnail of ``image``."""
+    return storage.thumbnail_path(image.sha256)

@@ -53,6 +53,48 @@ def features_path(version: ModelVersion) -> Path:
     return path / f"{version.name}.npz"
 
 
+def load_features(version: ModelVersion) -> tuple[np.ndarray, np.ndarray]:
+    """The (ids, features) a version's scoring stored; ValueError when it has not scored."""
+    path = features_path(version)
+    if not path.exists():
+        raise ValueError(f"{version.name} has no stored features: score images with it first")
+    with np.load(path) as data:
+        return data["ids"], data["features"]
+
+
+def _outputs_from_parent_features(version: ModelVersion, image_ids: Sequence[int]):
+    """A head-only version shares its parent's backbone: reuse the parent's features."""
+    from model.calibration import apply_temperature
+
+    parent = db.session.get(ModelVersion, version.parent_id)
+    try:
+        ids, features = load_features(parent)
+    except ValueError:
+        return None
+    position = {image_id: row for row, image_id in enumerate(ids.tolist())}
+    if any(image_id not in position for image_id in image_ids):
+        return None
+    features = features[[position[i] for i in image_ids]]
+    fc = get_predictor(version).model.fc
+    weight = fc.weight.detach().float().cpu().numpy()
+    bias = fc.bias.detach().float().cpu().numpy()
+    logits = features @ weight.T + bias
+    return {
+        "p_fake_raw": apply_temperature(logits, 1.0),
+        "p_fake": apply_temperature(logits, version.temperature),
+        "features": features,
+    }
+
+
+def network_outputs(version: ModelVersion, image_ids: Sequence[int], progress=None):
+    """Scores for ``image_ids``: from cached features for a head-only version, else the network."""
+    if version.kind == "head" and version.parent_id:
+        reused = _outputs_from_parent_features(version, image_ids)
+        if reused is not None:
+            return reused
+    return run_network(version, image_ids, progress)
+
+
 def audit_key(sha256: str, version_name: str) -> float:
     """A stable uniform number per (image, version) that decides the audit sample."""
     digest = hashlib.sha256(f"{version_name}:{sha256}".encode()).digest()
@@ -131,7 +173,7 @@ def predict_job(context) -> dict[str, Any]:
         context.check_cancelled()
         context.progress(stage="network", done=done, total=total, fraction=done / max(total, 1))
 
-    output = run_network(version, image_ids, progress)
+    output = network_outputs(version, image_ids, progress)
     np.savez(features_path(version), ids=np.asarray(image_ids), features=output["features"])
     context.progress(stage="out-of-sample")
     folds = int(current_app.config["KFOLD"])

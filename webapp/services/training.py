@@ -64,8 +64,16 @@ def _check_trainable(trainset: TrainingSet) -> None:
 
 @handler("train", singleton=True)
 def train_job(context) -> dict[str, Any]:
-    """Train a new full version on the effective labels, then queue scoring with it."""
+    """Train a new version on the effective labels, then queue scoring with it.
+
+    ``head_only`` retrains just the classifier head of the active version on its cached
+    features (seconds); otherwise the whole network is fine-tuned (minutes).
+    """
     params = context.params
+    if params.get("head_only"):
+        from .head_training import train_head
+
+        return train_head(context)
     trainset = select_training_set(params.get("datasets"))
     _check_trainable(trainset)
     config = train_config_from(params)
@@ -104,17 +112,19 @@ def register_version(context, trainset, config, result) -> ModelVersion:
         train_set_sha256=trainset.sha256(), version=name, label_counts=trainset.label_counts()
     )
     save_checkpoint(path, result.model, meta)
-    np.save(versions.training_ids_path(name), np.asarray(trainset.train.ids, dtype=np.int64))
+    versions.save_training_labels(name, trainset)
     metrics = {"val": evaluate_arrays(path, *trainset.val.as_arrays(), config.image_size)}
     if len(trainset.test):
         metrics["test"] = evaluate_arrays(path, *trainset.test.as_arrays(), config.image_size)
+    moved = versions.labels_changed_since(versions.active_version())
     version = ModelVersion(
         name=name,
+        labels_changed=moved["total"] if moved else None,
         checkpoint_path=str(path),
         image_size=config.image_size,
         init_weights=result.init_weights,
         temperature=float(result.temperature),
-        train_args={**config.to_dict(), "datasets": trainset.datasets},
+        train_args={**config.to_dict(), "datasets": trainset.datasets, "labels_moved": moved},
         metrics=metrics,
         history=result.history,
         train_set_sha256=trainset.sha256(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from flask import current_app
 from sqlalchemy import func, select, update
 
@@ -55,14 +56,65 @@ def activate(version: ModelVersion) -> ModelVersion:
     return version
 
 
-def training_ids_path(version_name: str) -> Path:
-    """The ids of the images a version was trained on, saved beside its checkpoint."""
-    return models_dir() / f"{version_name}.train_ids.npy"
+def training_labels_path(version_name: str) -> Path:
+    """The (image id, class index) pairs a version was trained on, saved beside its checkpoint."""
+    return models_dir() / f"{version_name}.labels.npz"
 
 
-def training_ids(version: ModelVersion):
+def save_training_labels(version_name: str, trainset) -> None:
+    """Record which images, with which labels, went into train and val."""
+    train_ids, train_labels = trainset.train.as_arrays()
+    val_ids, val_labels = trainset.val.as_arrays()
+    np.savez(
+        training_labels_path(version_name),
+        train_ids=train_ids,
+        train_labels=train_labels,
+        val_ids=val_ids,
+        val_labels=val_labels,
+    )
+
+
+def training_labels(version: ModelVersion) -> dict[str, np.ndarray]:
+    """The arrays saved by :func:`save_training_labels` (empty arrays when unknown)."""
+    path = training_labels_path(version.name)
+    if not path.exists():
+        empty = np.zeros(0, dtype=np.int64)
+        return {key: empty for key in ("train_ids", "train_labels", "val_ids", "val_labels")}
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def training_ids(version: ModelVersion) -> np.ndarray:
     """The ids of the images ``version`` was trained on (empty if unknown)."""
-    import numpy as np
+    return training_labels(version)["train_ids"]
 
-    path = training_ids_path(version.name)
-    return np.load(path) if path.exists() else np.zeros(0, dtype=np.int64)
+
+def labels_changed_since(version: ModelVersion | None) -> dict[str, int] | None:
+    """How the effective labels of trainable images moved since ``version`` was trained.
+
+    ``changed``: images it trained or validated on whose label is now different (or now
+    unsure / unknown); ``added``: labelled trainable images it never saw.
+    """
+    if version is None:
+        return None
+    from .trainset import select_training_set
+
+    saved = training_labels(version)
+    before = dict(
+        zip(
+            np.concatenate([saved["train_ids"], saved["val_ids"]]).tolist(),
+            np.concatenate([saved["train_labels"], saved["val_labels"]]).tolist(),
+            strict=True,
+        )
+    )
+    current = select_training_set((version.train_args or {}).get("datasets") or None)
+    now = dict(
+        zip(
+            current.train.ids + current.val.ids,
+            current.train.labels + current.val.labels,
+            strict=True,
+        )
+    )
+    changed = sum(1 for image_id, label in before.items() if now.get(image_id) != label)
+    added = sum(1 for image_id in now if image_id not in before)
+    return {"changed": changed, "added": added, "total": changed + added}
