@@ -140,7 +140,7 @@ def test_same_seed_gives_byte_identical_files_whatever_the_thread_count(built, t
 
 def test_another_seed_gives_other_images(built, tmp_path):
     folder, _ = built
-    other = build_demo_folder(tmp_path / "other", **{**SMALL, "seed": 8})
+    other = build_demo_folder(tmp_path / "other", **{**SMALL, "seed": 8, "n_real": 8, "n_fake": 8})
     first = set(_tree_hashes(folder).values())
     second = set(_tree_hashes(Path(other["folder"])).values())
     assert not first & second
@@ -255,7 +255,7 @@ def test_cli_demo_imports_once(app):
     arguments = ["--n-real", "5", "--n-fake", "5", "--generator-steps", "2"]
     first = runner.invoke(demo, arguments)
     assert first.exit_code == 0, first.output
-    assert "imported 10," in first.output
+    assert "imported 10," in first.output and "rejected 0" in first.output  # MANIFEST.json too
     second = runner.invoke(demo, arguments)
     assert second.exit_code == 0, second.output
     assert "imported 0," in second.output and "duplicates 10" in second.output

@@ -40,8 +40,20 @@ def _describe(summary: dict) -> str:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for every random choice."
 )
-@click.option("--n-real", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--n-fake", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option(
+    "--n-real",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Real photographs to make (a few of them are put in fake/ on purpose).",
+)
+@click.option(
+    "--n-fake",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Generated images to make (a few of them are put in real/ on purpose).",
+)
 @click.option("--dataset", default="demo", show_default=True, help="Dataset to import into.")
 @click.option("--force", is_flag=True, help="Regenerate the images even if they match.")
 @click.option(
