@@ -188,3 +188,10 @@ def test_head_only_refresh_scores_from_cached_features(tiny_dataset, worker):
     scoring = wait_for(latest_job("predict").id, timeout=300, poll=0.1)
     assert scoring.state == JobState.SUCCEEDED, scoring.error
     assert scoring.result["scored"] == db.session.scalar(select(func.count(Image.id)))
+
+
+def test_progress_fraction_counts_epochs_and_batches():
+    from webapp.services.training import fraction_of
+
+    assert fraction_of({"epoch": 2, "epochs": 4, "batch": 5, "batches": 10}) == {"fraction": 0.375}
+    assert fraction_of({"stage": "loading"}) == {}

@@ -35,7 +35,16 @@ class Throttle:
         now = time.monotonic()
         if now - self.last >= self.interval or fields.get("final"):
             self.last = now
-            self.send(**{k: v for k, v in fields.items() if k != "final"})
+            self.send(**{k: v for k, v in fields.items() if k != "final"}, **fraction_of(fields))
+
+
+def fraction_of(fields: dict[str, Any]) -> dict[str, float]:
+    """The share of the run done, from epoch/epochs and batch/batches when reported."""
+    try:
+        done_epochs = fields["epoch"] - 1 + fields["batch"] / fields["batches"]
+        return {"fraction": round(min(max(done_epochs / fields["epochs"], 0.0), 1.0), 4)}
+    except (KeyError, TypeError, ZeroDivisionError):
+        return {}
 
 
 def train_config_from(params: dict[str, Any]) -> TrainConfig:
