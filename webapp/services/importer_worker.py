@@ -15,6 +15,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -185,6 +186,12 @@ def _unidentified_reason(data: bytes, name: str) -> str:
     return "not an image"
 
 
+def _bomb_reason(error: Exception) -> str:
+    claimed = re.search(r"\((\d+) pixels\)", str(error))
+    pixels = f"{int(claimed.group(1)):,} pixels" if claimed else str(error)
+    return f"decompression bomb: {pixels} (limit {_settings.max_pixels:,})"
+
+
 def _damage_reason(error: Exception) -> str:
     message = str(error) or type(error).__name__
     lowered = message.lower()
@@ -270,7 +277,7 @@ def decode(data: bytes, name: str) -> tuple[dict[str, Any], np.ndarray, bytes | 
         try:
             image = PILImage.open(io.BytesIO(data))
         except PILImage.DecompressionBombError as error:
-            raise Rejected(f"decompression bomb: {error}") from error
+            raise Rejected(_bomb_reason(error)) from error
         except UnidentifiedImageError as error:
             raise Rejected(_unidentified_reason(data, name)) from error
         except Exception as error:  # Pillow raises many kinds on hostile headers
