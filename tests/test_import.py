@@ -217,9 +217,11 @@ def test_metadata_quality_exif_mode_and_thumbnail(app_ctx, tmp_path):
         "alpha.png": image_bytes(5, "PNG", mode="RGBA"),
         "big.png": image_bytes(6, "PNG", size=(600, 400)),
         "anim.gif": image_bytes(7, "GIF"),
+        "clear.png": image_bytes(8, "PNG", mode="P", transparency=0),
+        "cmyk.jpg": image_bytes(9, mode="CMYK"),
     }
     report = import_path(write_files(tmp_path / "in", files), dataset="meta")
-    assert report.imported == 7
+    assert report.imported == 9, report.rejected
     rows = {i.file_name: i for i in db.session.scalars(select(Image))}
     assert rows["q75.jpg"].jpeg_quality == 75
     assert rows["q30.jpg"].jpeg_quality == 30
@@ -228,6 +230,7 @@ def test_metadata_quality_exif_mode_and_thumbnail(app_ctx, tmp_path):
     assert rows["camera.jpg"].exif_summary["make"] == "Canon"
     assert rows["camera.jpg"].exif_summary["model"] == "EOS 5D"
     assert (rows["grey.png"].mode, rows["alpha.png"].mode) == ("L", "RGBA")
+    assert (rows["clear.png"].mode, rows["cmyk.jpg"].mode) == ("P", "CMYK")
     assert (rows["anim.gif"].format, rows["big.png"].format) == ("GIF", "PNG")
     assert (rows["big.png"].width, rows["big.png"].height) == (600, 400)
     assert rows["big.png"].bytes == len(files["big.png"])

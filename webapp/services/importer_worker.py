@@ -33,7 +33,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from .importer_jpeg import estimate_quality
-from .pixel_cache import resize_for_model
+from .pixel_cache import resize_for_model, to_rgb
 from .storage import EXTENSIONS, blob_relative, temporary_dir_under, thumbnail_relative
 
 THUMBNAIL_QUALITY = 85
@@ -273,7 +273,9 @@ def decode(data: bytes, name: str) -> tuple[dict[str, Any], np.ndarray, bytes | 
     """Check and decode one file: its metadata, cache pixels and thumbnail JPEG (None when
     the file is a JPEG no larger than a thumbnail, which serves as its own)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        # Pillow warns about odd files (bombs, corrupt EXIF, palette transparency): the checks
+        # here turn what matters into rejections, and a warning per file helps nobody.
+        warnings.simplefilter("ignore")
         try:
             image = PILImage.open(io.BytesIO(data))
         except PILImage.DecompressionBombError as error:
@@ -306,11 +308,11 @@ def _decode_opened(image: PILImage.Image) -> tuple[dict[str, Any], np.ndarray, b
     except Exception as error:  # truncated data surfaces here, as OSError and friends
         raise Rejected(_damage_reason(error)) from error
     try:
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        rgb = to_rgb(image)
     except Exception as error:
         raise Rejected(f"unsupported colour mode: {image.mode} ({error})") from error
     pixels = resize_for_model(rgb, _settings.cache_size)
-    if image_format == "JPEG" and thumb_size == (width, height):
+    if image_format == "JPEG" and thumb_size == (width, height) and meta["mode"] in ("RGB", "L"):
         return meta, pixels, None  # small enough: the original is its own thumbnail
     return meta, pixels, _thumbnail_jpeg(rgb, thumb_size)
 
@@ -369,7 +371,7 @@ class _Store:
 def _encode_thumbnail_of(data: bytes) -> bytes:
     with PILImage.open(io.BytesIO(data)) as image:
         buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+        to_rgb(image).save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
         return buffer.getvalue()
 
 
@@ -406,7 +408,7 @@ def rebuild_chunk(tasks: list[tuple[int, str]]) -> list[tuple[int, np.ndarray | 
     for image_id, path in tasks:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+                warnings.simplefilter("ignore")
                 with PILImage.open(path) as image:
                     if image.format in ("JPEG", "MPO"):
                         image.draft("RGB", (size, size))
