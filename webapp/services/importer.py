@@ -50,6 +50,7 @@ SPLIT_FOLDERS = {
 TRAIN_FRACTION, VAL_FRACTION = 0.8, 0.1
 # Below this many files a pool costs more than it saves.
 SMALL_IMPORT = 16
+CHUNK_BYTES = 32 * 1024**2
 INTERRUPTED = "interrupted"
 
 Progress = Callable[[int, int], None]
@@ -235,6 +236,17 @@ def import_path(
     return report
 
 
+def _chunk_size(entries: list, workers: int) -> int:
+    """Files per task: enough to amortise the hand-over, few enough to balance the workers
+    and to keep the chunks in flight (tar members travel as bytes) within a few hundred MB."""
+    if not entries:
+        return 1
+    average = sum(entry.size for entry in entries) / len(entries)
+    by_balance = len(entries) // (max(workers, 1) * 16)
+    by_memory = int(CHUNK_BYTES // max(average, 1))
+    return max(1, min(64, by_balance, by_memory))
+
+
 class _Importer:
     """One import's passes over its source: everything, then what must be decoded after all."""
 
@@ -277,7 +289,7 @@ class _Importer:
             (index, kind, ref, entries[index].path, force)
             for index, (kind, ref) in zip(indices, self.source.tasks(chosen), strict=True)
         )
-        chunk_size = max(2, min(64, len(indices) // (max(workers, 1) * 16)))
+        chunk_size = _chunk_size(chosen, workers)
         chunks = iter(lambda: list(islice(tasks, chunk_size)), [])
         with closing(run_ordered(process_chunk, chunks, self.settings, workers)) as results:
             for outcomes in results:

@@ -118,6 +118,7 @@ class Rejected(Exception):
 _settings: WorkerSettings | None = None
 _archive: zipfile.ZipFile | None = None
 _store: _Store | None = None
+_in_process = threading.Lock()
 
 
 def initialize(settings: WorkerSettings, in_worker: bool = True) -> None:
@@ -444,12 +445,14 @@ def run_ordered(
     fast as it is consumed. With ``workers <= 1`` everything runs in this process.
     """
     if workers <= 1:
-        initialize(settings, in_worker=False)
-        try:
-            for chunk in chunks:
-                yield function(chunk)
-        finally:
-            finalize()
+        # The worker state is per process: two threads importing in-process take turns.
+        with _in_process:
+            initialize(settings, in_worker=False)
+            try:
+                for chunk in chunks:
+                    yield function(chunk)
+            finally:
+                finalize()
         return
     window = window or 3 * workers
     executor = ProcessPoolExecutor(
