@@ -6,6 +6,7 @@ import hashlib
 import io
 import threading
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,7 @@ def test_metadata_quality_exif_mode_and_thumbnail(app_ctx, tmp_path):
     assert (rows["anim.gif"].format, rows["big.png"].format) == ("GIF", "PNG")
     assert (rows["big.png"].width, rows["big.png"].height) == (600, 400)
     assert rows["big.png"].bytes == len(files["big.png"])
+    assert isinstance(rows["big.png"].created_at, datetime)
     with PILImage.open(thumbnail_path(rows["big.png"].sha256)) as thumbnail:
         assert (thumbnail.format, thumbnail.size) == ("JPEG", (256, 171))
     with PILImage.open(thumbnail_path(rows["grey.png"].sha256)) as thumbnail:

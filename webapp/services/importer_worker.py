@@ -26,13 +26,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from .importer_jpeg import estimate_quality
+from .importer_sources import DamagedMember, UnsupportedCompression, read_zip_member
 from .pixel_cache import resize_for_model, to_rgb
 from .storage import EXTENSIONS, blob_relative, temporary_dir_under, thumbnail_relative
 
@@ -116,13 +117,14 @@ class Rejected(Exception):
 
 
 _settings: WorkerSettings | None = None
-_archive: zipfile.ZipFile | None = None
+_archive: BinaryIO | None = None  # the zip being imported, open for reading
 _store: _Store | None = None
 _in_process = threading.Lock()
 
 
 def initialize(settings: WorkerSettings, in_worker: bool = True) -> None:
-    """Set up a worker: limits, and its own handle on the zip archive being imported."""
+    """Set up a worker: limits, and its own handle on the zip archive being imported (a file
+    offset must not be shared between processes)."""
     global _settings, _archive, _store
     if in_worker:
         # Ctrl-C reaches the whole process group; the main process handles it and stops us.
@@ -130,7 +132,7 @@ def initialize(settings: WorkerSettings, in_worker: bool = True) -> None:
         _exit_with_parent()
     _settings = settings
     PILImage.MAX_IMAGE_PIXELS = settings.max_pixels
-    _archive = zipfile.ZipFile(settings.archive) if settings.archive else None
+    _archive = open(settings.archive, "rb") if settings.archive else None  # noqa: SIM115
     _store = _Store(settings.root)
 
 
@@ -165,15 +167,25 @@ def _read(kind: str, ref: Any) -> bytes:
         with open(ref, "rb") as handle:
             return handle.read(_settings.max_file_bytes + 1)
     if kind == "zip":
-        info = _archive.infolist()[ref]
         try:
-            with _archive.open(info) as member:
-                return member.read(_settings.max_file_bytes + 1)
-        except zipfile.BadZipFile as error:
+            return read_zip_member(_archive, ref)
+        except DamagedMember as error:
             raise Rejected(f"damaged archive member: {error}") from error
-        except RuntimeError as error:  # zipfile's way of saying "encrypted"
-            raise Rejected(f"unreadable archive member: {error}") from error
+        except UnsupportedCompression:
+            return _read_with_zipfile(ref.index)
     raise ValueError(f"unknown source kind {kind!r}")
+
+
+def _read_with_zipfile(index: int) -> bytes:
+    """Members compressed with bzip2 or LZMA: rare, so the full zipfile reader is fine."""
+    try:
+        with (
+            zipfile.ZipFile(_settings.archive) as archive,
+            archive.open(archive.infolist()[index]) as member,
+        ):
+            return member.read(_settings.max_file_bytes + 1)
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as error:
+        raise Rejected(f"unreadable archive member: {error}") from error
 
 
 def _unidentified_reason(data: bytes, name: str) -> str:
