@@ -66,6 +66,13 @@ KNOWN_UNSUPPORTED_SUFFIXES = {
     ".raw": "RAW",
     ".jp2": "JPEG 2000",
 }
+# ISO base media files ("ftyp" box first) that hold still images.
+ISO_MEDIA_BRANDS = {
+    b"ftypheic": "HEIC",
+    b"ftypheix": "HEIC",
+    b"ftypmif1": "HEIF",
+    b"ftypavif": "AVIF",
+}
 EXIF_FIELDS = ((271, "make"), (272, "model"), (305, "software"), (306, "datetime"))
 EXIF_IFD = 0x8769
 EXIF_DATETIME_ORIGINAL = 36867
@@ -192,8 +199,9 @@ def _unidentified_reason(data: bytes, name: str) -> str:
     suffix = Path(name).suffix.lower()
     if suffix in KNOWN_UNSUPPORTED_SUFFIXES:
         return f"unsupported format: {KNOWN_UNSUPPORTED_SUFFIXES[suffix]} (no decoder installed)"
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        return f"unsupported format: {data[8:12].decode().upper()} (no decoder installed)"
+    brand = ISO_MEDIA_BRANDS.get(data[4:12])
+    if brand:
+        return f"unsupported format: {brand} (no decoder installed)"
     if data.startswith(SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
         return "truncated image: the header is incomplete"
     return "not an image"
