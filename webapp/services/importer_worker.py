@@ -172,7 +172,11 @@ def _read(kind: str, ref: Any) -> bytes:
         return ref
     if kind == "file":
         with open(ref, "rb") as handle:
-            return handle.read(_settings.max_file_bytes + 1)
+            # Check the size first: read(limit) would reserve the whole limit in memory.
+            size = os.fstat(handle.fileno()).st_size
+            if size > _settings.max_file_bytes:
+                raise Rejected(f"file too large: {size:,} bytes")
+            return handle.read()
     if kind == "zip":
         try:
             return read_zip_member(_archive, ref)
@@ -190,7 +194,7 @@ def _read_with_zipfile(index: int) -> bytes:
             zipfile.ZipFile(_settings.archive) as archive,
             archive.open(archive.infolist()[index]) as member,
         ):
-            return member.read(_settings.max_file_bytes + 1)
+            return member.read()  # its declared size was checked when listing
     except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as error:
         raise Rejected(f"unreadable archive member: {error}") from error
 
