@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from tests.bad_inputs import (
     flat_layout,
@@ -299,3 +300,46 @@ def test_report_json_has_the_documented_keys(app_ctx, tmp_path):
     assert document["dataset"] == "keys" and document["import_id"] == report.import_id
     run = db.session.get(ImportRun, report.import_id)
     assert run.state == "succeeded" and run.report["imported"] == 4
+
+
+def test_ctrl_c_inside_a_database_call_is_recorded_and_a_rerun_completes(app_ctx, tmp_path):
+    folder = write_files(tmp_path / "in", kaggle_layout(5))
+
+    def interrupt(cursor, statement, parameters, context):
+        if statement.startswith("INSERT INTO dataset_images"):
+            raise KeyboardInterrupt  # as if Ctrl-C landed while the driver ran the insert
+
+    # Inside the driver call SQLAlchemy invalidates the connection, which the import must
+    # survive to record the cancellation.
+    event.listen(db.engine, "do_executemany", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import_path(folder, dataset="ctrl-c")
+    finally:
+        event.remove(db.engine, "do_executemany", interrupt)
+    db.session.remove()
+    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    assert db.session.scalar(select(func.count(Image.id))) == 0  # the batch was rolled back
+    report = import_path(folder, dataset="ctrl-c")
+    assert (report.imported, report.duplicates) == (20, 0)
+
+
+def test_ctrl_c_while_a_batch_commits_is_recorded(app_ctx, tmp_path):
+    folder = write_files(tmp_path / "in", kaggle_layout(5))
+    commits = []
+
+    def interrupt(session):
+        commits.append(session)
+        if len(commits) == 3:  # dataset, run, then the first batch of images
+            raise KeyboardInterrupt
+
+    event.listen(Session, "after_commit", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import_path(folder, dataset="ctrl-c")
+    finally:
+        event.remove(Session, "after_commit", interrupt)
+    db.session.remove()
+    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    report = import_path(folder, dataset="ctrl-c")
+    assert report.imported + report.duplicates == 20 and report.rejected == []
