@@ -6,11 +6,13 @@ import hashlib
 import io
 import threading
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from tests.bad_inputs import (
     flat_layout,
@@ -217,9 +219,11 @@ def test_metadata_quality_exif_mode_and_thumbnail(app_ctx, tmp_path):
         "alpha.png": image_bytes(5, "PNG", mode="RGBA"),
         "big.png": image_bytes(6, "PNG", size=(600, 400)),
         "anim.gif": image_bytes(7, "GIF"),
+        "clear.png": image_bytes(8, "PNG", mode="P", transparency=0),
+        "cmyk.jpg": image_bytes(9, mode="CMYK"),
     }
     report = import_path(write_files(tmp_path / "in", files), dataset="meta")
-    assert report.imported == 7
+    assert report.imported == 9, report.rejected
     rows = {i.file_name: i for i in db.session.scalars(select(Image))}
     assert rows["q75.jpg"].jpeg_quality == 75
     assert rows["q30.jpg"].jpeg_quality == 30
@@ -228,9 +232,11 @@ def test_metadata_quality_exif_mode_and_thumbnail(app_ctx, tmp_path):
     assert rows["camera.jpg"].exif_summary["make"] == "Canon"
     assert rows["camera.jpg"].exif_summary["model"] == "EOS 5D"
     assert (rows["grey.png"].mode, rows["alpha.png"].mode) == ("L", "RGBA")
+    assert (rows["clear.png"].mode, rows["cmyk.jpg"].mode) == ("P", "CMYK")
     assert (rows["anim.gif"].format, rows["big.png"].format) == ("GIF", "PNG")
     assert (rows["big.png"].width, rows["big.png"].height) == (600, 400)
     assert rows["big.png"].bytes == len(files["big.png"])
+    assert isinstance(rows["big.png"].created_at, datetime)
     with PILImage.open(thumbnail_path(rows["big.png"].sha256)) as thumbnail:
         assert (thumbnail.format, thumbnail.size) == ("JPEG", (256, 171))
     with PILImage.open(thumbnail_path(rows["grey.png"].sha256)) as thumbnail:
@@ -294,3 +300,46 @@ def test_report_json_has_the_documented_keys(app_ctx, tmp_path):
     assert document["dataset"] == "keys" and document["import_id"] == report.import_id
     run = db.session.get(ImportRun, report.import_id)
     assert run.state == "succeeded" and run.report["imported"] == 4
+
+
+def test_ctrl_c_inside_a_database_call_is_recorded_and_a_rerun_completes(app_ctx, tmp_path):
+    folder = write_files(tmp_path / "in", kaggle_layout(5))
+
+    def interrupt(cursor, statement, parameters, context):
+        if statement.startswith("INSERT INTO dataset_images"):
+            raise KeyboardInterrupt  # as if Ctrl-C landed while the driver ran the insert
+
+    # Inside the driver call SQLAlchemy invalidates the connection, which the import must
+    # survive to record the cancellation.
+    event.listen(db.engine, "do_executemany", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import_path(folder, dataset="ctrl-c")
+    finally:
+        event.remove(db.engine, "do_executemany", interrupt)
+    db.session.remove()
+    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    assert db.session.scalar(select(func.count(Image.id))) == 0  # the batch was rolled back
+    report = import_path(folder, dataset="ctrl-c")
+    assert (report.imported, report.duplicates) == (20, 0)
+
+
+def test_ctrl_c_while_a_batch_commits_is_recorded(app_ctx, tmp_path):
+    folder = write_files(tmp_path / "in", kaggle_layout(5))
+    commits = []
+
+    def interrupt(session):
+        commits.append(session)
+        if len(commits) == 3:  # dataset, run, then the first batch of images
+            raise KeyboardInterrupt
+
+    event.listen(Session, "after_commit", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import_path(folder, dataset="ctrl-c")
+    finally:
+        event.remove(Session, "after_commit", interrupt)
+    db.session.remove()
+    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    report = import_path(folder, dataset="ctrl-c")
+    assert report.imported + report.duplicates == 20 and report.rejected == []

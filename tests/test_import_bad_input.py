@@ -134,6 +134,20 @@ def test_encrypted_and_corrupt_zip_members(app_ctx, tmp_path):
     assert reasons(report)["real/b.jpg"] == "encrypted archive member"
 
 
+def test_damaged_and_bzip2_zip_members(app_ctx, tmp_path):
+    good, broken = image_bytes(1), image_bytes(2)
+    archive = zip_with({"real/ok.jpg": good, "real/broken.jpg": broken}, tmp_path / "z.zip")
+    data = bytearray(archive.read_bytes())
+    start = data.find(b"real/broken.jpg") + len("real/broken.jpg") + 40
+    data[start : start + 8] = bytes(8)  # damage the compressed bytes of the second member
+    archive.write_bytes(bytes(data))
+    bzipped = zip_with({"fake/b.jpg": image_bytes(3)}, tmp_path / "b.zip", zipfile.ZIP_BZIP2)
+    report = import_path(archive, dataset="damaged")
+    assert report.imported == 1
+    assert reasons(report)["real/broken.jpg"].startswith("damaged archive member")
+    assert import_path(bzipped, dataset="bzip2").imported == 1
+
+
 def test_unreadable_file_in_folder_is_reported(app_ctx, tmp_path):
     folder = write_files(
         tmp_path / "in", {"real/a.jpg": image_bytes(1), "real/b.jpg": image_bytes(2)}

@@ -164,7 +164,7 @@ def stats():
     chosen = request.args.get("dataset") or None
     if chosen is not None and chosen not in names:
         abort(404)
-    result = audit.dataset_stats(chosen)
+    result = audit.dataset_stats(chosen, with_channel_stats=None)
     return render_template(
         "datasets/stats.html",
         stats=result,

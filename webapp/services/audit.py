@@ -43,6 +43,7 @@ MIN_PER_CLASS = 10
 # that a rule cannot score by memorising values unique to one image.
 MIN_CATEGORY = 5
 HISTOGRAM_BINS = 20
+CHEAP_CHANNEL_PASS_BYTES = 256 * 1024**2
 
 
 # --- Loading --------------------------------------------------------------------------------
@@ -176,11 +177,12 @@ def _categories(columns: dict, attribute: str, labels: list[str], top: int = 10)
     return result
 
 
-def dataset_stats(dataset_name: str | None = None, with_channel_stats: bool = False) -> dict:
+def dataset_stats(dataset_name: str | None = None, with_channel_stats: bool | None = False) -> dict:
     """The audit of one dataset (or of every image): see the module docstring.
 
-    ``with_channel_stats`` also computes (or reuses) the training split's per-channel mean and
-    standard deviation over the pixel cache; otherwise only stored values are reported.
+    ``with_channel_stats`` True computes (or reuses) the training split's per-channel mean and
+    standard deviation over the pixel cache; False only reports stored values; None computes
+    them when the pass is cheap (a small cache).
     """
     columns = _columns(dataset_name)
     labels = [str(label) for label in CLASSES if (columns["label"] == label).any()]
@@ -390,9 +392,11 @@ def channel_stats(image_ids: Sequence[int], size: int) -> tuple[list[float], lis
     return list(row.mean), list(row.std)
 
 
-def _channel_stats_entry(ids: list[int], size: int, compute: bool) -> dict | None:
+def _channel_stats_entry(ids: list[int], size: int, compute: bool | None) -> dict | None:
     if not ids:
         return None
+    if compute is None:  # when it takes a moment only: a pass over at most this many bytes
+        compute = len(ids) * size * size * 3 <= CHEAP_CHANNEL_PASS_BYTES
     if compute:
         mean, std = channel_stats(ids, size)
     else:

@@ -16,7 +16,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from itertools import islice
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from .importer_sources import Limits, SourceError, default_dataset_name, open_so
 from .importer_upload import uploads_root
 from .importer_worker import MAX_FILE_BYTES, WorkerSettings, process_chunk, run_ordered
 from .pixel_cache import PixelCache
-from .storage import clean_stale_temporaries, instance_root
+from .storage import clean_stale_temporaries, instance_root, process_alive
 
 __all__ = ["ImportRefused", "ImportReport", "SourceError", "assign_split", "import_path"]
 
@@ -50,6 +50,7 @@ SPLIT_FOLDERS = {
 TRAIN_FRACTION, VAL_FRACTION = 0.8, 0.1
 # Below this many files a pool costs more than it saves.
 SMALL_IMPORT = 16
+CHUNK_BYTES = 32 * 1024**2
 INTERRUPTED = "interrupted"
 
 Progress = Callable[[int, int], None]
@@ -128,23 +129,13 @@ def _dataset(name: str, evaluation_only: bool) -> Dataset:
     return dataset
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def mark_interrupted_runs() -> int:
     """Runs still 'running' whose process on this machine is gone become 'interrupted'."""
     host = socket.gethostname()
     count = 0
     for run in db.session.scalars(select(ImportRun).where(ImportRun.state == JobState.RUNNING)):
         info = run.report or {}
-        if info.get("host") == host and info.get("pid") and not _process_alive(info["pid"]):
+        if info.get("host") == host and info.get("pid") and not process_alive(info["pid"]):
             run.state = INTERRUPTED
             count += 1
     if count:
@@ -165,12 +156,21 @@ def _start_run(dataset: Dataset, source: str) -> ImportRun:
 
 
 def _end_run(run_id: int, report: ImportReport, state: str) -> None:
-    db.session.rollback()
-    run = db.session.get(ImportRun, run_id)
-    run.state = state
-    run.finished_at = utcnow()
-    run.report = report.as_json()
-    db.session.commit()
+    """Record how the run ended. An interruption inside a database call (Ctrl-C) leaves the
+    session's connection invalidated: then try once more on a fresh session."""
+    for attempt in (1, 2):
+        try:
+            db.session.rollback()
+            run = db.session.get(ImportRun, run_id)
+            run.state = state
+            run.finished_at = utcnow()
+            run.report = report.as_json()
+            db.session.commit()
+            return
+        except Exception:
+            db.session.remove()
+            if attempt == 2:
+                raise
 
 
 # --- The import -----------------------------------------------------------------------------
@@ -214,25 +214,39 @@ def import_path(
     clean_stale_temporaries()
     mark_interrupted_runs()
     target = _dataset(dataset or default_dataset_name(Path(path)), evaluation_only)
-    run = _start_run(target, str(path))
-    report = ImportReport(target.name, target.evaluation_only, str(path), import_id=run.id)
+    # Plain values from here on: after an interruption the ORM objects may not load again.
+    run_id = _start_run(target, str(path)).id
+    report = ImportReport(target.name, target.evaluation_only, str(path), import_id=run_id)
     report.files = len(source.entries) + len(source.rejected)
     report.skipped = source.skipped
     for relative, reason in source.rejected:
         report.reject(relative, reason)
     try:
         importer = _Importer(
-            source, target, run.id, report, label, cache_size or config["CACHE_SIZE"]
+            source, target, run_id, report, label, cache_size or config["CACHE_SIZE"]
         )
         importer.run(workers or config["IMPORT_WORKERS"], progress)
     except BaseException as error:
         report.elapsed_s = time.perf_counter() - started
         cancelled = isinstance(error, KeyboardInterrupt | JobCancelled)
-        _end_run(run.id, report, JobState.CANCELLED if cancelled else JobState.FAILED)
+        # If even that fails, the run stays 'running' and is marked interrupted later.
+        with suppress(Exception):
+            _end_run(run_id, report, JobState.CANCELLED if cancelled else JobState.FAILED)
         raise
     report.elapsed_s = time.perf_counter() - started
-    _end_run(run.id, report, JobState.SUCCEEDED)
+    _end_run(run_id, report, JobState.SUCCEEDED)
     return report
+
+
+def _chunk_size(entries: list, workers: int) -> int:
+    """Files per task: enough to amortise the hand-over, few enough to balance the workers
+    and to keep the chunks in flight (tar members travel as bytes) within a few hundred MB."""
+    if not entries:
+        return 1
+    average = sum(entry.size for entry in entries) / len(entries)
+    by_balance = len(entries) // (max(workers, 1) * 16)
+    by_memory = int(CHUNK_BYTES // max(average, 1))
+    return max(1, min(64, by_balance, by_memory))
 
 
 class _Importer:
@@ -277,7 +291,7 @@ class _Importer:
             (index, kind, ref, entries[index].path, force)
             for index, (kind, ref) in zip(indices, self.source.tasks(chosen), strict=True)
         )
-        chunk_size = max(2, min(64, len(indices) // (max(workers, 1) * 16)))
+        chunk_size = _chunk_size(chosen, workers)
         chunks = iter(lambda: list(islice(tasks, chunk_size)), [])
         with closing(run_ordered(process_chunk, chunks, self.settings, workers)) as results:
             for outcomes in results:

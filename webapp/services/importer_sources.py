@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import re
 import stat
+import struct
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NamedTuple
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 # Operating-system litter that is not part of any dataset; skipped and counted, not rejected.
@@ -24,6 +26,7 @@ JUNK_NAMES = {"__macosx", "thumbs.db", "desktop.ini", ".ds_store"}
 # Below this size a member cannot be a dangerous bomb, whatever its ratio (tiny flat images
 # compress very well).
 RATIO_CHECK_FLOOR = 1024 * 1024
+LOCAL_HEADER_SIZE = 30
 
 
 class SourceError(Exception):
@@ -39,13 +42,57 @@ class Limits:
     max_file_bytes: int
 
 
+class ZipMember(NamedTuple):
+    """Where a zip member's bytes are, from the central directory (listed once, in the main
+    process), so workers read members without parsing the directory again."""
+
+    index: int
+    header_offset: int
+    compress_size: int
+    file_size: int
+    compress_type: int
+    crc: int
+
+
+class DamagedMember(Exception):
+    """A zip member whose bytes do not match its directory entry."""
+
+
+class UnsupportedCompression(Exception):
+    """A zip member compressed other than stored or deflated (read with zipfile instead)."""
+
+
+def read_zip_member(handle: BinaryIO, member: ZipMember) -> bytes:
+    """The bytes of ``member``, read from the open archive; never more than its declared
+    size, checked against its CRC."""
+    handle.seek(member.header_offset)
+    header = handle.read(LOCAL_HEADER_SIZE)
+    if len(header) != LOCAL_HEADER_SIZE or header[:4] != b"PK\x03\x04":
+        raise DamagedMember("no local header where the directory says")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    handle.seek(member.header_offset + LOCAL_HEADER_SIZE + name_length + extra_length)
+    raw = handle.read(member.compress_size)
+    if member.compress_type == zipfile.ZIP_STORED:
+        data = raw
+    elif member.compress_type == zipfile.ZIP_DEFLATED:
+        try:
+            data = zlib.decompressobj(-15).decompress(raw, member.file_size + 1)
+        except zlib.error as error:
+            raise DamagedMember(str(error)) from error
+    else:
+        raise UnsupportedCompression(member.compress_type)
+    if len(data) != member.file_size or zlib.crc32(data) != member.crc:
+        raise DamagedMember("size or CRC does not match the directory")
+    return data
+
+
 @dataclass
 class Entry:
     """One file to import: its path inside the import (``/``-separated) and how to read it."""
 
     path: str
     kind: str  # file | zip | tar
-    ref: Any  # file path | index in the zip's infolist | position in the tar stream
+    ref: Any  # file path | ZipMember | position in the tar stream
     size: int
 
 
@@ -205,8 +252,15 @@ def _list_zip(path: Path, limits: Limits) -> Source:
         if reason:
             source.rejected.append((info.filename, reason))
         else:
-            name = normal_member_name(info.filename)
-            _add(source, name, "zip", index, info.file_size, limits)
+            member = ZipMember(
+                index,
+                info.header_offset,
+                info.compress_size,
+                info.file_size,
+                info.compress_type,
+                info.CRC,
+            )
+            _add(source, normal_member_name(info.filename), "zip", member, info.file_size, limits)
     source.entries.sort(key=lambda entry: entry.path)
     return source
 

@@ -15,6 +15,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -25,14 +26,15 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from .importer_jpeg import estimate_quality
-from .pixel_cache import resize_for_model
+from .importer_sources import DamagedMember, UnsupportedCompression, read_zip_member
+from .pixel_cache import resize_for_model, to_rgb
 from .storage import EXTENSIONS, blob_relative, temporary_dir_under, thumbnail_relative
 
 THUMBNAIL_QUALITY = 85
@@ -63,6 +65,13 @@ KNOWN_UNSUPPORTED_SUFFIXES = {
     ".arw": "ARW",
     ".raw": "RAW",
     ".jp2": "JPEG 2000",
+}
+# ISO base media files ("ftyp" box first) that hold still images.
+ISO_MEDIA_BRANDS = {
+    b"ftypheic": "HEIC",
+    b"ftypheix": "HEIC",
+    b"ftypmif1": "HEIF",
+    b"ftypavif": "AVIF",
 }
 EXIF_FIELDS = ((271, "make"), (272, "model"), (305, "software"), (306, "datetime"))
 EXIF_IFD = 0x8769
@@ -115,12 +124,14 @@ class Rejected(Exception):
 
 
 _settings: WorkerSettings | None = None
-_archive: zipfile.ZipFile | None = None
+_archive: BinaryIO | None = None  # the zip being imported, open for reading
 _store: _Store | None = None
+_in_process = threading.Lock()
 
 
 def initialize(settings: WorkerSettings, in_worker: bool = True) -> None:
-    """Set up a worker: limits, and its own handle on the zip archive being imported."""
+    """Set up a worker: limits, and its own handle on the zip archive being imported (a file
+    offset must not be shared between processes)."""
     global _settings, _archive, _store
     if in_worker:
         # Ctrl-C reaches the whole process group; the main process handles it and stops us.
@@ -128,7 +139,7 @@ def initialize(settings: WorkerSettings, in_worker: bool = True) -> None:
         _exit_with_parent()
     _settings = settings
     PILImage.MAX_IMAGE_PIXELS = settings.max_pixels
-    _archive = zipfile.ZipFile(settings.archive) if settings.archive else None
+    _archive = open(settings.archive, "rb") if settings.archive else None  # noqa: SIM115
     _store = _Store(settings.root)
 
 
@@ -161,28 +172,49 @@ def _read(kind: str, ref: Any) -> bytes:
         return ref
     if kind == "file":
         with open(ref, "rb") as handle:
-            return handle.read(_settings.max_file_bytes + 1)
+            # Check the size first: read(limit) would reserve the whole limit in memory.
+            size = os.fstat(handle.fileno()).st_size
+            if size > _settings.max_file_bytes:
+                raise Rejected(f"file too large: {size:,} bytes")
+            return handle.read()
     if kind == "zip":
-        info = _archive.infolist()[ref]
         try:
-            with _archive.open(info) as member:
-                return member.read(_settings.max_file_bytes + 1)
-        except zipfile.BadZipFile as error:
+            return read_zip_member(_archive, ref)
+        except DamagedMember as error:
             raise Rejected(f"damaged archive member: {error}") from error
-        except RuntimeError as error:  # zipfile's way of saying "encrypted"
-            raise Rejected(f"unreadable archive member: {error}") from error
+        except UnsupportedCompression:
+            return _read_with_zipfile(ref.index)
     raise ValueError(f"unknown source kind {kind!r}")
+
+
+def _read_with_zipfile(index: int) -> bytes:
+    """Members compressed with bzip2 or LZMA: rare, so the full zipfile reader is fine."""
+    try:
+        with (
+            zipfile.ZipFile(_settings.archive) as archive,
+            archive.open(archive.infolist()[index]) as member,
+        ):
+            return member.read()  # its declared size was checked when listing
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError) as error:
+        raise Rejected(f"unreadable archive member: {error}") from error
 
 
 def _unidentified_reason(data: bytes, name: str) -> str:
     suffix = Path(name).suffix.lower()
     if suffix in KNOWN_UNSUPPORTED_SUFFIXES:
         return f"unsupported format: {KNOWN_UNSUPPORTED_SUFFIXES[suffix]} (no decoder installed)"
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        return f"unsupported format: {data[8:12].decode().upper()} (no decoder installed)"
+    brand = ISO_MEDIA_BRANDS.get(data[4:12])
+    if brand:
+        return f"unsupported format: {brand} (no decoder installed)"
     if data.startswith(SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
         return "truncated image: the header is incomplete"
     return "not an image"
+
+
+def _bomb_reason(error: Exception) -> str:
+    claimed = re.search(r"\((\d+) pixels\)", str(error))
+    pixels = f"{int(claimed.group(1)):,} pixels" if claimed else str(error)
+    return f"decompression bomb: {pixels} (limit {_settings.max_pixels:,})"
 
 
 def _damage_reason(error: Exception) -> str:
@@ -266,11 +298,13 @@ def decode(data: bytes, name: str) -> tuple[dict[str, Any], np.ndarray, bytes | 
     """Check and decode one file: its metadata, cache pixels and thumbnail JPEG (None when
     the file is a JPEG no larger than a thumbnail, which serves as its own)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        # Pillow warns about odd files (bombs, corrupt EXIF, palette transparency): the checks
+        # here turn what matters into rejections, and a warning per file helps nobody.
+        warnings.simplefilter("ignore")
         try:
             image = PILImage.open(io.BytesIO(data))
         except PILImage.DecompressionBombError as error:
-            raise Rejected(f"decompression bomb: {error}") from error
+            raise Rejected(_bomb_reason(error)) from error
         except UnidentifiedImageError as error:
             raise Rejected(_unidentified_reason(data, name)) from error
         except Exception as error:  # Pillow raises many kinds on hostile headers
@@ -299,11 +333,11 @@ def _decode_opened(image: PILImage.Image) -> tuple[dict[str, Any], np.ndarray, b
     except Exception as error:  # truncated data surfaces here, as OSError and friends
         raise Rejected(_damage_reason(error)) from error
     try:
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        rgb = to_rgb(image)
     except Exception as error:
         raise Rejected(f"unsupported colour mode: {image.mode} ({error})") from error
     pixels = resize_for_model(rgb, _settings.cache_size)
-    if image_format == "JPEG" and thumb_size == (width, height):
+    if image_format == "JPEG" and thumb_size == (width, height) and meta["mode"] in ("RGB", "L"):
         return meta, pixels, None  # small enough: the original is its own thumbnail
     return meta, pixels, _thumbnail_jpeg(rgb, thumb_size)
 
@@ -362,7 +396,7 @@ class _Store:
 def _encode_thumbnail_of(data: bytes) -> bytes:
     with PILImage.open(io.BytesIO(data)) as image:
         buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+        to_rgb(image).save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
         return buffer.getvalue()
 
 
@@ -399,7 +433,7 @@ def rebuild_chunk(tasks: list[tuple[int, str]]) -> list[tuple[int, np.ndarray | 
     for image_id, path in tasks:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+                warnings.simplefilter("ignore")
                 with PILImage.open(path) as image:
                     if image.format in ("JPEG", "MPO"):
                         image.draft("RGB", (size, size))
@@ -435,12 +469,14 @@ def run_ordered(
     fast as it is consumed. With ``workers <= 1`` everything runs in this process.
     """
     if workers <= 1:
-        initialize(settings, in_worker=False)
-        try:
-            for chunk in chunks:
-                yield function(chunk)
-        finally:
-            finalize()
+        # The worker state is per process: two threads importing in-process take turns.
+        with _in_process:
+            initialize(settings, in_worker=False)
+            try:
+                for chunk in chunks:
+                    yield function(chunk)
+            finally:
+                finalize()
         return
     window = window or 3 * workers
     executor = ProcessPoolExecutor(

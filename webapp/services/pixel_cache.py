@@ -30,10 +30,19 @@ REDUCING_GAP = 3.0
 TAG_BYTES = 8
 
 
+def to_rgb(image: PILImage.Image) -> PILImage.Image:
+    """The image in RGB. Transparency is dropped (palette images go through RGBA first, the
+    way Pillow asks for); every path from file to model pixels uses this one conversion."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
 def resize_for_model(image: PILImage.Image, size: int) -> np.ndarray:
     """Square ``size`` x ``size`` RGB uint8 pixels from a decoded image (the seed's resize)."""
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    image = to_rgb(image)
     if image.size != (size, size):
         image = image.resize((size, size), RESAMPLE, reducing_gap=REDUCING_GAP)
     return np.asarray(image, dtype=np.uint8)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from flask import current_app
 
+# A temporary file untouched this long was abandoned, whatever its name says.
+STALE_AFTER_SECONDS = 3600
 # Pillow format name -> extension of the stored original.
 EXTENSIONS = {
     "JPEG": "jpg",
@@ -99,14 +102,21 @@ def write_atomic(path: Path, data: bytes, temporary_dir: Path) -> None:
         raise
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie, killed but not yet reaped,
+    does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return state not in (b"Z", b"X")
 
 
 def clean_stale_temporaries(root: Path | str | None = None) -> int:
@@ -115,9 +125,14 @@ def clean_stale_temporaries(root: Path | str | None = None) -> int:
     if not folder.is_dir():
         return 0
     removed = 0
+    old = time.time() - STALE_AFTER_SECONDS
     for entry in folder.iterdir():
         pid_text = entry.name.split("-", 1)[0]
-        if not pid_text.isdigit() or not _process_alive(int(pid_text)):
+        try:
+            abandoned = entry.stat().st_mtime < old  # its pid may belong to another by now
+        except FileNotFoundError:
+            continue
+        if abandoned or not pid_text.isdigit() or not process_alive(int(pid_text)):
             entry.unlink(missing_ok=True)
             removed += 1
     return removed
