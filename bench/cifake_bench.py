@@ -95,6 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         ("augment", str),
         ("seed", int),
         ("eval-every", int),
+        ("budget-clock", str),
         ("precision", str),
         ("warmup-fraction", float),
     ]:

@@ -4,9 +4,11 @@ ImageNet weights are used when they are present on disk (a file named in the con
 by SHA-256, or torchvision's own cache under TORCH_HOME); nothing is ever downloaded. Without them
 the network starts from random weights, and the returned init string says which happened.
 
-Two stems: ``"imagenet"`` is torchvision's (7x7 stride-2 convolution and max-pool, for 224 px
-inputs); ``"small"`` is the CIFAR-style stem (3x3 stride-1 convolution, no max-pool) that keeps
-the detail of tiny inputs such as 32 px CIFAKE images, at about 16x the compute per pixel.
+Stems: ``"imagenet"`` is torchvision's (7x7 stride-2 convolution and max-pool: the residual stages
+see 1/4 of the input resolution, right for 224 px); ``"small"`` is the CIFAR-style stem (3x3
+stride-1 convolution, no max-pool: full resolution, about 16x the compute), for tiny inputs such
+as 32 px CIFAKE images; ``"medium"`` sits between them (3x3 stride-1 convolution, then the
+max-pool: 1/2 resolution, about 4x the compute of ``"imagenet"`` at the same input size).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torchvision.models import resnet18
 ARCHITECTURE = "resnet18"
 NUM_CLASSES = 2
 FEATURE_DIM = 512
-STEMS = ("imagenet", "small")
+STEMS = ("imagenet", "medium", "small")
 TORCHVISION_RESNET18_FILE = "resnet18-f37072fd.pth"
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
 
@@ -106,10 +108,11 @@ def _load_imagenet(model: nn.Module, path: Path) -> None:
 
 
 def _set_stem(model: nn.Module, stem: str) -> None:
-    """Swap in the CIFAR-style stem for small inputs (its 3x3 kernel starts from random)."""
-    if stem == "small":
+    """Swap in a 3x3 stride-1 stem for small inputs (its kernel starts from random)."""
+    if stem in {"small", "medium"}:
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    if stem == "small":
         model.maxpool = nn.Identity()
 
 

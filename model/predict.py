@@ -27,7 +27,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from model.calibration import apply_temperature
 from model.checkpoint import load_checkpoint
 from model.data import BatchLoader, eval_transform
-from model.device import pick_device, precision_policy
+from model.device import Policy, pick_device, precision_policy
 from model.engine import to_device
 from model.network import FEATURE_DIM, FeaturesAndLogits
 
@@ -65,11 +65,20 @@ def fuse_batch_norm(model: nn.Module) -> nn.Module:
 class Predictor:
     """Scores uint8 (N, S, S, 3) RGB images with a trained network and its checkpoint meta."""
 
-    def __init__(self, model: nn.Module, meta: dict, device=None, precision=None, engine="auto"):
+    def __init__(
+        self,
+        model: nn.Module,
+        meta: dict,
+        device=None,
+        precision=None,
+        engine="auto",
+        policy: Policy | None = None,
+    ):
+        """``policy`` (a ``device.Policy``) overrides ``device`` and ``precision`` entirely."""
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
         self.meta = meta
-        self.policy = precision_policy(pick_device(device or "auto"), precision)
+        self.policy = policy or precision_policy(pick_device(device or "auto"), precision)
         self.transform = eval_transform(meta["image_size"], meta["mean"], meta["std"])
         self.temperature = float(meta.get("temperature") or 1.0)
         self.engine = "fused" if engine == "auto" else engine

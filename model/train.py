@@ -16,13 +16,14 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from model.calibration import apply_temperature, fit_temperature
+from model.cpu_conv import patch_small_convolutions, unpatch_small_convolutions
 from model.data import Augment, BatchLoader, eval_transform, train_transform
 from model.device import Policy, pick_device, precision_policy
 from model.engine import TrainingStopped, evaluate, train_one_epoch
@@ -55,7 +56,12 @@ class TrainConfig:
     weights_path: str | None = None
     weights_sha256: str | None = None
     zero_init_residual: bool = False
-    max_minutes: float | None = None  # wall-clock budget; the schedule follows it
+    small_conv_grad: bool = True  # CPU: im2col weight gradients for tiny outputs (cpu_conv.py)
+    compile: bool = False  # torch.compile the training step's network (minutes to compile)
+    channels_last: bool | None = None  # None: as the device's precision policy says
+    threads: int | None = None  # torch CPU threads for the run (None: leave as is)
+    max_minutes: float | None = None  # time budget; the schedule follows it
+    budget_clock: str = "wall"  # wall | cpu (process CPU time / threads: fair on a shared box)
     eval_every: int = 1  # validate every N epochs (always after the last)
     eval_batch_size: int = 256
     deterministic: bool = True
@@ -64,6 +70,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in {"adam", "adamw", "sgd"}:
             raise ValueError(f"unknown optimizer {self.optimizer!r}: use adam, adamw or sgd")
+        if self.budget_clock not in {"wall", "cpu"}:
+            raise ValueError(f"unknown budget_clock {self.budget_clock!r}: use wall or cpu")
         if self.schedule not in {"onecycle", "cosine", "constant"}:
             raise ValueError(f"unknown schedule {self.schedule!r}: use onecycle, cosine, constant")
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 8:
@@ -202,13 +210,20 @@ class _Schedule:
         self.config, self.optimizer, self.total_steps = config, optimizer, max(total_steps, 1)
         self.budget_s = config.max_minutes * 60 if config.max_minutes else None
         self.started = time.perf_counter()
+        self.started_cpu = time.process_time()
         self.step = 0
 
+    def elapsed(self) -> float:
+        """Seconds used so far on the budget's clock."""
+        if self.config.budget_clock == "cpu":
+            return (time.process_time() - self.started_cpu) / max(torch.get_num_threads(), 1)
+        return time.perf_counter() - self.started
+
     def progress(self) -> float:
-        """Fraction of the run done: by steps, or by wall-clock time when that is further."""
+        """Fraction of the run done: by steps, or by the clock when that is further."""
         done = self.step / self.total_steps
         if self.budget_s:
-            done = max(done, (time.perf_counter() - self.started) / self.budget_s)
+            done = max(done, self.elapsed() / self.budget_s)
         return done
 
     def __call__(self) -> bool:
@@ -235,6 +250,18 @@ def _deterministic(enabled: bool):
         yield
     finally:
         torch.use_deterministic_algorithms(before)
+
+
+@contextlib.contextmanager
+def _threads(count: int | None):
+    """Run with ``count`` torch CPU threads, restoring the previous number afterwards."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:
@@ -266,8 +293,10 @@ def train(
         raise ValueError("training needs at least two images")
     device = pick_device(config.device)
     policy = precision_policy(device, config.precision)
+    if config.channels_last is not None:
+        policy = replace(policy, channels_last=config.channels_last)
     deterministic = config.deterministic and device.type == "cpu"
-    with _deterministic(deterministic):
+    with _deterministic(deterministic), _threads(config.threads):
         return _run(
             train_images,
             train_labels,
@@ -303,6 +332,24 @@ def _run(
         config.zero_init_residual,
     )
     model = model.to(policy.device, memory_format=policy.memory_format())
+    if config.small_conv_grad and policy.device.type == "cpu":
+        patch_small_convolutions(model)
+    loader, val_loader = _loaders(
+        train_images, train_labels, val_images, val_labels, config, mean, std
+    )
+    optimizer = _optimizer(model, config)
+    schedule = _Schedule(config, optimizer, config.epochs * len(loader))
+    reporter = _Reporter(on_progress, config, len(loader) * loader.batch_size, schedule)
+    history, last_eval = _epochs(
+        model, loader, val_loader, optimizer, schedule, policy, config, reporter, should_stop
+    )
+    if val_loader is not None and last_eval is None:
+        last_eval = evaluate(model, val_loader, policy)
+    return _finish(model, config, history, init_used, last_eval, mean, std, policy, schedule)
+
+
+def _loaders(train_images, train_labels, val_images, val_labels, config, mean, std):
+    """The shuffled, augmented training loader and the plain validation loader (or None)."""
     transform = train_transform(config.image_size, mean, std, config.augment_settings())
     drop_last = len(train_images) > config.batch_size  # never a last batch of one for batch norm
     loader = BatchLoader(
@@ -314,27 +361,25 @@ def _run(
         seed=config.seed,
         drop_last=drop_last,
     )
-    has_val = val_images is not None and len(val_images) > 0
-    val_loader = (
-        BatchLoader(
-            val_images,
-            val_labels,
-            config.eval_batch_size,
-            eval_transform(config.image_size, mean, std),
-        )
-        if has_val
-        else None
-    )
-    optimizer = _optimizer(model, config)
-    schedule = _Schedule(config, optimizer, config.epochs * len(loader))
+    if val_images is None or len(val_images) == 0:
+        return loader, None
+    val_transform = eval_transform(config.image_size, mean, std)
+    return loader, BatchLoader(val_images, val_labels, config.eval_batch_size, val_transform)
+
+
+def _epochs(
+    model, loader, val_loader, optimizer, schedule, policy, config, reporter, should_stop
+) -> tuple[list[dict], dict | None]:
+    """The epoch loop: train, validate when due, record; ends early when the budget is spent."""
+    # Evaluation runs the eager network: compiling its eval-mode graph too would cost minutes.
+    step_model = torch.compile(model) if config.compile else model
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     scaler = torch.amp.GradScaler(policy.device.type) if policy.needs_grad_scaler else None
-    reporter = _Reporter(on_progress, config, len(loader) * loader.batch_size, schedule)
     history, last_eval = [], None
     for epoch in range(1, config.epochs + 1):
         loader.set_epoch(epoch)
         stats = train_one_epoch(
-            model,
+            step_model,
             loader,
             optimizer,
             policy,
@@ -346,15 +391,13 @@ def _run(
         )
         final = epoch == config.epochs or schedule.spent()
         last_eval = None
-        if has_val and (final or epoch % max(config.eval_every, 1) == 0):
+        if val_loader is not None and (final or epoch % max(config.eval_every, 1) == 0):
             last_eval = evaluate(model, val_loader, policy)
         history.append(_history_row(epoch, stats, last_eval, schedule))
         reporter.epoch_done(history[-1])
         if final:
             break
-    if has_val and last_eval is None:
-        last_eval = evaluate(model, val_loader, policy)
-    return _finish(model, config, history, init_used, last_eval, mean, std, policy, schedule)
+    return history, last_eval
 
 
 def _history_row(epoch: int, stats: dict, val: dict | None, schedule: _Schedule) -> dict:
@@ -371,6 +414,7 @@ def _history_row(epoch: int, stats: dict, val: dict | None, schedule: _Schedule)
 
 
 def _finish(model, config, history, init_used, val, mean, std, policy: Policy, schedule):
+    unpatch_small_convolutions(model)
     model.eval()
     model.zero_grad(set_to_none=True)  # the last step's gradients are dead weight from here
     temperature, metrics, logits = 1.0, None, None
@@ -416,7 +460,7 @@ class _Reporter:
             remaining = (self.config.epochs - epoch + 1) * self.images_per_epoch - batch["images"]
             eta = remaining / speed if speed > 0 else None
             if self.schedule.budget_s and eta is not None:
-                left = self.schedule.budget_s - (now - self.schedule.started)
+                left = self.schedule.budget_s - self.schedule.elapsed()
                 eta = max(0.0, min(eta, left))
             self.on_progress(
                 {

@@ -82,5 +82,7 @@ def test_small_stem_keeps_resolution(empty_torch_home):
     )
     assert activations.shape[-2:] == (4, 4)
     assert forward_features(model.eval(), torch.zeros(1, 3, 32, 32)).shape == (1, 512)
+    medium, _ = build_model(stem="medium")
+    assert medium.layer1(medium.maxpool(medium.conv1(torch.zeros(1, 3, 32, 32)))).shape[-1] == 16
     with pytest.raises(ValueError, match="unknown stem"):
         build_model(stem="huge")
