@@ -258,8 +258,10 @@ def test_archive_entries_in_subfolder_and_dot_prefix(app_ctx, tmp_path):
     files = {f"./top/REAL/{i}.jpg": image_bytes(i) for i in range(3)}
     files["./top/.DS_Store"] = b"junk"
     files["__MACOSX/top/._0.jpg"] = b"junk"
+    files["top/MANIFEST.json"] = b'{"sidecar": true}'
+    files["top/REAL/notes.TXT"] = b"taken on a phone"
     report = import_path(tar_with(files, tmp_path / "x.tar.gz", "w:gz"), dataset="dots")
-    assert (report.imported, report.skipped, report.rejected) == (3, 2, [])
+    assert (report.imported, report.skipped, report.rejected) == (3, 4, [])
     assert report.by_label == {"real": 3}
 
 

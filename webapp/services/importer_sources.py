@@ -23,6 +23,20 @@ from typing import Any, BinaryIO, NamedTuple
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 # Operating-system litter that is not part of any dataset; skipped and counted, not rejected.
 JUNK_NAMES = {"__macosx", "thumbs.db", "desktop.ini", ".ds_store"}
+# Sidecar documents that travel with datasets (manifests, READMEs, label lists) are skipped and
+# counted, not rejected: they were never meant to be images.
+DOCUMENT_SUFFIXES = (
+    ".json",
+    ".txt",
+    ".md",
+    ".csv",
+    ".tsv",
+    ".yaml",
+    ".yml",
+    ".xml",
+    ".xmp",
+    ".log",
+)
 # Below this size a member cannot be a dangerous bomb, whatever its ratio (tiny flat images
 # compress very well).
 RATIO_CHECK_FLOOR = 1024 * 1024
@@ -134,8 +148,10 @@ def default_dataset_name(path: Path) -> str:
 
 
 def is_junk(relative_path: str) -> bool:
-    """Hidden files and OS metadata (``.DS_Store``, ``__MACOSX/``, ``Thumbs.db``)."""
+    """Hidden files, OS metadata (``.DS_Store``, ``__MACOSX/``) and sidecar documents."""
     parts = relative_path.split("/")
+    if relative_path.lower().endswith(DOCUMENT_SUFFIXES):
+        return True
     return any(part.startswith(".") or part.lower() in JUNK_NAMES for part in parts if part)
 
 
