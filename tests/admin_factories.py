@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import select
 
+from tests.factories import make_dataset  # noqa: F401  (re-exported for admin tests)
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import (
@@ -25,16 +25,6 @@ from webapp.models import (
     ReviewDecision,
     User,
 )
-
-
-def make_dataset(name: str = "set", evaluation_only: bool = False) -> Dataset:
-    """Create (or return) a dataset."""
-    dataset = db.session.scalar(select(Dataset).where(Dataset.name == name))
-    if dataset is None:
-        dataset = Dataset(name=name, evaluation_only=evaluation_only)
-        db.session.add(dataset)
-        db.session.commit()
-    return dataset
 
 
 def picture_bytes(seed: int, size: int = 24, fmt: str = "PNG") -> bytes:
