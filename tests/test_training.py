@@ -195,3 +195,25 @@ def test_progress_fraction_counts_epochs_and_batches():
 
     assert fraction_of({"epoch": 2, "epochs": 4, "batch": 5, "batches": 10}) == {"fraction": 0.375}
     assert fraction_of({"stage": "loading"}) == {}
+
+
+def test_auto_activation_only_when_enabled_and_better(app_ctx):
+    def version(name: str, accuracy: float) -> ModelVersion:
+        row = ModelVersion(
+            name=name,
+            checkpoint_path=f"/nowhere/{name}.pt",
+            image_size=32,
+            init_weights="random",
+            metrics={"test": {"accuracy": accuracy}},
+        )
+        db.session.add(row)
+        db.session.commit()
+        return row
+
+    first = version("v1", 0.80)
+    assert versions.activate_if_due(first, auto_activate_better=False)  # the first always
+    worse, better = version("v2", 0.70), version("v3", 0.90)
+    assert not versions.activate_if_due(better, auto_activate_better=False)  # default: no
+    assert not versions.activate_if_due(worse, auto_activate_better=True)
+    assert versions.activate_if_due(better, auto_activate_better=True)
+    assert versions.active_version().name == "v3"

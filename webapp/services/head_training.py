@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from flask import current_app
 
 from model.calibration import apply_temperature, fit_temperature
 from model.checkpoint import load_checkpoint, save_checkpoint
@@ -93,4 +94,5 @@ def _register(context, parent, trainset, head, temperature, metrics) -> ModelVer
     )
     db.session.add(version)
     db.session.commit()
+    versions.activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
     return version

@@ -142,7 +142,6 @@ def register_version(context, trainset, config, result) -> ModelVersion:
     )
     db.session.add(version)
     db.session.commit()
-    if versions.active_version() is None:
-        versions.activate(version)
-        context.log(f"{name} is the first version: activated")
+    if versions.activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"]):
+        context.log(f"{name} activated")
     return version

@@ -118,3 +118,26 @@ def labels_changed_since(version: ModelVersion | None) -> dict[str, int] | None:
     changed = sum(1 for image_id, label in before.items() if now.get(image_id) != label)
     added = sum(1 for image_id in now if image_id not in before)
     return {"changed": changed, "added": added, "total": changed + added}
+
+
+def _test_accuracy(version: ModelVersion) -> float | None:
+    metrics = (version.metrics or {}).get("test") or {}
+    return metrics.get("accuracy")
+
+
+def is_better(candidate: ModelVersion, current: ModelVersion | None) -> bool:
+    """Whether ``candidate`` beats ``current`` on test accuracy (any version beats none)."""
+    if current is None:
+        return True
+    new, old = _test_accuracy(candidate), _test_accuracy(current)
+    return new is not None and (old is None or new > old)
+
+
+def activate_if_due(candidate: ModelVersion, auto_activate_better: bool) -> bool:
+    """Activate the first version always; a later one only when the setting allows and it is
+    better. Returns whether ``candidate`` was activated."""
+    current = active_version()
+    if current is None or (auto_activate_better and is_better(candidate, current)):
+        activate(candidate)
+        return True
+    return False
