@@ -7,10 +7,10 @@ a warm-up pass, which matters on a shared machine.
 
 Sections (``--sections``): ``loader`` (BatchLoader against per-image Dataset + DataLoader),
 ``inference`` (model only, per engine, at 224 px and the demo size), ``training`` (eager fp32
-against the fast path at 224 px and the demo size). More sections can be registered in
-``SECTIONS`` (the web app adds ``end_to_end``: stored images to prediction rows).
+against the fast path at 224 px, the demo size and CIFAKE's 32 px). More sections can be
+registered in ``SECTIONS`` (the web app adds ``end_to_end``: stored images to prediction rows).
 
-    python bench/model_bench.py                     # about 3 minutes on an idle 2-core CPU
+    python bench/model_bench.py                     # 3-5 minutes on a 2-core CPU
     python bench/model_bench.py --sections inference --compile
 """
 
@@ -54,14 +54,20 @@ def generated_images(count: int, size: int, seed: int = 0) -> np.ndarray:
     return images + noise
 
 
-def best_rate(run: Callable[[], int], repeats: int) -> float:
-    """Images per second of the fastest of ``repeats`` timed calls, after one warm-up call."""
-    run()
-    best = 0.0
+def best_rates(runs: list[Callable[[], int]], repeats: int) -> list[float]:
+    """Images per second of each run: the fastest of ``repeats`` timed calls after a warm-up.
+
+    The runs are interleaved (round after round), so a burst of load from other processes on a
+    shared machine hits every variant alike instead of one of them.
+    """
+    for run in runs:
+        run()
+    best = [0.0] * len(runs)
     for _ in range(repeats):
-        started = time.perf_counter()
-        count = run()
-        best = max(best, count / (time.perf_counter() - started))
+        for index, run in enumerate(runs):
+            started = time.perf_counter()
+            count = run()
+            best[index] = max(best[index], count / (time.perf_counter() - started))
     return best
 
 
@@ -79,7 +85,7 @@ def meta_for(size: int, stem: str = "imagenet") -> dict:
 
 def loader_section(args) -> list[Row]:
     """BatchLoader (sorted batch reads + batch transform) against Dataset + DataLoader."""
-    size, count, batch = args.demo_size, 2048, 128
+    size, count, batch = args.demo_size, 4096, 128
     images = generated_images(count, size)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "images.npy"
@@ -97,10 +103,8 @@ def loader_section(args) -> list[Row]:
             return sum(len(y) for _, y in loader)
 
         base = f"loader {size}px: Dataset+DataLoader (memmap)"
-        return [
-            (base, best_rate(data_loader, args.repeats), base),
-            (f"loader {size}px: BatchLoader (memmap)", best_rate(batch_loader, args.repeats), base),
-        ]
+        slow, fast = best_rates([data_loader, batch_loader], args.repeats)
+        return [(base, slow, base), (f"loader {size}px: BatchLoader (memmap)", fast, base)]
 
 
 def inference_rows(args, size: int, count: int) -> list[Row]:
@@ -120,14 +124,16 @@ def inference_rows(args, size: int, count: int) -> list[Row]:
     ]
     if args.compile:
         engines.append((f"compile {fast.name}", "compile", fast))
-    rows, base = [], f"inference {size}px: eager fp32 (baseline)"
-    for label, engine, policy in engines:
+    base = f"inference {size}px: eager fp32 (baseline)"
+    runs = []
+    for _, engine, policy in engines:
         predictor = Predictor(model, meta, engine=engine, policy=policy)
-        rate = best_rate(
-            lambda p=predictor: len(p.predict(images, batch_size=args.batch)), args.repeats
-        )
-        rows.append((f"inference {size}px: {label}", rate, base))
-    return rows
+        runs.append(lambda p=predictor: len(p.predict(images, batch_size=args.batch)))
+    rates = best_rates(runs, args.repeats)
+    return [
+        (f"inference {size}px: {label}", rate, base)
+        for (label, _, _), rate in zip(engines, rates, strict=True)
+    ]
 
 
 def inference_section(args) -> list[Row]:
@@ -146,18 +152,24 @@ def training_rows(args, size: int, count: int, batch: int) -> list[Row]:
     variants = [
         ("eager fp32 (baseline)", baseline, False, False),
         (f"eager {fast.name}", fast, False, False),
-        (f"eager {fast.name} + small-conv grad (fast path)", fast, patch, False),
+        ("fast path: + small-conv grad", fast, patch, False),
     ]
     if args.compile:
         variants.append((f"compile {fast.name} + small-conv grad", fast, patch, True))
-    rows, base = [], f"training {size}px bs{batch}: eager fp32 (baseline)"
-    for label, policy, patched, compiled in variants:
-        rate = _training_rate(images, labels, (mean, std), batch, policy, patched, compiled, args)
-        rows.append((f"training {size}px bs{batch}: {label}", rate, base))
-    return rows
+    base = f"training {size}px bs{batch}: eager fp32 (baseline)"
+    runs = [
+        _training_run(images, labels, (mean, std), batch, policy, patched, compiled)
+        for _, policy, patched, compiled in variants
+    ]
+    rates = best_rates(runs, args.repeats)
+    return [
+        (f"training {size}px bs{batch}: {label}", rate, base)
+        for (label, *_), rate in zip(variants, rates, strict=True)
+    ]
 
 
-def _training_rate(images, labels, stats, batch, policy, patched, compiled, args) -> float:
+def _training_run(images, labels, stats, batch, policy, patched, compiled) -> Callable[[], int]:
+    """A function training one pass over the images (its own model and optimizer)."""
     torch.manual_seed(0)
     model, _ = build_model(init="random")
     if patched:
@@ -172,13 +184,15 @@ def _training_rate(images, labels, stats, batch, policy, patched, compiled, args
     def epoch() -> int:
         return train_one_epoch(step_model, loader, optimizer, policy, loss_fn)["images"]
 
-    return best_rate(epoch, args.repeats)
+    return epoch
 
 
 def training_section(args) -> list[Row]:
-    """Training at 224 px and at the demo size."""
-    return training_rows(args, 224, args.train224, 16) + training_rows(
-        args, args.demo_size, args.train_demo, 64
+    """Training at 224 px, at the demo size and at 32 px (CIFAKE)."""
+    return (
+        training_rows(args, 224, args.train224, 16)
+        + training_rows(args, args.demo_size, args.train_demo, 64)
+        + training_rows(args, 32, args.train_demo * 2, 128)
     )
 
 
@@ -204,7 +218,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--demo-size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64, help="inference batch size")
-    parser.add_argument("--n224", type=int, default=64, help="images for inference at 224 px")
+    parser.add_argument("--n224", type=int, default=48, help="images for inference at 224 px")
     parser.add_argument("--n-demo", type=int, default=512, help="images for inference, demo size")
     parser.add_argument("--train224", type=int, default=32, help="images per training pass, 224")
     parser.add_argument("--train-demo", type=int, default=256, help="images per pass, demo size")

@@ -82,7 +82,9 @@ class Predictor:
         self.transform = eval_transform(meta["image_size"], meta["mean"], meta["std"])
         self.temperature = float(meta.get("temperature") or 1.0)
         self.engine = "fused" if engine == "auto" else engine
-        model = model.eval().to(self.policy.device, memory_format=self.policy.memory_format())
+        # A copy: converting the caller's network to channels_last in place would surprise it.
+        model = copy.deepcopy(model).eval()
+        model = model.to(self.policy.device, memory_format=self.policy.memory_format())
         self.model = model
         self.runner = self._build_runner(model)
 
