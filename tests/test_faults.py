@@ -15,9 +15,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from model.checkpoint import save_checkpoint
-from model.network import build_model
-from tests.factories import make_version
+from tests.factories import make_active_version
 from tests.processes import flask_env, run_flask, wait_until
 from tests.test_training import write_separable_folder
 from webapp.extensions import db
@@ -28,18 +26,6 @@ from webapp.services.importer import import_path
 from webapp.services.storage import blob_relative, extension_for
 
 pytestmark = pytest.mark.slow
-
-
-def make_active_version() -> ModelVersion:
-    """An active version with a real (untrained) checkpoint behind it."""
-    model, init = build_model(init="random")
-    path = versions.models_dir() / "v1.pt"
-    meta = {"stem": "imagenet", "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
-    save_checkpoint(path, model, {**meta, "init_weights": init})
-    version = make_version("v1", active=True)
-    version.checkpoint_path = str(path)
-    db.session.commit()
-    return version
 
 
 def write_noise_folder(root: Path, count: int, size: int = 96) -> None:
