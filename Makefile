@@ -14,6 +14,7 @@ setup:
 setup-test:
 	@scripts/bootstrap.sh test
 	@scripts/setup_browser.sh
+	@scripts/setup_redis.sh
 
 demo: setup
 	@HOST=$(HOST) PORT=$(PORT) scripts/demo.sh

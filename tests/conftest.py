@@ -94,3 +94,35 @@ def worker(app):
     consumer.stop(graceful=True)
     thread.join(timeout=30)
     set_worker_app(None)
+
+
+@pytest.fixture
+def worker_processes(tmp_path):
+    """Start real ``flask worker`` processes (``start(env)``); all are stopped afterwards."""
+    from tests.processes import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str]) -> WorkerProcess:
+        process = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def shared_queue(app, monkeypatch):
+    """Jobs submitted here go to the SQLite queue that worker processes on ``app``'s instance
+    read (this process's queue was made at import time for another folder)."""
+    from pathlib import Path
+
+    from tests.processes import sqlite_queue
+    from webapp.jobs.queue import huey
+
+    storage = sqlite_queue(Path(app.instance_path))
+    monkeypatch.setattr(huey, "storage", storage)
+    storage.flush_queue()
+    return storage

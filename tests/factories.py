@@ -136,3 +136,19 @@ def make_scored_image(version: ModelVersion, p_fake: float, **fields) -> Image:
     image = make_image(**image_fields)
     make_prediction(image, version, p_fake, **fields)
     return image
+
+
+def make_active_version() -> ModelVersion:
+    """An active version with a real (untrained) checkpoint behind it."""
+    from model.checkpoint import save_checkpoint
+    from model.network import build_model
+    from webapp.services import versions
+
+    model, init = build_model(init="random")
+    path = versions.models_dir() / "v1.pt"
+    meta = {"stem": "imagenet", "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
+    save_checkpoint(path, model, {**meta, "init_weights": init})
+    version = make_version("v1", active=True)
+    version.checkpoint_path = str(path)
+    db.session.commit()
+    return version

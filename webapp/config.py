@@ -61,6 +61,12 @@ class Config:
         self.REDIS_URL = os.environ.get("REALFAKE_REDIS_URL", "")
         self.HUEY_SQLITE_PATH = str(instance / "huey.db")
         self.HUEY_IMMEDIATE = False
+        # Workers: a running job's heartbeat is refreshed this often; a job whose worker cannot
+        # be checked directly (another host) counts as abandoned once its heartbeat is this old.
+        self.HEARTBEAT_SECONDS = _float_env("REALFAKE_HEARTBEAT_SECONDS", 30.0)
+        self.HEARTBEAT_TIMEOUT = _float_env("REALFAKE_HEARTBEAT_TIMEOUT", 300.0)
+        # Resumable jobs (imports) whose worker died are re-queued at most this many times.
+        self.MAX_JOB_ATTEMPTS = _int_env("REALFAKE_MAX_JOB_ATTEMPTS", 3)
         # Images and the pre-resized pixel cache built at import time.
         self.IMPORT_WORKERS = _int_env("REALFAKE_IMPORT_WORKERS", os.cpu_count() or 1)
         self.CACHE_SIZE = _int_env("REALFAKE_CACHE_SIZE", 224)

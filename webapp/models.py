@@ -322,6 +322,11 @@ class Job(db.Model):
     error: Mapped[str] = mapped_column(Text, default="")
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     task_id: Mapped[str] = mapped_column(String(64), default="")
+    # "host:pid" of the worker process running it, refreshed heartbeat: a job whose worker died
+    # (pid gone on this host, or heartbeat too old) is failed or re-queued, see jobs.recovery.
+    worker: Mapped[str] = mapped_column(String(255), default="", server_default="", index=True)
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

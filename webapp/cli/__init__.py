@@ -1,11 +1,11 @@
-"""Command-line groups: ``flask --app wsgi data|model|queue|users|report|worker ...``."""
+"""Command-line groups: ``flask --app wsgi data|model|queue|users|report|worker|...``."""
 
 from flask import Flask
 
 
 def register_commands(app: Flask) -> None:
     """Attach every command group to ``app.cli``."""
-    from . import data, model, queue, report, users, worker
+    from . import backup, data, doctor, model, queue, report, users, worker
 
-    for module in (data, model, queue, report, users, worker):
+    for module in (backup, data, doctor, model, queue, report, users, worker):
         app.cli.add_command(module.group)

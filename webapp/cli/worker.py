@@ -6,8 +6,9 @@ import click
 from flask import current_app
 from huey.consumer import Consumer
 
-from ..jobs.core import set_worker_app
+from ..jobs.core import set_worker_app, worker_identity
 from ..jobs.queue import huey
+from ..jobs.recovery import recover_abandoned_jobs
 
 
 @click.command("worker", help="Run the background job worker (Huey consumer).")
@@ -15,6 +16,11 @@ from ..jobs.queue import huey
 @click.option("--worker-type", default="thread", type=click.Choice(["thread", "process"]))
 def group(workers: int, worker_type: str) -> None:
     set_worker_app(current_app._get_current_object())
+    # Jobs a dead worker left running would otherwise show "running" for ever.
+    for recovery in recover_abandoned_jobs():
+        click.echo(f"worker: {recovery.describe()}")
     consumer = Consumer(huey, workers=workers, worker_type=worker_type, periodic=False)
-    click.echo(f"worker: {workers} {worker_type}(s) on {type(huey.storage).__name__}")
+    click.echo(
+        f"worker {worker_identity()}: {workers} {worker_type}(s) on {type(huey.storage).__name__}"
+    )
     consumer.run()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -19,6 +22,9 @@ Handler = Callable[["JobContext"], dict[str, Any] | None]
 _HANDLERS: dict[str, Handler] = {}
 # Kinds of which only one may be queued or running at a time (training, for one).
 _SINGLETON_KINDS: set[str] = set()
+# Kinds that a second run completes when the first was cut short (imports): a job of such a kind
+# whose worker died is queued again instead of failed.
+_RESUMABLE_KINDS: set[str] = set()
 _worker_app: Flask | None = None
 
 
@@ -26,16 +32,31 @@ class JobCancelled(Exception):
     """Raised inside a handler when an admin asked to cancel its job."""
 
 
-def handler(kind: str, singleton: bool = False) -> Callable[[Handler], Handler]:
-    """Register the function that runs jobs of ``kind``."""
+def handler(
+    kind: str, singleton: bool = False, resumable: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of ``kind``; ``resumable`` says that running it
+    again after an interruption completes it (so a job whose worker died may be re-queued)."""
 
     def register(function: Handler) -> Handler:
         _HANDLERS[kind] = function
         if singleton:
             _SINGLETON_KINDS.add(kind)
+        if resumable:
+            _RESUMABLE_KINDS.add(kind)
         return function
 
     return register
+
+
+def is_resumable(kind: str) -> bool:
+    """Whether jobs of ``kind`` complete when simply run again."""
+    return kind in _RESUMABLE_KINDS
+
+
+def worker_identity() -> str:
+    """``host:pid`` of this process, recorded on the jobs it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def set_worker_app(app: Flask | None) -> None:
@@ -121,7 +142,11 @@ class JobContext:
                 select(Job.progress).where(Job.id == self.job_id)
             ).scalar_one()
             merged = {**(current or {}), **fields}
-            connection.execute(update(Job).where(Job.id == self.job_id).values(progress=merged))
+            connection.execute(
+                update(Job)
+                .where(Job.id == self.job_id)
+                .values(progress=merged, heartbeat_at=utcnow())
+            )
 
     def log(self, message: str) -> None:
         """Append a timestamped line to the job's log."""
@@ -148,26 +173,83 @@ class JobContext:
             raise JobCancelled()
 
 
+def _current_config() -> dict:
+    from flask import current_app
+
+    return current_app.config
+
+
 def _finish(job_id: int, state: JobState, result=None, error: str = "") -> None:
     db.session.rollback()
     values: dict[str, Any] = {"state": state, "finished_at": utcnow(), "error": error}
     if result is not None:
         values["result"] = result
+    # Only while this worker still holds the job: if it was declared dead meanwhile (a stale
+    # heartbeat) and failed or re-queued, that decision stands.
+    mine = (Job.id == job_id, Job.state == JobState.RUNNING, Job.worker == worker_identity())
     with db.engine.begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id).values(**values))
+        connection.execute(update(Job).where(*mine).values(**values))
+
+
+def _claim(job_id: int) -> bool:
+    """Move a queued job to running under this worker's name, atomically: when a task is
+    delivered twice (two workers, a re-queue racing a late delivery) only one run starts."""
+    now = utcnow()
+    with db.engine.begin() as connection:
+        claimed = connection.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED, Job.cancel_requested.is_(False))
+            .values(
+                state=JobState.RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                worker=worker_identity(),
+                attempts=Job.attempts + 1,
+            )
+        )
+    return claimed.rowcount == 1
+
+
+class Heartbeat:
+    """Refresh a running job's ``heartbeat_at`` every ``interval`` seconds from a side thread,
+    so a long step that reports no progress does not make a live worker look dead."""
+
+    def __init__(self, engine, job_id: int, interval: float) -> None:
+        self.engine, self.job_id, self.interval = engine, job_id, interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        update(Job)
+                        .where(Job.id == self.job_id, Job.state == JobState.RUNNING)
+                        .values(heartbeat_at=utcnow())
+                    )
+            except Exception:  # a busy database: the next beat tries again
+                continue
 
 
 def execute(job_id: int) -> None:
     """Run one job to completion inside an app context, recording how it ended."""
-    job = db.session.get(Job, job_id)
-    if job is None or job.state != JobState.QUEUED or job.cancel_requested:
+    if not _claim(job_id):
         return
-    job.state = JobState.RUNNING
-    job.started_at = utcnow()
-    db.session.commit()
+    job = db.session.get(Job, job_id)
     context = JobContext(job_id=job.id, kind=job.kind, params=dict(job.params or {}))
+    interval = float(_current_config().get("HEARTBEAT_SECONDS", 30))
     try:
-        result = _HANDLERS[job.kind](context)
+        with Heartbeat(db.engine, job_id, interval):
+            result = _HANDLERS[job.kind](context)
     except JobCancelled:
         context.log("cancelled")
         _finish(job_id, JobState.CANCELLED)

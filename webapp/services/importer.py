@@ -319,7 +319,7 @@ class _Importer:
 # --- The background job (web uploads) -------------------------------------------------------
 
 
-@handler("import")
+@handler("import", resumable=True)
 def import_job(context) -> dict:
     """Run :func:`import_path` for a web upload, reporting progress and honouring cancel."""
     params = context.params

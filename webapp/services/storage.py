@@ -119,12 +119,12 @@ def process_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def clean_stale_temporaries(root: Path | str | None = None) -> int:
-    """Delete temporary files left by writers that died (Ctrl-C, kill -9); returns how many."""
+def stale_temporaries(root: Path | str | None = None) -> list[Path]:
+    """Temporary files whose writer is gone (Ctrl-C, kill -9) or that were abandoned long ago."""
     folder = temporary_dir_under(root if root is not None else instance_root())
     if not folder.is_dir():
-        return 0
-    removed = 0
+        return []
+    stale = []
     old = time.time() - STALE_AFTER_SECONDS
     for entry in folder.iterdir():
         pid_text = entry.name.split("-", 1)[0]
@@ -133,6 +133,13 @@ def clean_stale_temporaries(root: Path | str | None = None) -> int:
         except FileNotFoundError:
             continue
         if abandoned or not pid_text.isdigit() or not process_alive(int(pid_text)):
-            entry.unlink(missing_ok=True)
-            removed += 1
-    return removed
+            stale.append(entry)
+    return stale
+
+
+def clean_stale_temporaries(root: Path | str | None = None) -> int:
+    """Delete temporary files left by writers that died (Ctrl-C, kill -9); returns how many."""
+    stale = stale_temporaries(root)
+    for entry in stale:
+        entry.unlink(missing_ok=True)
+    return len(stale)
