@@ -336,10 +336,13 @@ def _for_rank(distributed: DistributedContext, on_progress, should_stop):
     """Progress from rank 0 only; a stop request any rank sees stops every rank at once."""
     if not distributed.is_main:
         on_progress = None
-    if should_stop is not None:
-        asked = should_stop
-        should_stop = lambda: distributed.any(asked())  # noqa: E731
-    return on_progress, should_stop
+    if should_stop is None:
+        return on_progress, None
+
+    def any_rank_asked() -> bool:
+        return distributed.any(should_stop())
+
+    return on_progress, any_rank_asked
 
 
 def _run(

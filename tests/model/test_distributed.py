@@ -22,9 +22,9 @@ from model.checkpoint import load_checkpoint, plain_meta
 from model.data import BatchLoader, channel_stats, train_transform
 from model.distributed import PROGRESS_PREFIX, main
 from model.network import build_model
-from model.parallel import state_sha256
+from model.parallel import DistributedContext, state_sha256
 from model.predict import Predictor
-from model.train import seed_everything, train
+from model.train import TrainingStopped, seed_everything, train
 from model.trainset_file import (
     TrainsetError,
     images_for_writing,
@@ -140,7 +140,7 @@ def test_checkpoint_is_the_single_process_format(ddp_run, single_run):
         data.val_images
     )
     assert scores.p_fake.shape == (16,) and np.all((scores.p_fake >= 0) & (scores.p_fake <= 1))
-    assert type(model.bn1) is torch.nn.BatchNorm2d  # no trace of the synchronised kind
+    assert set(model.state_dict()) == set(single.model.state_dict())
 
 
 @pytest.mark.slow
@@ -236,3 +236,37 @@ def test_a_broken_trainset_folder_says_what_is_wrong(tmp_path):
     np.save(tmp_path / "set" / "val_labels.npy", np.zeros(3, dtype=np.int64))
     with pytest.raises(TrainsetError, match="16 val images but 3 labels"):
         load_trainset(tmp_path / "set")
+
+
+@pytest.fixture
+def world_of_one():
+    """A real gloo process group of one process, here (no torchrun needed)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield DistributedContext(0, 1, 0, torch.device("cpu"), "gloo")
+    dist.destroy_process_group()
+
+
+def test_one_rank_runs_the_distributed_path_to_the_single_process_result(tiny_data, world_of_one):
+    """With one rank DDP averages nothing and batch norm is local: the distributed bookkeeping
+    (wrapping, epoch statistics, agreed budget and stop, unwrapping) must change no bit."""
+    config = tiny_config(epochs=2)
+    alone = train(*tiny_data[:4], config, *tiny_data[4:])
+    ranked = train(*tiny_data[:4], config, *tiny_data[4:], distributed=world_of_one)
+    assert state_sha256(ranked.model) == state_sha256(alone.model)
+    assert [row["train_loss"] for row in ranked.history] == [
+        row["train_loss"] for row in alone.history
+    ]
+    assert ranked.val_metrics == alone.val_metrics and ranked.policy.endswith("ddp x1 gloo")
+    with pytest.raises(TrainingStopped):
+        train(
+            *tiny_data[:4],
+            config,
+            *tiny_data[4:],
+            should_stop=lambda: True,
+            distributed=world_of_one,
+        )
+    budget = tiny_config(epochs=50, max_minutes=1e-6)
+    spent = train(*tiny_data[:4], budget, *tiny_data[4:], distributed=world_of_one)
+    assert len(spent.history) == 1
