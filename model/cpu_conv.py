@@ -53,14 +53,12 @@ class _SmallOutputConv(torch.autograd.Function):
             columns = columns.transpose(1, 2).reshape(-1, in_channels * kernel_h * kernel_w)
             grads = grad_output.permute(0, 2, 3, 1).reshape(-1, out_channels)
             grad_weight = (grads.t() @ columns).view_as(weight)
-            grad_weight = grad_weight.contiguous(memory_format=_format_of(weight))
+            # Exactly the weight's strides: for 1x1 kernels both memory formats fit a tensor,
+            # and DistributedDataParallel copies any gradient whose strides differ.
+            grad_weight = torch.empty_strided(
+                weight.shape, weight.stride(), dtype=grad_weight.dtype
+            ).copy_(grad_weight)
         return grad_input, grad_weight, None, None
-
-
-def _format_of(tensor: torch.Tensor) -> torch.memory_format:
-    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 class SmallOutputConv2d(nn.Conv2d):

@@ -80,9 +80,17 @@ class EvalTransform:
         """uint8 0..255 -> float32 ``(x/255 - mean) / std`` in one pass."""
         return batch.float().mul_(self._scale).sub_(self._shift)
 
+    def draw(self, count: int, generator: torch.Generator | None = None) -> dict:
+        """The random parameters for ``count`` images: none, evaluation is not random."""
+        return {}
+
+    def apply(self, batch: torch.Tensor, params: dict) -> torch.Tensor:
+        """Preprocess a uint8 NCHW batch with parameters from ``draw``."""
+        return self.normalise(self.resize(batch))
+
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None):
         """Preprocess a uint8 NCHW batch for the network."""
-        return self.normalise(self.resize(batch))
+        return self.apply(batch, self.draw(batch.shape[0], generator))
 
 
 class TrainTransform(EvalTransform):
@@ -92,34 +100,61 @@ class TrainTransform(EvalTransform):
         super().__init__(image_size, mean, std)
         self.augment = augment
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None):
-        """Augment then normalise; ``generator`` makes the random draws reproducible."""
-        batch = self.resize(batch)
+    def draw(self, count: int, generator: torch.Generator | None = None) -> dict:
+        """Every random draw for ``count`` images, per image (row ``i`` belongs to image ``i``).
+
+        Drawing apart from applying lets distributed training draw for the whole global batch
+        and apply to its own rows only, so each image is augmented exactly as it would be in a
+        single process. The order of the draws is fixed: it decides the seeded results.
+        """
+        params = {}
         if self.augment.crop_padding:
-            batch = random_crop(batch, self.augment.crop_padding, generator)
+            span = 2 * self.augment.crop_padding + 1
+            params["crop"] = torch.randint(0, span, (2, count), generator=generator).t()
         if self.augment.hflip:
-            batch = random_hflip(batch, generator)
+            params["flip"] = torch.rand(count, generator=generator) < 0.5
         if self.augment.rotation or self.augment.color_jitter:
-            batch = self._per_image(batch, generator)
+            params["angle"] = (
+                torch.rand(count, generator=generator) * 2 - 1
+            ) * self.augment.rotation
+            jitter = torch.rand(count, 3, generator=generator) * 2 - 1
+            params["jitter"] = 1 + jitter * self.augment.color_jitter
+        return params
+
+    def apply(self, batch: torch.Tensor, params: dict) -> torch.Tensor:
+        """Augment with parameters from ``draw`` (a row per image of ``batch``), then normalise."""
+        batch = self.resize(batch)
+        if "crop" in params:
+            batch = crop_at(batch, self.augment.crop_padding, params["crop"])
+        if "flip" in params:
+            batch = flip_where(batch, params["flip"])
+        if "angle" in params:
+            batch = self._per_image(batch, params["angle"], params["jitter"])
         return self.normalise(batch)
 
-    def _per_image(self, batch: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None):
+        """Augment then normalise; ``generator`` makes the random draws reproducible."""
+        return self.apply(batch, self.draw(batch.shape[0], generator))
+
+    def _per_image(self, batch: torch.Tensor, angles, factors) -> torch.Tensor:
         """Rotation and colour jitter, whose parameters differ per image (torchvision v2)."""
-        count = batch.shape[0]
-        angles = (torch.rand(count, generator=generator) * 2 - 1) * self.augment.rotation
-        strength = self.augment.color_jitter
-        factors = 1 + (torch.rand(count, 3, generator=generator) * 2 - 1) * strength
         out = torch.empty_like(batch)
-        for index in range(count):
+        for index in range(batch.shape[0]):
             image = batch[index]
             if self.augment.rotation:
                 image = F.rotate(image, float(angles[index]), v2.InterpolationMode.BILINEAR)
-            if strength:
+            if self.augment.color_jitter:
                 image = F.adjust_brightness(image, float(factors[index, 0]))
                 image = F.adjust_contrast(image, float(factors[index, 1]))
                 image = F.adjust_saturation(image, float(factors[index, 2]))
             out[index] = image
         return out
+
+
+def select_rows(params: dict, rows) -> dict:
+    """The augmentation parameters of some images of a batch (rows of every drawn tensor)."""
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    return {name: value[rows] for name, value in params.items()}
 
 
 def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> EvalTransform:
@@ -143,7 +178,11 @@ def train_transform(
 
 def random_hflip(batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
+    return flip_where(batch, torch.rand(batch.shape[0], generator=generator) < 0.5)
+
+
+def flip_where(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose entry in the boolean ``flip`` is set."""
     return torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
 
 
@@ -151,11 +190,16 @@ def random_crop(
     batch: torch.Tensor, padding: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Zero-pad by ``padding`` and crop each image back to size at its own random offset."""
+    offsets = torch.randint(0, 2 * padding + 1, (2, batch.shape[0]), generator=generator)
+    return crop_at(batch, padding, offsets.t())
+
+
+def crop_at(batch: torch.Tensor, padding: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Zero-pad by ``padding`` and crop image ``i`` back to size at ``offsets[i]`` (row, col)."""
     count, _, height, width = batch.shape
     padded = torch.nn.functional.pad(batch, (padding, padding, padding, padding))
-    offsets = torch.randint(0, 2 * padding + 1, (2, count), generator=generator)
-    rows = (offsets[0].view(-1, 1) + torch.arange(height)).view(count, 1, height, 1)
-    cols = (offsets[1].view(-1, 1) + torch.arange(width)).view(count, 1, 1, width)
+    rows = (offsets[:, 0].view(-1, 1) + torch.arange(height)).view(count, 1, height, 1)
+    cols = (offsets[:, 1].view(-1, 1) + torch.arange(width)).view(count, 1, 1, width)
     index = torch.arange(count).view(-1, 1, 1, 1)
     channels = torch.arange(batch.shape[1]).view(1, -1, 1, 1)
     cropped = padded[index, channels, rows, cols]
@@ -181,13 +225,36 @@ class BatchLoader:
     once is far faster than a ``Dataset.__getitem__`` per image plus ``DataLoader`` collation
     (see ``bench/model_bench.py``). With ``shuffle`` the order depends only on ``seed`` and the
     epoch (``set_epoch``), so runs are reproducible. ``labels`` may be None (inference).
+
+    ``shard=(rank, shards)`` is for distributed training: every process walks the same global
+    batches of ``batch_size`` images and takes its own ``batch_size / shards`` of each (see
+    ``shard_rows``); the augmentation is drawn for the whole global batch (the transform needs
+    ``draw`` and ``apply``), so together the processes see exactly what one process would.
     """
 
     def __init__(
-        self, images, labels, batch_size, transform, shuffle=False, seed=0, drop_last=False
+        self,
+        images,
+        labels,
+        batch_size,
+        transform,
+        shuffle=False,
+        seed=0,
+        drop_last=False,
+        shard=(0, 1),
     ):
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        rank, shards = shard
+        if not 0 <= rank < shards:
+            raise ValueError(f"shard {rank} of {shards} does not exist")
+        if shards > 1 and (batch_size % shards or len(images) < shards):
+            raise ValueError(
+                f"a batch of {batch_size} from {len(images)} images cannot be split evenly "
+                f"over {shards} processes: the batch size must be a multiple of the process "
+                "count and there must be at least one image per process"
+            )
+        self.shard = (int(rank), int(shards))
         self.images = images
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.batch_size = int(batch_size)
@@ -223,18 +290,40 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        sharded = self.shard[1] > 1
         for indices in self.batches_of_indices():
-            yield self.load(indices, generator)
+            yield self.load_shard(indices, generator) if sharded else self.load(indices, generator)
 
     def load(self, indices: np.ndarray, generator: torch.Generator | None = None):
         """One transformed batch and its labels (None without labels)."""
+        batch = self.transform(as_nchw(self._read(indices)), generator)
+        return batch, self._labels_of(indices)
+
+    def shard_rows(self, count: int) -> np.ndarray:
+        """The rows of a global batch of ``count`` images that this process takes.
+
+        Strided from the process's rank, as ``DistributedSampler`` strides; a last short batch
+        is cut to a multiple of the process count (dropping fewer images than there are
+        processes) so that every process takes the same number of steps and images.
+        """
+        rank, shards = self.shard
+        return np.arange(rank, count - count % shards, shards)
+
+    def load_shard(self, indices: np.ndarray, generator: torch.Generator | None = None):
+        """This process's part of the global batch ``indices``, augmented as in one process."""
+        params = self.transform.draw(len(indices), generator)
+        rows = self.shard_rows(len(indices))
+        own = indices[rows]
+        batch = self.transform.apply(as_nchw(self._read(own)), select_rows(params, rows))
+        return batch, self._labels_of(own)
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
         if len(indices) and indices[-1] - indices[0] + 1 == len(indices):
-            raw = self.images[int(indices[0]) : int(indices[-1]) + 1]  # a slice reads faster
-        else:
-            raw = self.images[indices]
-        batch = self.transform(as_nchw(raw), generator)
-        labels = None if self.labels is None else torch.from_numpy(self.labels[indices])
-        return batch, labels
+            return self.images[int(indices[0]) : int(indices[-1]) + 1]  # a slice reads faster
+        return self.images[indices]
+
+    def _labels_of(self, indices: np.ndarray) -> torch.Tensor | None:
+        return None if self.labels is None else torch.from_numpy(self.labels[indices])
 
 
 class ArrayDataset(torch.utils.data.Dataset):

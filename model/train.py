@@ -8,6 +8,12 @@ with ``TrainingStopped`` as soon as ``should_stop()`` says so.
 On CPU the same data and configuration give the same weights and metrics (seeded model, data
 order and augmentation; deterministic algorithms), unless ``max_minutes`` makes the schedule
 depend on wall-clock time.
+
+The same loop runs distributed (DistributedDataParallel, one process per rank, started by
+torchrun through ``model.distributed``) when ``train`` gets a ``DistributedContext``:
+``batch_size`` stays the global batch, each rank takes its share of every global batch with the
+augmentation it would get in one process, batch norm uses the global batch's statistics, and
+rank 0 alone validates, calibrates and reports. The ranks finish with identical weights.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from model.device import Policy, pick_device, precision_policy
 from model.engine import TrainingStopped, evaluate, train_one_epoch
 from model.metrics import classification_metrics
 from model.network import ARCHITECTURE, build_model
+from model.parallel import DistributedContext, plain_batch_norm, sync_batch_norm
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingStopped", "train"]
 
@@ -210,12 +217,15 @@ def lr_at(config: TrainConfig, progress: float) -> float:
 class _Schedule:
     """Sets the learning rate before each step; says when a time budget is spent."""
 
-    def __init__(self, config: TrainConfig, optimizer, total_steps: int):
+    def __init__(self, config: TrainConfig, optimizer, total_steps: int, agree=None):
         self.config, self.optimizer, self.total_steps = config, optimizer, max(total_steps, 1)
         self.budget_s = config.max_minutes * 60 if config.max_minutes else None
         self.started = time.perf_counter()
         self.started_cpu = time.process_time()
         self.step = 0
+        # Distributed runs: every rank must end the run at the same step, so the clock that
+        # decides is the slowest rank's (``agree`` is a max over ranks).
+        self.agree = agree
 
     def elapsed(self) -> float:
         """Seconds used so far on the budget's clock."""
@@ -227,7 +237,8 @@ class _Schedule:
         """Fraction of the run done: by steps, or by the clock when that is further."""
         done = self.step / self.total_steps
         if self.budget_s:
-            done = max(done, self.elapsed() / self.budget_s)
+            elapsed = self.elapsed() if self.agree is None else self.agree(self.elapsed())
+            done = max(done, elapsed / self.budget_s)
         return done
 
     def __call__(self) -> bool:
@@ -284,22 +295,27 @@ def train(
     std,
     on_progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    distributed: DistributedContext | None = None,
 ) -> TrainResult:
     """Train a ResNet18 on uint8 (N, S, S, 3) images with 0/1 labels (0 = real, 1 = fake).
 
     ``mean``/``std`` are per-channel on the 0..1 scale (the data audit's statistics). The
     validation split may be empty: then no temperature is fitted (T = 1) and metrics are None.
+    With ``distributed`` every rank calls this with the same arguments inside an initialised
+    process group; only rank 0's result has validation metrics and a fitted temperature.
     """
     _check_inputs(train_images, train_labels, "train")
     if val_images is not None and len(val_images):
         _check_inputs(val_images, val_labels, "val")
     if len(train_images) < 2:
         raise ValueError("training needs at least two images")
-    device = pick_device(config.device)
+    device = pick_device(config.device) if distributed is None else distributed.device
     policy = precision_policy(device, config.precision)
     if config.channels_last is not None:
         policy = replace(policy, channels_last=config.channels_last)
     deterministic = config.deterministic and device.type == "cpu"
+    if distributed is not None:
+        on_progress, should_stop = _for_rank(distributed, on_progress, should_stop)
     with _deterministic(deterministic), _threads(config.threads):
         return _run(
             train_images,
@@ -312,7 +328,21 @@ def train(
             policy,
             on_progress,
             should_stop,
+            distributed,
         )
+
+
+def _for_rank(distributed: DistributedContext, on_progress, should_stop):
+    """Progress from rank 0 only; a stop request any rank sees stops every rank at once."""
+    if not distributed.is_main:
+        on_progress = None
+    if should_stop is None:
+        return on_progress, None
+
+    def any_rank_asked() -> bool:
+        return distributed.any(should_stop())
+
+    return on_progress, any_rank_asked
 
 
 def _run(
@@ -326,6 +356,7 @@ def _run(
     policy,
     on_progress,
     should_stop,
+    distributed=None,
 ) -> TrainResult:
     seed_everything(config.seed)
     model, init_used = build_model(
@@ -339,23 +370,56 @@ def _run(
     if config.small_conv_grad and policy.device.type == "cpu":
         patch_small_convolutions(model)
     loader, val_loader = _loaders(
-        train_images, train_labels, val_images, val_labels, config, mean, std
+        train_images, train_labels, val_images, val_labels, config, mean, std, distributed
     )
+    network = _training_network(model, policy, distributed)
     optimizer = _optimizer(model, config)
-    schedule = _Schedule(config, optimizer, config.epochs * len(loader))
+    agree = distributed.max if distributed is not None else None
+    schedule = _Schedule(config, optimizer, config.epochs * len(loader), agree)
     reporter = _Reporter(on_progress, config, len(loader) * loader.batch_size, schedule)
+    if distributed is not None:
+        reporter.images_scale = distributed.world_size
     history, last_eval = _epochs(
-        model, loader, val_loader, optimizer, schedule, policy, config, reporter, should_stop
+        (model, network),
+        loader,
+        val_loader,
+        optimizer,
+        schedule,
+        policy,
+        config,
+        reporter,
+        should_stop,
+        distributed,
     )
     if val_loader is not None and last_eval is None:
         last_eval = evaluate(model, val_loader, policy)
-    return _finish(model, config, history, init_used, last_eval, mean, std, policy, schedule)
+    if distributed is not None:
+        plain_batch_norm(model)
+        policy_name = f"{policy.name} ddp x{distributed.world_size} {distributed.backend}"
+    else:
+        policy_name = policy.name
+    return _finish(model, config, history, init_used, last_eval, mean, std, policy_name, schedule)
 
 
-def _loaders(train_images, train_labels, val_images, val_labels, config, mean, std):
-    """The shuffled, augmented training loader and the plain validation loader (or None)."""
+def _training_network(model: nn.Module, policy: Policy, distributed) -> nn.Module:
+    """What the training steps run: ``model`` itself, or, distributed, ``model`` with batch
+    norm over the global batch inside DistributedDataParallel (which averages gradients)."""
+    if distributed is None:
+        return model
+    sync_batch_norm(model, policy.device)
+    device_ids = [policy.device.index] if policy.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _loaders(train_images, train_labels, val_images, val_labels, config, mean, std, distributed):
+    """The shuffled, augmented training loader and the plain validation loader (or None).
+
+    Distributed, each rank's loader takes its share of every global batch, and only rank 0
+    has a validation loader.
+    """
     transform = train_transform(config.image_size, mean, std, config.augment_settings())
     drop_last = len(train_images) > config.batch_size  # never a last batch of one for batch norm
+    shard = (0, 1) if distributed is None else (distributed.rank, distributed.world_size)
     loader = BatchLoader(
         train_images,
         train_labels,
@@ -364,19 +428,35 @@ def _loaders(train_images, train_labels, val_images, val_labels, config, mean, s
         shuffle=True,
         seed=config.seed,
         drop_last=drop_last,
+        shard=shard,
     )
     if val_images is None or len(val_images) == 0:
+        return loader, None
+    if distributed is not None and not distributed.is_main:
         return loader, None
     val_transform = eval_transform(config.image_size, mean, std)
     return loader, BatchLoader(val_images, val_labels, config.eval_batch_size, val_transform)
 
 
 def _epochs(
-    model, loader, val_loader, optimizer, schedule, policy, config, reporter, should_stop
+    models,
+    loader,
+    val_loader,
+    optimizer,
+    schedule,
+    policy,
+    config,
+    reporter,
+    should_stop,
+    distributed=None,
 ) -> tuple[list[dict], dict | None]:
-    """The epoch loop: train, validate when due, record; ends early when the budget is spent."""
+    """The epoch loop: train, validate when due, record; ends early when the budget is spent.
+
+    ``models`` is the network and what the steps run (the same network, or its DDP wrapper).
+    """
+    model, network = models
     # Evaluation runs the eager network: compiling its eval-mode graph too would cost minutes.
-    step_model = torch.compile(model) if config.compile else model
+    step_model = torch.compile(network) if config.compile else network
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     scaler = torch.amp.GradScaler(policy.device.type) if policy.needs_grad_scaler else None
     history, last_eval = [], None
@@ -393,6 +473,8 @@ def _epochs(
             reporter.batch_callback(epoch),
             should_stop,
         )
+        if distributed is not None:
+            stats = distributed.combine_epoch(stats)
         final = epoch == config.epochs or schedule.spent()
         last_eval = None
         if val_loader is not None and (final or epoch % max(config.eval_every, 1) == 0):
@@ -417,7 +499,7 @@ def _history_row(epoch: int, stats: dict, val: dict | None, schedule: _Schedule)
     }
 
 
-def _finish(model, config, history, init_used, val, mean, std, policy: Policy, schedule):
+def _finish(model, config, history, init_used, val, mean, std, policy_name: str, schedule):
     unpatch_small_convolutions(model)
     model.eval()
     model.zero_grad(set_to_none=True)  # the last step's gradients are dead weight from here
@@ -438,7 +520,7 @@ def _finish(model, config, history, init_used, val, mean, std, policy: Policy, s
         std=list(std),
         val_logits=logits,
         seconds=time.perf_counter() - schedule.started,
-        policy=policy.name,
+        policy=policy_name,
     )
 
 
@@ -449,6 +531,7 @@ class _Reporter:
         self.on_progress, self.config = on_progress, config
         self.images_per_epoch, self.schedule = images_per_epoch, schedule
         self.last_report = 0.0
+        self.images_scale = 1  # distributed: a rank sees 1/world_size of each batch
 
     def batch_callback(self, epoch: int):
         if self.on_progress is None:
@@ -460,8 +543,9 @@ class _Reporter:
             if not edge and now - self.last_report < self.config.progress_interval_s:
                 return
             self.last_report = now
-            speed = batch["images"] / batch["seconds"] if batch["seconds"] > 0 else 0.0
-            remaining = (self.config.epochs - epoch + 1) * self.images_per_epoch - batch["images"]
+            images = batch["images"] * self.images_scale
+            speed = images / batch["seconds"] if batch["seconds"] > 0 else 0.0
+            remaining = (self.config.epochs - epoch + 1) * self.images_per_epoch - images
             eta = remaining / speed if speed > 0 else None
             if self.schedule.budget_s and eta is not None:
                 left = self.schedule.budget_s - self.schedule.elapsed()

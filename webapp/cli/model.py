@@ -1,8 +1,9 @@
-"""``flask model train|predict|evaluate|list|activate``."""
+"""``flask model train|predict|evaluate|list|activate|export-trainset|register``."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from sqlalchemy import select
@@ -33,10 +34,21 @@ def group() -> None:
     is_flag=True,
     help="Fast refresh: retrain only the active version's classifier head on cached features.",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train with torchrun in N processes (DistributedDataParallel; one GPU each on CUDA).",
+)
 @click.option("--no-score", is_flag=True, help="Do not score every image after training.")
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
-def train_command(epochs, image_size, datasets, seed, preset, head_only, no_score, wait) -> None:
+def train_command(
+    epochs, image_size, datasets, seed, preset, head_only, nproc, no_score, wait
+) -> None:
     """Start a training job on the effective labels (one at a time)."""
+    if head_only and nproc > 1:
+        raise click.UsageError("--head-only refits a head in one process: leave out --nproc")
     active = versions.active_version()
     moved = versions.labels_changed_since(active)
     if moved is not None:
@@ -45,7 +57,7 @@ def train_command(epochs, image_size, datasets, seed, preset, head_only, no_scor
             f"{moved['added']} labelled images added"
         )
     params = {"epochs": epochs, "image_size": image_size, "datasets": list(datasets), "seed": seed}
-    params.update(preset=preset, head_only=head_only, score=not no_score)
+    params.update(preset=preset, head_only=head_only, score=not no_score, nproc=nproc)
     job = submit("train", params)
     click.echo(f"training job {job.id} ({job.state})")
     if wait:
@@ -144,3 +156,97 @@ def activate_command(name) -> None:
         raise click.ClickException(str(error)) from error
     versions.activate(version)
     click.echo(f"{version.name} is active")
+
+
+@group.command("export-trainset")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--epochs", type=int, help="Epochs (default REALFAKE_EPOCHS).")
+@click.option("--image-size", type=int, help="Input size in pixels (default REALFAKE_IMAGE_SIZE).")
+@click.option("--dataset", "datasets", multiple=True, help="Export these datasets only.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--preset", help="Training recipe (default REALFAKE_TRAIN_PRESET).")
+def export_trainset_command(folder, epochs, image_size, datasets, seed, preset) -> None:
+    """Write the training set and recipe to FOLDER, for torchrun on other machines."""
+    from ..services.audit import channel_stats
+    from ..services.distributed_training import export_trainset
+    from ..services.training import check_trainable, train_config_from
+    from ..services.trainset import select_training_set
+
+    if folder.exists() and any(folder.iterdir()):
+        raise click.ClickException(f"{folder} is not empty: export into a new folder")
+    params = {"epochs": epochs, "image_size": image_size, "seed": seed, "preset": preset}
+    try:
+        trainset = select_training_set(list(datasets) or None)
+        check_trainable(trainset)
+        config = train_config_from(params)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    mean, std = channel_stats(trainset.train.ids, config.image_size)
+    export_trainset(folder, trainset, config, mean, std)
+    click.echo(
+        f"exported {len(trainset.train)} training and {len(trainset.val)} validation images "
+        f"at {config.image_size} px to {folder}"
+    )
+    click.echo(
+        "train: torchrun --nnodes N --nproc-per-node P --node-rank R --rdzv-endpoint HOST:PORT "
+        f"-m model.distributed --data {folder} --out checkpoint.pt"
+    )
+    click.echo(f"then: flask --app wsgi model register checkpoint.pt --trainset {folder}")
+
+
+@group.command("register")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--trainset",
+    "trainset_folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The folder the checkpoint was trained on (written by export-trainset).",
+)
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="Without --trainset: the datasets it was trained on (default: all).",
+)
+@click.option("--no-score", is_flag=True, help="Do not score every image with it.")
+def register_command(checkpoint, trainset_folder, datasets, no_score) -> None:
+    """Register a checkpoint trained outside the desk (e.g. by torchrun) as a new version."""
+    from model.checkpoint import CheckpointError, load_checkpoint
+    from model.train import TrainConfig
+
+    from ..services.training import register_checkpoint
+
+    try:
+        network, meta = load_checkpoint(checkpoint)
+        if not isinstance(meta.get("train_args"), dict) or "history" not in meta:
+            raise CheckpointError(f"{checkpoint} was not written by the training code")
+        config = TrainConfig.from_dict(meta["train_args"])
+        trainset = _trainset_of(meta, trainset_folder, datasets)
+    except ValueError as error:  # CheckpointError and TrainsetError included
+        raise click.ClickException(str(error)) from error
+    version = register_checkpoint(trainset, config, network, meta)
+    accuracy = ((version.metrics or {}).get("val") or {}).get("accuracy")
+    click.echo(f"registered {checkpoint} as {version.name} (val accuracy {_fmt(accuracy)})")
+    if not no_score:
+        job = submit("predict", {"version": version.name})
+        click.echo(f"scoring job {job.id} ({job.state}) with {version.name}")
+
+
+def _trainset_of(meta: dict, folder, datasets):
+    """What the checkpoint was trained on: the exported folder, or the desk's current labels
+    when they still are exactly what it was trained on."""
+    from ..services.distributed_training import trainset_from_export
+    from ..services.trainset import select_training_set
+
+    trainset = (
+        trainset_from_export(folder)
+        if folder is not None
+        else select_training_set(list(datasets) or None)
+    )
+    if trainset.sha256() != meta.get("train_set_sha256"):
+        where = f"{folder}" if folder is not None else "the desk's current labels"
+        raise ValueError(
+            f"the checkpoint was not trained on {where} (training-set fingerprints differ); "
+            "pass --trainset with the folder it was trained on"
+        )
+    return trainset

@@ -1,7 +1,9 @@
 """Training as a background job: select the labelled data, train, calibrate, evaluate, register.
 
 The network code lives in ``model/``; this module only feeds it stored pixels and records the
-outcome as a ModelVersion. Scoring every image follows as its own job.
+outcome as a ModelVersion. Scoring every image follows as its own job. With ``nproc`` > 1 the
+network is trained by torchrun in that many processes (``distributed_training``) and the
+checkpoint it returns is registered the same way.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def train_config_from(params: dict[str, Any]) -> TrainConfig:
     return TrainConfig.preset(params.get("preset") or config["TRAIN_PRESET"], **overrides)
 
 
-def _check_trainable(trainset: TrainingSet) -> None:
+def check_trainable(trainset: TrainingSet) -> None:
+    """Refuse a training set without labelled images of both classes in train and val."""
     for name, part in (("train", trainset.train), ("val", trainset.val)):
         if set(part.labels) != {0, 1}:
             raise ValueError(
@@ -76,22 +79,42 @@ def train_job(context) -> dict[str, Any]:
     """Train a new version on the effective labels, then queue scoring with it.
 
     ``head_only`` retrains just the classifier head of the active version on its cached
-    features (seconds); otherwise the whole network is fine-tuned (minutes).
+    features (seconds); otherwise the whole network is fine-tuned (minutes), in ``nproc``
+    torchrun processes when that is more than one.
     """
     params = context.params
+    nproc = int(params.get("nproc") or 1)
     if params.get("head_only"):
+        if nproc > 1:
+            raise ValueError("a head-only refresh runs in one process: leave out nproc")
         from .head_training import train_head
 
         return train_head(context)
     trainset = select_training_set(params.get("datasets"))
-    _check_trainable(trainset)
+    check_trainable(trainset)
     config = train_config_from(params)
     size = config.image_size
     context.log(f"data: {trainset.label_counts()}; image size {size}; epochs {config.epochs}")
-    train_ids, train_labels = trainset.train.as_arrays()
-    val_ids, val_labels = trainset.val.as_arrays()
     mean, std = channel_stats(trainset.train.ids, size)
     context.log(f"normalisation mean {np.round(mean, 4).tolist()} std {np.round(std, 4).tolist()}")
+    if nproc > 1:
+        from .distributed_training import train_distributed
+
+        network, meta = train_distributed(context, trainset, config, mean, std, nproc)
+        context.log(f"trained from {meta['init_weights']}; temperature {meta['temperature']:.3f}")
+        version = register_checkpoint(trainset, config, network, meta, context)
+    else:
+        version = _train_here(context, trainset, config, mean, std)
+    if params.get("score", True):
+        submit("predict", {"version": version.name})
+    return {"version": version.name, "active": version.is_active, "metrics": version.metrics}
+
+
+def _train_here(context, trainset, config, mean, std) -> ModelVersion:
+    """Train in this process and register the result."""
+    train_ids, train_labels = trainset.train.as_arrays()
+    val_ids, val_labels = trainset.val.as_arrays()
+    size = config.image_size
     try:
         result = train(
             load_pixels(train_ids, size),
@@ -107,20 +130,28 @@ def train_job(context) -> dict[str, Any]:
     except TrainingStopped as stop:
         raise JobCancelled() from stop
     context.log(f"trained from {result.init_weights}; temperature {result.temperature:.3f}")
-    version = register_version(context, trainset, config, result)
-    if params.get("score", True):
-        submit("predict", {"version": version.name})
-    return {"version": version.name, "active": version.is_active, "metrics": version.metrics}
+    return register_version(context, trainset, config, result)
 
 
 def register_version(context, trainset, config, result) -> ModelVersion:
     """Save the checkpoint, measure it on val and test, and add the ModelVersion row."""
+    meta = result.checkpoint_meta(
+        train_set_sha256=trainset.sha256(), label_counts=trainset.label_counts()
+    )
+    return register_checkpoint(trainset, config, result.model, meta, context)
+
+
+def register_checkpoint(trainset, config, network, meta, context=None) -> ModelVersion:
+    """Register a trained network and its checkpoint meta as the next version.
+
+    The checkpoint is saved under the version's name (its meta naming the version), measured
+    on val and test, and recorded with the labels it was trained on. ``context`` is the job
+    doing it, if any (checkpoints trained elsewhere are registered from the command line).
+    """
     name = versions.next_version_name()
     path = versions.models_dir() / f"{name}.pt"
-    meta = result.checkpoint_meta(
-        train_set_sha256=trainset.sha256(), version=name, label_counts=trainset.label_counts()
-    )
-    save_checkpoint(path, result.model, meta)
+    meta = {**meta, "version": name}
+    save_checkpoint(path, network, meta)
     versions.save_training_labels(name, trainset)
     metrics = {"val": evaluate_arrays(path, *trainset.val.as_arrays(), config.image_size)}
     if len(trainset.test):
@@ -131,17 +162,18 @@ def register_version(context, trainset, config, result) -> ModelVersion:
         labels_changed=moved["total"] if moved else None,
         checkpoint_path=str(path),
         image_size=config.image_size,
-        init_weights=result.init_weights,
-        temperature=float(result.temperature),
+        init_weights=meta["init_weights"],
+        temperature=float(meta["temperature"]),
         train_args={**config.to_dict(), "datasets": trainset.datasets, "labels_moved": moved},
         metrics=metrics,
-        history=result.history,
+        history=meta["history"],
         train_set_sha256=trainset.sha256(),
         n_train=len(trainset.train),
-        job_id=context.job_id,
+        job_id=None if context is None else context.job_id,
     )
     db.session.add(version)
     db.session.commit()
-    if versions.activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"]):
+    activated = versions.activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
+    if activated and context is not None:
         context.log(f"{name} activated")
     return version
