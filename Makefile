@@ -30,6 +30,7 @@ bench: setup
 	$(VENV)/bin/python bench/import_bench.py
 	$(VENV)/bin/python bench/model_bench.py
 	$(VENV)/bin/python bench/queue_bench.py
+	$(VENV)/bin/python bench/load_bench.py
 
 clean-instance:
 	rm -rf instance

@@ -18,14 +18,9 @@ saves). Target: p95 under 25 ms on the server side. The machine may be shared: f
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
-import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +28,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PASSWORD = "bench password 1"
+
+from bench.common import (  # noqa: E402  (after the checkout is on the path)
+    PASSWORD,
+    HttpClient,
+    csrf_from,
+    gunicorn,
+    ms_since,
+    percentile,
+    populate,
+    server_ms,
+)
+
 TARGET_MS = 25.0
 
 
@@ -93,87 +99,6 @@ def run(args: argparse.Namespace, instance: Path) -> None:
 # ----------------------------------------------------------------------------- data
 
 
-def populate(n_images: int) -> int:
-    """Users, a dataset, an active version, and ``n_images`` images with predictions."""
-    import numpy as np
-    from sqlalchemy import insert
-
-    from webapp.extensions import db
-    from webapp.models import Dataset, DatasetImage, Image, ModelVersion, Prediction, User
-
-    for name in ("rita", "rob"):
-        user = User(username=name, role="reviewer")
-        user.set_password(PASSWORD)
-        db.session.add(user)
-    dataset = Dataset(name="bench")
-    version = ModelVersion(
-        name="v1", is_active=True, checkpoint_path="", image_size=32, init_weights="random"
-    )
-    db.session.add_all([dataset, version])
-    db.session.commit()
-
-    rng = np.random.default_rng(0)
-    labelled = rng.random(n_images) < 0.9
-    truth_fake = rng.random(n_images) < 0.5
-    correct = rng.random(n_images) < 0.95
-    confidence = rng.beta(5, 1, n_images)
-    p_fake = np.where(truth_fake == correct, confidence, 1 - confidence)
-    oos = np.clip(p_fake + rng.normal(0, 0.05, n_images), 0, 1)
-    ood = rng.random(n_images)
-    audit = rng.random(n_images)
-    splits = np.array(["train", "val", "test"])[rng.integers(0, 3, n_images)]
-    for start in range(0, n_images, 20_000):
-        stop = min(start + 20_000, n_images)
-        images, members, predictions = [], [], []
-        for i in range(start, stop):
-            label = ("fake" if truth_fake[i] else "real") if labelled[i] else "unknown"
-            image_id = i + 1
-            images.append(
-                {
-                    "id": image_id,
-                    "sha256": f"{image_id:064x}",
-                    "dataset_id": dataset.id,
-                    "file_name": f"img_{image_id:06d}.jpg",
-                    "original_path": f"x/{image_id}.jpg",
-                    "format": "JPEG",
-                    "width": 32,
-                    "height": 32,
-                    "bytes": 1200,
-                    "mode": "RGB",
-                    "label": label,
-                    "label_source": "folder name",
-                    "split": splits[i],
-                }
-            )
-            members.append(
-                {
-                    "dataset_id": dataset.id,
-                    "image_id": image_id,
-                    "original_path": "",
-                    "label": label,
-                }
-            )
-            issue = None if label == "unknown" else float(oos[i] if label == "real" else 1 - oos[i])
-            predictions.append(
-                {
-                    "image_id": image_id,
-                    "model_version_id": version.id,
-                    "p_fake": float(p_fake[i]),
-                    "p_fake_raw": float(p_fake[i]),
-                    "verdict": "fake" if p_fake[i] >= 0.5 else "real",
-                    "oos_p_fake": None if label == "unknown" else float(oos[i]),
-                    "label_issue_score": issue,
-                    "ood_score": float(ood[i]),
-                    "audit_key": float(audit[i]),
-                }
-            )
-        db.session.execute(insert(Image), images)
-        db.session.execute(insert(DatasetImage), members)
-        db.session.execute(insert(Prediction), predictions)
-        db.session.commit()
-    return version.id
-
-
 def naive_next_item(version_id: int):
     """The next item computed from all predictions at request time (no materialised queue)."""
     from sqlalchemy import case, select
@@ -227,25 +152,8 @@ def bench_gunicorn(
     instance: Path, pairs: int, workers: int
 ) -> dict[str, list[tuple[float, float]]]:
     """The same requests to gunicorn on loopback, from a plain HTTP client."""
-    port = free_port()
     env = dict(os.environ, REALFAKE_INSTANCE=str(instance))
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        str(workers),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--timeout",
-        "60",
-        "--log-level",
-        "warning",
-        "wsgi:app",
-    ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-    try:
-        wait_for_port(port, server)
+    with gunicorn(env, workers) as port:
         client = HttpClient(port)
         client.login("rob")
         samples = {"next item": [], "decision": [], "static file (floor)": []}
@@ -260,58 +168,6 @@ def bench_gunicorn(
                 (client.get_ms("/static/css/app.css"), float("nan"))
             )
         return samples
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-class HttpClient:
-    """A minimal cookie-keeping HTTP/1.1 client (gunicorn's sync workers close each connection)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.cookies: dict[str, str] = {}
-        self.csrf = ""
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers=None):
-        headers = dict(headers or {})
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        started = time.perf_counter()
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        payload = response.read()
-        wall = ms_since(started)
-        connection.close()
-        for header in response.headers.get_all("Set-Cookie") or []:
-            name, _, rest = header.partition("=")
-            self.cookies[name] = rest.split(";", 1)[0]
-        return response, payload, wall
-
-    def login(self, username: str) -> None:
-        _, page, _ = self.request("GET", "/auth/login")
-        form = f"username={username}&password={PASSWORD.replace(' ', '+')}"
-        form += f"&csrf_token={csrf_from(page.decode())}"
-        content = {"Content-Type": "application/x-www-form-urlencoded"}
-        response, _, _ = self.request("POST", "/auth/login", form.encode(), content)
-        assert response.status == 302, "login failed"
-        _, page, _ = self.request("GET", "/review/")
-        self.csrf = csrf_from(page.decode())
-
-    def json(self, method: str, path: str, body: dict):
-        import json
-
-        headers = {"Content-Type": "application/json", "X-CSRFToken": self.csrf}
-        response, payload, wall = self.request(method, path, json.dumps(body).encode(), headers)
-        return response.status, json.loads(payload), wall, server_ms(response.headers)
-
-    def get_ms(self, path: str) -> float:
-        return self.request("GET", path)[2]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -351,53 +207,10 @@ def report(results: dict, naive: list[float]) -> None:
     print(f"target: server-side p95 < {TARGET_MS:.0f} ms: {verdict} (worst {worst:.2f} ms)")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def timed(function) -> float:
     started = time.perf_counter()
     function()
     return ms_since(started)
-
-
-def ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
-
-
-def server_ms(headers) -> float:
-    match = re.search(r"dur=([\d.]+)", headers.get("Server-Timing", ""))
-    return float(match.group(1)) if match else float("nan")
-
-
-def csrf_from(html: str) -> str:
-    match = re.search(r'name="csrf[-_]token" (?:content|value)="([^"]+)"', html)
-    if not match:
-        raise RuntimeError("no CSRF token on the page")
-    return match.group(1)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("gunicorn did not start listening")
 
 
 if __name__ == "__main__":

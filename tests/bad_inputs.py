@@ -181,3 +181,18 @@ def tar_with_links(path: Path, good: dict[str, bytes]) -> Path:
 def zeros(megabytes: float) -> bytes:
     """Highly compressible filler for archive bombs."""
     return b"\x00" * int(megabytes * 1024 * 1024)
+
+
+def zip_claiming(path: Path, members: dict[str, bytes], declared: int) -> Path:
+    """A zip whose headers lie: each member claims to expand to ``declared`` bytes, in its local
+    and its central header. Claiming a huge size is a bomb visible from the directory alone;
+    claiming a small one hides a bomb from a reader that trusts the header."""
+    data = bytearray(zip_with(members, path).read_bytes())
+    size = struct.pack("<I", declared)
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        start = data.find(signature)
+        while start != -1:
+            data[start + offset : start + offset + 4] = size
+            start = data.find(signature, start + 4)
+    path.write_bytes(bytes(data))
+    return path

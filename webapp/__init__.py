@@ -36,13 +36,14 @@ def create_app(config: Config | None = None) -> Flask:
     with app.app_context():
         _configure_sqlite(db.engine)
 
-    from . import auth, errors  # noqa: F401  (auth registers the user loader)
+    from . import auth, errors, security  # noqa: F401  (auth registers the user loader)
     from .blueprints import register_blueprints
     from .cli import register_commands
     from .jobs import registry  # noqa: F401  (registers the job handlers)
     from .services import tokens
 
     errors.init_app(app)
+    security.init_app(app)
     tokens.init_app(app)  # bearer tokens for /api/, JSON 401s, CSRF for cookie sessions only
     register_blueprints(app)
     register_commands(app)

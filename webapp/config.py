@@ -50,10 +50,15 @@ class Config:
         )
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.MAX_CONTENT_LENGTH = _int_env("REALFAKE_MAX_UPLOAD_BYTES", 2 * 1024**3)
+        # Cookies: never readable by scripts, not sent on cross-site requests, and only over
+        # HTTPS when the desk is served that way (REALFAKE_SECURE_COOKIES=1; also turns on HSTS).
+        secure = os.environ.get("REALFAKE_SECURE_COOKIES", "0") == "1"
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
-        self.SESSION_COOKIE_SECURE = os.environ.get("REALFAKE_SECURE_COOKIES", "0") == "1"
+        self.SESSION_COOKIE_SECURE = secure
         self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
+        self.REMEMBER_COOKIE_SECURE = secure
         self.WTF_CSRF_TIME_LIMIT = None
         self.RATELIMIT_STORAGE_URI = os.environ.get("REALFAKE_RATELIMIT_STORAGE", "memory://")
         self.LOGIN_RATE_LIMIT = os.environ.get("REALFAKE_LOGIN_RATE_LIMIT", "10 per minute")

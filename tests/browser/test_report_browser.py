@@ -14,7 +14,7 @@ from tests.admin_factories import (
     make_prediction,
     make_version,
 )
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM
 from webapp.services import reports
 
 pytestmark = [
@@ -42,26 +42,24 @@ def report_file(app_ctx, tmp_path) -> Path:
     return mailed
 
 
-def test_report_opens_offline_with_its_thumbnails(report_file):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            requested = []
-            page.on("request", lambda request: requested.append(request.url))
-            page.goto(report_file.as_uri())
-            page.wait_for_load_state("load")
-            images = page.locator("#rows img")
-            assert images.count() == 3
-            for index in range(3):
-                image = images.nth(index)
-                image.scroll_into_view_if_needed()
-                image.evaluate("img => img.decode()")  # loading="lazy": wait until decoded
-                assert image.evaluate("img => img.complete && img.naturalWidth") > 0
-            assert "a photo of my cat" in page.locator("#rows").inner_text()
-            assert page.locator("#metric-accuracy").inner_text() == "0.0%"
-            assert all(url.startswith(("file:", "data:")) for url in requested), requested
-        finally:
-            browser.close()
+def test_report_opens_offline_with_its_thumbnails(report_file, browser):
+    # The session's browser: a second sync_playwright() beside it refuses to start.
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(report_file.as_uri())
+        page.wait_for_load_state("load")
+        images = page.locator("#rows img")
+        assert images.count() == 3
+        for index in range(3):
+            image = images.nth(index)
+            image.scroll_into_view_if_needed()
+            image.evaluate("img => img.decode()")  # loading="lazy": wait until decoded
+            assert image.evaluate("img => img.complete && img.naturalWidth") > 0
+        assert "a photo of my cat" in page.locator("#rows").inner_text()
+        assert page.locator("#metric-accuracy").inner_text() == "0.0%"
+        assert all(url.startswith(("file:", "data:")) for url in requested), requested
+    finally:
+        context.close()

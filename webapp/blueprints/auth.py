@@ -15,10 +15,20 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site relative redirects after login."""
-    if not target or urlsplit(target).netloc or not target.startswith("/"):
-        return url_for("main.index")
-    return target
+    """Only same-site relative redirects after login.
+
+    Browsers read ``//host`` and ``/\\host`` as another site, and drop tabs and newlines
+    inside a URL, so any of those (and any control character) sends the user home instead.
+    """
+    unsafe = (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(character) < 32 for character in target)
+        or urlsplit(target).netloc
+    )
+    return url_for("main.index") if unsafe else target
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -24,7 +24,7 @@ from ..models import Dataset, DatasetImage, Image, ImportRun, Job, JobState
 from ..services import audit
 from ..services.importer import mark_interrupted_runs
 from ..services.importer_upload import UploadError, submit_upload
-from ..services.storage import thumbnail_path
+from ..services.storage import servable_file, thumbnail_path, thumbnails_root
 
 bp = Blueprint("datasets", __name__, url_prefix="/admin/datasets")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -180,7 +180,7 @@ def thumbnail(sha256: str):
     """The JPEG thumbnail of an image, by content hash (for every page that shows images)."""
     if not SHA256.match(sha256):
         abort(404)
-    path = thumbnail_path(sha256)
-    if not path.is_file():
+    path = servable_file(thumbnail_path(sha256), thumbnails_root())
+    if path is None:
         abort(404)
     return send_file(path, mimetype="image/jpeg", max_age=86400)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
 from ..models import Dataset, Image, Split
-from ..services import queue, reviews
+from ..services import queue, reviews, storage
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 
@@ -58,7 +58,7 @@ def escalations():
 def original(image_id: int):
     """The original file, at full resolution."""
     image = _image_or_404(image_id)
-    return _send(reviews.original_file(image), MIME_TYPES.get(image.format.upper()))
+    return _send(original_or_404(image), MIME_TYPES.get(image.format.upper()))
 
 
 @bp.get("/image/<int:image_id>/thumbnail")
@@ -66,10 +66,10 @@ def original(image_id: int):
 def thumbnail(image_id: int):
     """The small JPEG made at import; the original when there is none."""
     image = _image_or_404(image_id)
-    path = reviews.thumbnail_file(image)
-    if path.is_file():
+    path = storage.servable_file(reviews.thumbnail_file(image), storage.thumbnails_root())
+    if path is not None:
         return _send(path, "image/jpeg")
-    return _send(reviews.original_file(image), MIME_TYPES.get(image.format.upper()))
+    return _send(original_or_404(image), MIME_TYPES.get(image.format.upper()))
 
 
 @bp.get("/image/<int:image_id>/heatmap.png")
@@ -100,10 +100,16 @@ def _image_or_404(image_id: int) -> Image:
     return image
 
 
-def _send(path, mimetype: str | None):
-    if not path.is_file():
-        current_app.logger.warning("image file missing: %s", path)
+def original_or_404(image: Image):
+    """The stored original, only from inside the image store (no link out of it)."""
+    path = storage.servable_file(reviews.original_file(image), storage.images_root())
+    if path is None:
+        current_app.logger.warning("image file missing: %s", reviews.original_file(image))
         abort(404, description="The image file is missing from the image store.")
+    return path
+
+
+def _send(path, mimetype: str | None):
     response = send_file(path, mimetype=mimetype, max_age=IMAGE_CACHE_SECONDS, conditional=True)
     response.headers["Cache-Control"] = f"private, max-age={IMAGE_CACHE_SECONDS}, immutable"
     return response

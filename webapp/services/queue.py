@@ -377,6 +377,8 @@ def rebuild(
     except IntegrityError:
         db.session.rollback()
         return db.session.scalar(select(QueueBuild).order_by(QueueBuild.id.desc()))
+    if inserted < 0:  # psycopg does not count the rows of an INSERT ... SELECT
+        inserted = db.session.scalar(select(func.count()).select_from(QueueEntry))
     db.session.execute(
         update(QueueEntry)
         .where(QueueEntry.image_id.in_(labels.settled_image_ids_query(s.reviews_per_item)))
@@ -385,7 +387,7 @@ def rebuild(
     build = QueueBuild(
         model_version_id=version_id,
         fingerprint=digest or fingerprint(version_id, s),
-        n_entries=max(inserted, 0),
+        n_entries=inserted,
         seconds=time.perf_counter() - started,
     )
     db.session.add(build)

@@ -14,6 +14,7 @@ from flask import abort, current_app, send_file
 from ..jobs import handler, submit
 from ..models import Job, JobState, User
 from . import exports, reports
+from .storage import servable_file
 
 REPORT_KINDS = {"misclassified": reports.FORMATS, "labels": exports.LABEL_FORMATS}
 EXTENSIONS = {"csv": "csv", "json": "json", "html": "html", "imagefolder": "zip"}
@@ -69,8 +70,8 @@ def report_file(job: Job) -> Path | None:
     """The finished file of a report job, or None while there is none to download."""
     if job.kind != "report" or job.state != JobState.SUCCEEDED or not job.result:
         return None
-    path = reports_dir() / job.result["file"]
-    return path if path.is_file() else None
+    folder = reports_dir()
+    return servable_file(folder / str(job.result.get("file", "")), folder)
 
 
 def may_see(job: Job, user: User) -> bool:

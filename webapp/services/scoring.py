@@ -23,6 +23,7 @@ from ..jobs import handler
 from ..models import Image, ModelVersion, Prediction
 from . import versions
 from .pixel_cache import load_pixels
+from .storage import servable_file
 
 BATCH = 256
 _cache: dict[tuple[int, str], Predictor] = {}
@@ -214,8 +215,9 @@ def heatmap_png(image_id: int) -> bytes:
     version = versions.get_version(None)
     cache = Path(current_app.instance_path) / "cache" / "heatmaps" / version.name
     path = cache / f"{image_id}.png"
-    if path.exists():
-        return path.read_bytes()
+    cached = servable_file(path, cache) if path.exists() else None
+    if cached is not None:
+        return cached.read_bytes()
     image = db.get_or_404(Image, image_id)
     pixels = load_pixels([image.id], version.image_size)[0]
     predictor = get_predictor(version)

@@ -21,6 +21,8 @@ from flask import current_app
 
 # A temporary file untouched this long was abandoned, whatever its name says.
 STALE_AFTER_SECONDS = 3600
+IMAGES_DIR = "images"
+THUMBNAILS_DIR = "thumbnails"
 # Pillow format name -> extension of the stored original.
 EXTENSIONS = {
     "JPEG": "jpg",
@@ -45,12 +47,22 @@ def extension_for(image_format: str) -> str:
 
 def blob_relative(sha256: str, ext: str) -> str:
     """The original's path relative to the instance folder (``images/ab/<sha>.<ext>``)."""
-    return f"images/{sha256[:2]}/{sha256}.{ext.lstrip('.')}"
+    return f"{IMAGES_DIR}/{sha256[:2]}/{sha256}.{ext.lstrip('.')}"
 
 
 def thumbnail_relative(sha256: str) -> str:
     """The thumbnail's path relative to the instance folder (``thumbnails/ab/<sha>.jpg``)."""
-    return f"thumbnails/{sha256[:2]}/{sha256}.jpg"
+    return f"{THUMBNAILS_DIR}/{sha256[:2]}/{sha256}.jpg"
+
+
+def images_root() -> Path:
+    """The folder of the stored originals."""
+    return instance_root() / IMAGES_DIR
+
+
+def thumbnails_root() -> Path:
+    """The folder of the stored thumbnails."""
+    return instance_root() / THUMBNAILS_DIR
 
 
 def blob_path_under(root: Path | str, sha256: str, ext: str) -> Path:
@@ -82,6 +94,21 @@ def original_path(image) -> Path:
 def thumbnail_path(sha256: str) -> Path:
     """The JPEG thumbnail (long side ``THUMBNAIL_SIZE``) of the image with this hash."""
     return thumbnail_path_under(instance_root(), sha256)
+
+
+def servable_file(path: Path, folder: Path) -> Path | None:
+    """``path`` resolved, when it is a regular file that really lies inside ``folder``; else None.
+
+    Everything the web serves from the instance folder goes through this: a name that climbs out
+    (``..``), or a symbolic link planted in the store that points elsewhere (the secret key, the
+    database, ``/etc``), must read as a missing file, never as that other file's content.
+    """
+    try:
+        resolved = path.resolve(strict=True)
+        inside = resolved.is_relative_to(folder.resolve(strict=True))
+    except (OSError, RuntimeError):  # missing, a link loop, an unreadable folder
+        return None
+    return resolved if inside and resolved.is_file() else None
 
 
 def write_atomic(path: Path, data: bytes, temporary_dir: Path) -> None:
