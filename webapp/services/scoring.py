@@ -151,7 +151,10 @@ def ood_scores(version: ModelVersion, image_ids: Sequence[int], features: np.nda
         return np.full(len(image_ids), np.nan)
     scorer = OODScorer().fit(features[is_train])
     scores = np.empty(len(image_ids))
-    scores[is_train] = scorer.score(features[is_train], exclude_self=True)
+    own = scorer.training_scores()
+    if own is None:  # the index holds a sample of the training images: search again
+        own = scorer.score(features[is_train], exclude_self=True)
+    scores[is_train] = own
     if (~is_train).any():
         scores[~is_train] = scorer.score(features[~is_train])
     return scores
