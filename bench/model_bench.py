@@ -6,22 +6,29 @@ network as the seed used it). Each measurement is the best of ``--repeats`` time
 a warm-up pass, which matters on a shared machine.
 
 Sections (``--sections``): ``loader`` (BatchLoader against per-image Dataset + DataLoader),
-``inference`` (model only, per engine, at 224 px and the demo size), ``training`` (eager fp32
-against the fast path at 224 px, the demo size and CIFAKE's 32 px). More sections can be
-registered in ``SECTIONS`` (the web app adds ``end_to_end``: stored images to prediction rows).
+``inference`` (model only, per engine, at 224 px and the demo size), ``end_to_end`` (the app's
+real scoring job, stored images to Prediction rows, against the model alone on the same images;
+see ``end_to_end_section``), ``training`` (eager fp32 against the fast path at 224 px, the demo
+size and CIFAKE's 32 px).
 
-    python bench/model_bench.py                     # 3-5 minutes on a 2-core CPU
+Every row gives images/s by the wall clock and images per CPU-second of this process (all its
+threads): on a machine shared with other work the wall clock moves with their load, the CPU
+figure much less. The ratio columns compare each row with its baseline row on both clocks.
+
+    python bench/model_bench.py                     # 6-10 minutes on a 2-core CPU
+    python bench/model_bench.py --sections end_to_end --e2e-images 512
     python bench/model_bench.py --sections inference --compile
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +49,18 @@ from model.engine import train_one_epoch  # noqa: E402
 from model.network import build_model  # noqa: E402
 from model.predict import Predictor  # noqa: E402
 
-Row = tuple[str, float, str]  # (label, images per second, baseline label it is compared with)
+
+@dataclass(frozen=True)
+class Row:
+    """One measured variant: images/s on the wall clock and per CPU-second, and its baseline."""
+
+    label: str
+    wall: float
+    cpu: float
+    base: str
+
+
+Line = Row | str  # a section's output: measured rows, and notes printed as they are
 
 
 def generated_images(count: int, size: int, seed: int = 0) -> np.ndarray:
@@ -54,21 +72,36 @@ def generated_images(count: int, size: int, seed: int = 0) -> np.ndarray:
     return images + noise
 
 
-def best_rates(runs: list[Callable[[], int]], repeats: int) -> list[float]:
-    """Images per second of each run: the fastest of ``repeats`` timed calls after a warm-up.
+def best_rates(
+    runs: list[Callable[[], int]],
+    repeats: int,
+    prepare: list[Callable[[], None] | None] | None = None,
+) -> list[tuple[float, float]]:
+    """(images per wall-second, images per CPU-second) of each run: the fastest of ``repeats``
+    timed calls after a warm-up, on each clock. ``prepare[i]``, when given, runs untimed
+    before each call of ``runs[i]``.
 
     The runs are interleaved (round after round), so a burst of load from other processes on a
     shared machine hits every variant alike instead of one of them.
     """
-    for run in runs:
-        run()
-    best = [0.0] * len(runs)
-    for _ in range(repeats):
+    prepare = prepare or [None] * len(runs)
+    best = [(0.0, 0.0)] * len(runs)
+    for round_number in range(repeats + 1):
         for index, run in enumerate(runs):
-            started = time.perf_counter()
+            if prepare[index] is not None:
+                prepare[index]()
+            started, started_cpu = time.perf_counter(), time.process_time()
             count = run()
-            best[index] = max(best[index], count / (time.perf_counter() - started))
+            wall = count / (time.perf_counter() - started)
+            cpu = count / max(time.process_time() - started_cpu, 1e-9)
+            if round_number:  # round 0 is the warm-up
+                best[index] = (max(best[index][0], wall), max(best[index][1], cpu))
     return best
+
+
+def rows_from(labels: list[str], rates: list[tuple[float, float]], base: str) -> list[Row]:
+    """Rows for measured ``rates``, all compared with the row labelled ``base``."""
+    return [Row(label, wall, cpu, base) for label, (wall, cpu) in zip(labels, rates, strict=True)]
 
 
 def meta_for(size: int, stem: str = "imagenet") -> dict:
@@ -83,7 +116,7 @@ def meta_for(size: int, stem: str = "imagenet") -> dict:
     }
 
 
-def loader_section(args) -> list[Row]:
+def loader_section(args) -> list[Line]:
     """BatchLoader (sorted batch reads + batch transform) against Dataset + DataLoader."""
     size, count, batch = args.demo_size, 4096, 128
     images = generated_images(count, size)
@@ -103,8 +136,8 @@ def loader_section(args) -> list[Row]:
             return sum(len(y) for _, y in loader)
 
         base = f"loader {size}px: Dataset+DataLoader (memmap)"
-        slow, fast = best_rates([data_loader, batch_loader], args.repeats)
-        return [(base, slow, base), (f"loader {size}px: BatchLoader (memmap)", fast, base)]
+        rates = best_rates([data_loader, batch_loader], args.repeats)
+        return rows_from([base, f"loader {size}px: BatchLoader (memmap)"], rates, base)
 
 
 def inference_rows(args, size: int, count: int) -> list[Row]:
@@ -130,13 +163,10 @@ def inference_rows(args, size: int, count: int) -> list[Row]:
         predictor = Predictor(model, meta, engine=engine, policy=policy)
         runs.append(lambda p=predictor: len(p.predict(images, batch_size=args.batch)))
     rates = best_rates(runs, args.repeats)
-    return [
-        (f"inference {size}px: {label}", rate, base)
-        for (label, _, _), rate in zip(engines, rates, strict=True)
-    ]
+    return rows_from([f"inference {size}px: {label}" for label, _, _ in engines], rates, base)
 
 
-def inference_section(args) -> list[Row]:
+def inference_section(args) -> list[Line]:
     """Inference at 224 px and at the demo size."""
     return inference_rows(args, 224, args.n224) + inference_rows(args, args.demo_size, args.n_demo)
 
@@ -162,10 +192,8 @@ def training_rows(args, size: int, count: int, batch: int) -> list[Row]:
         for _, policy, patched, compiled in variants
     ]
     rates = best_rates(runs, args.repeats)
-    return [
-        (f"training {size}px bs{batch}: {label}", rate, base)
-        for (label, *_), rate in zip(variants, rates, strict=True)
-    ]
+    labels = [f"training {size}px bs{batch}: {label}" for label, *_ in variants]
+    return rows_from(labels, rates, base)
 
 
 def _training_run(images, labels, stats, batch, policy, patched, compiled) -> Callable[[], int]:
@@ -187,7 +215,7 @@ def _training_run(images, labels, stats, batch, policy, patched, compiled) -> Ca
     return epoch
 
 
-def training_section(args) -> list[Row]:
+def training_section(args) -> list[Line]:
     """Training at 224 px, at the demo size and at 32 px (CIFAKE)."""
     return (
         training_rows(args, 224, args.train224, 16)
@@ -196,20 +224,159 @@ def training_section(args) -> list[Row]:
     )
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
+def end_to_end_section(args) -> list[Line]:
+    """The app's scoring job from stored images to Prediction rows, against the model alone.
+
+    In a temporary instance: ``--e2e-images`` labelled images go through the real importer
+    (which builds the pixel cache), a random-weight version is registered at each size, and
+    each round times, on the same images,
+
+    - model only: ``Predictor.predict`` on the images' pixels already in memory, eager fp32
+      and the fast path (what ``scoring.get_predictor`` builds);
+    - end to end: the real job runner (``jobs.core.execute``, what the worker calls) running
+      the ``predict`` job: pixel cache reads, the network, the K-fold out-of-sample and the
+      out-of-distribution scores, and the Prediction rows written and committed; once with
+      the eager fp32 network in the process's model cache and once with the fast path.
+
+    The job reports its seconds per stage, so the network and the post-processing are shown
+    apart (the median of the timed rounds).
+    """
+    from bench_app import fresh_app, write_labelled_images
+
+    with tempfile.TemporaryDirectory(prefix="model-bench-") as folder:
+        source = write_labelled_images(
+            Path(folder) / "images", args.e2e_images, args.e2e_source == "cifake"
+        )
+        app = fresh_app(Path(folder) / "instance")
+        with app.app_context():
+            from webapp.services.importer import import_path
+
+            report = import_path(Path(folder) / "images", dataset="bench", cache_size=224)
+            lines: list[Line] = [f"{source}: {report.imported} imported"]
+            for size in (224, args.demo_size):
+                lines += end_to_end_rows(args, app, size)
+        return lines
+
+
+def end_to_end_rows(args, app, size: int) -> list[Line]:
+    """Model-only and end-to-end rates at one input size, with the stage breakdown."""
+    from bench_app import register_version
+    from sqlalchemy import delete, select
+
+    from webapp.extensions import db
+    from webapp.jobs.core import execute
+    from webapp.models import Image, Job, JobState, Prediction
+    from webapp.services import scoring
+    from webapp.services.pixel_cache import cache_for, open_cache
+
+    version = register_version(f"bench-{size}", size)
+    version_id, version_name = version.id, version.name
+    ids = list(db.session.scalars(select(Image.id).order_by(Image.id)))
+    open_cache(size, ids)  # what the import did for its own size, outside the timing
+    pixels = cache_for(size).read(ids)
+    fast = Predictor.from_checkpoint(version.checkpoint_path, device=app.config["MODEL_DEVICE"])
+    baseline_policy = replace(fast.policy, autocast_dtype=None, channels_last=False)
+    eager = Predictor(fast.model, fast.meta, engine="eager", policy=baseline_policy)
+    stages: dict[str, list[dict]] = {"eager": [], "fast": []}
+
+    def model_only(predictor) -> Callable[[], int]:
+        return lambda: len(predictor.predict(pixels, batch_size=scoring.BATCH))
+
+    def prepare_job(predictor) -> Callable[[], None]:
+        def prepare() -> None:
+            db.session.execute(delete(Prediction).where(Prediction.model_version_id == version_id))
+            job = Job(kind="predict", params={"version": version_name}, progress={})
+            db.session.add(job)
+            db.session.commit()
+            pending.append(job.id)
+            scoring.use_predictor(db.session.get(type(version), version_id), predictor)
+
+        return prepare
+
+    def scoring_job(name: str) -> Callable[[], int]:
+        def run() -> int:
+            execute(pending[-1])
+            job = db.session.get(Job, pending[-1])
+            if job.state != JobState.SUCCEEDED or job.result["scored"] != len(ids):
+                raise RuntimeError(f"scoring job {job.state}: {job.error or job.result}")
+            stages[name].append(job.result["seconds"])
+            return len(ids)
+
+        return run
+
+    pending: list[int] = []
+    labels = [
+        f"model only {size}px: eager fp32 (baseline)",
+        f"model only {size}px: fast path ({fast.engine} {fast.policy.name})",
+        f"end to end {size}px: eager fp32",
+        f"end to end {size}px: fast path",
+    ]
+    rates = best_rates(
+        [model_only(eager), model_only(fast), scoring_job("eager"), scoring_job("fast")],
+        args.repeats,
+        [None, None, prepare_job(eager), prepare_job(fast)],
+    )
+    rows = rows_from(labels[:2], rates[:2], labels[0]) + rows_from(labels[2:], rates[2:], labels[1])
+    return rows + end_to_end_notes(size, rows, stages, len(ids))
+
+
+def end_to_end_notes(size: int, rows: list[Row], stages: dict, count: int) -> list[str]:
+    """The two ratios the targets are about, and where the job's time went."""
+    eager_model, fast_model, eager_job, fast_job = rows
+    notes = [
+        f"{size}px end to end fast / model only fast: {fast_job.wall / fast_model.wall:.2f}x "
+        f"wall, {fast_job.cpu / fast_model.cpu:.2f}x CPU (target >= 0.8)",
+        f"{size}px end to end fast / end to end eager fp32: {fast_job.wall / eager_job.wall:.2f}x "
+        f"wall, {fast_job.cpu / eager_job.cpu:.2f}x CPU (target >= 6)",
+    ]
+    for name, runs in stages.items():
+        timed = runs[1:]  # the first is the warm-up
+        median = {key: float(np.median([run[key] for run in timed])) for key in timed[0]}
+        total = sum(median.values())
+        parts = ", ".join(f"{key} {value:.2f} s" for key, value in median.items())
+        notes.append(
+            f"{size}px job stages, {name} network, {count} images: {parts}; network "
+            f"{median['network'] / total:.0%} of the job, post-processing "
+            f"{(total - median['network']) / total:.0%}"
+        )
+    network = float(np.median([run["network"] for run in stages["fast"][1:]]))
+    notes.append(
+        f"{size}px the job's network stage alone (cache reads, network, features file), fast "
+        f"path: {count / network:.1f} img/s wall = {count / network / fast_model.wall:.2f}x "
+        "model only fast"
+    )
+    return notes
+
+
+def load_average() -> str:
+    """The machine's load: other work on the same cores moves every wall-clock figure."""
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], list[Line]]] = {
     "loader": loader_section,
     "inference": inference_section,
+    "end_to_end": end_to_end_section,
     "training": training_section,
 }
-"""Section name -> function(args) returning rows; add more (e.g. ``end_to_end``) here."""
+"""Section name -> function(args) returning rows and notes, in the order they run."""
 
 
-def print_rows(rows: list[Row]) -> None:
-    """One line per row with images/s and the ratio to its baseline."""
-    rates = {label: rate for label, rate, _ in rows}
-    for label, rate, base in rows:
-        ratio = rate / rates[base] if rates.get(base) else float("nan")
-        print(f"  {label:58s} {rate:9.1f} img/s  {ratio:5.2f}x", flush=True)
+def print_rows(lines: list[Line]) -> None:
+    """One line per row with images/s on both clocks and the ratios to its baseline row."""
+    rows = {line.label: line for line in lines if isinstance(line, Row)}
+    for line in lines:
+        if isinstance(line, str):
+            print(f"  {line}", flush=True)
+            continue
+        base = rows.get(line.base)
+        wall_ratio = line.wall / base.wall if base and base.wall else float("nan")
+        cpu_ratio = line.cpu / base.cpu if base and base.cpu else float("nan")
+        print(
+            f"  {line.label:58s} {line.wall:8.1f} img/s {wall_ratio:5.2f}x"
+            f" | {line.cpu:8.1f} img/CPU-s {cpu_ratio:5.2f}x",
+            flush=True,
+        )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -222,6 +389,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--n-demo", type=int, default=512, help="images for inference, demo size")
     parser.add_argument("--train224", type=int, default=32, help="images per training pass, 224")
     parser.add_argument("--train-demo", type=int, default=256, help="images per pass, demo size")
+    parser.add_argument("--e2e-images", type=int, default=256, help="images, end to end")
+    parser.add_argument(
+        "--e2e-source",
+        choices=("cifake", "generated"),
+        default="cifake",
+        help="end-to-end images: a CIFAKE slice when the zip is present, else generated",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
@@ -240,10 +414,11 @@ def main(argv=None) -> None:
         flush=True,
     )
     started = time.perf_counter()
+    print(load_average(), flush=True)
     for name in args.sections:
         print(f"[{name}]", flush=True)
         print_rows(SECTIONS[name](args))
-    print(f"total {time.perf_counter() - started:.0f} s")
+    print(f"total {time.perf_counter() - started:.0f} s; {load_average()}")
 
 
 if __name__ == "__main__":

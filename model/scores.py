@@ -8,11 +8,20 @@
   ``fc`` (a "head-only" refresh after reviewers fix labels, in seconds instead of a retrain).
 - ``OODScorer``: how far an image's features are from the training images' (k nearest neighbours,
   cosine distance), as a percentile of the training images' own distances.
+
+Each of these fits runs with the BLAS and OpenMP thread pools held to one thread: its work is
+many small matrix-vector products, where handing each one to a second thread costs more than it
+saves, and where idle threads spin on a busy CPU. On the project's shared 2-core machine that
+cut the CPU time of the scoring job's K-fold and OOD steps 8-25x at 400 images and never made
+them slower up to 4,000 (``bench/model_bench.py --sections end_to_end`` shows the stages).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -21,7 +30,21 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 from torch import nn
+
+Result = TypeVar("Result")
+
+
+def single_threaded(function: Callable[..., Result]) -> Callable[..., Result]:
+    """Run ``function`` with the BLAS and OpenMP pools at one thread (see the module notes)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs) -> Result:
+        with threadpool_limits(limits=1):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def _logistic(c: float = 1.0) -> LogisticRegression:
@@ -38,6 +61,7 @@ def _features_and_labels(features, labels) -> tuple[np.ndarray, np.ndarray]:
     return features, labels
 
 
+@single_threaded
 def out_of_sample_probabilities(features, labels, folds: int = 5, seed: int = 0) -> np.ndarray:
     """p_fake for each image from a logistic regression fitted on the other folds.
 
@@ -90,6 +114,7 @@ class LinearHead:
         return model
 
 
+@single_threaded
 def fit_head(features, labels, c: float = 1.0) -> LinearHead:
     """A logistic-regression head on cached features, folded into ``fc`` form.
 
@@ -119,7 +144,8 @@ class OODScorer:
     expressed as the share of training images that are closer to their own neighbours.
 
     A score of 0.95 means "further from the training data than 95% of training images are".
-    Training images are scored without matching themselves (``training_scores``).
+    Training images are scored without matching themselves (``training_scores``, or
+    ``score(..., exclude_self=True)``).
     """
 
     def __init__(self, k: int = 5, max_reference: int | None = 50_000, seed: int = 0):
@@ -127,7 +153,9 @@ class OODScorer:
         self.index: NearestNeighbors | None = None
         self.reference_distances: np.ndarray | None = None
         self._training_raw: np.ndarray | None = None
+        self._sampled = False
 
+    @single_threaded
     def fit(self, train_features) -> OODScorer:
         """Index the training features (a seeded sample when there are more than max_reference)."""
         reference = _unit_rows(train_features)
@@ -136,6 +164,7 @@ class OODScorer:
                 len(reference), self.max_reference, False
             )
             reference = reference[np.sort(keep)]
+            self._sampled = True
         if len(reference) < 2:
             raise ValueError("the OOD index needs at least two training images")
         self.k = min(self.k, len(reference) - 1)
@@ -160,11 +189,22 @@ class OODScorer:
             raise RuntimeError("call fit() first")
         return self._raw(_unit_rows(features), exclude_self)
 
+    def training_scores(self) -> np.ndarray | None:
+        """Scores of the images given to ``fit``, in order, each without matching itself: the
+        same as ``score(train_features, exclude_self=True)`` without a second neighbour search.
+        None when ``fit`` indexed a sample of them (then score them with ``score``)."""
+        if self._training_raw is None or self._sampled:
+            return None
+        return self._percentiles(self._training_raw)
+
+    def _percentiles(self, raw: np.ndarray) -> np.ndarray:
+        ranks = np.searchsorted(self.reference_distances, raw, side="right")
+        return ranks / len(self.reference_distances)
+
+    @single_threaded
     def score(self, features, exclude_self: bool = False) -> np.ndarray:
         """Percentile in [0, 1] of each image's distance among the training images' distances.
 
         Pass ``exclude_self=True`` when ``features`` are training images in the index.
         """
-        raw = self.raw_distance(features, exclude_self)
-        ranks = np.searchsorted(self.reference_distances, raw, side="right")
-        return ranks / len(self.reference_distances)
+        return self._percentiles(self.raw_distance(features, exclude_self))

@@ -73,3 +73,12 @@ def test_training_images_are_scored_without_matching_themselves():
     own = scorer.score(train, exclude_self=True)
     assert 0.4 < own.mean() < 0.6  # uniform over the training distribution, by construction
     assert scorer.score(train).mean() < 0.2  # counting itself, every image looks central
+
+
+def test_training_scores_are_the_exclude_self_scores_without_a_second_search():
+    rng = np.random.default_rng(3)
+    train = rng.normal(0, 1, size=(150, 8))
+    scorer = OODScorer(k=4).fit(train)
+    assert np.array_equal(scorer.training_scores(), scorer.score(train, exclude_self=True))
+    sampled = OODScorer(k=4, max_reference=100).fit(train)
+    assert sampled.training_scores() is None  # a sample was indexed: the caller searches

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,28 @@ def get_predictor(version: ModelVersion) -> Predictor:
                 version.checkpoint_path, device=current_app.config["MODEL_DEVICE"]
             )
         return _cache[key]
+
+
+def use_predictor(version: ModelVersion, predictor: Predictor) -> None:
+    """Make ``predictor`` the cached network of ``version`` in this process, so scoring runs
+    with a chosen engine and precision (``bench/model_bench.py`` compares engines this way)."""
+    with _cache_lock:
+        _cache.clear()
+        _cache[(version.id, version.checkpoint_path)] = predictor
+
+
+class Stopwatch:
+    """Seconds spent in each named stage of a job, for its result (where did the time go?)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the previous lap to ``stage``."""
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 4)
+        self._last = now
 
 
 def chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
@@ -152,7 +175,10 @@ def ood_scores(version: ModelVersion, image_ids: Sequence[int], features: np.nda
         return np.full(len(image_ids), np.nan)
     scorer = OODScorer().fit(features[is_train])
     scores = np.empty(len(image_ids))
-    scores[is_train] = scorer.score(features[is_train], exclude_self=True)
+    own = scorer.training_scores()
+    if own is None:  # the index holds a sample of the training images: search again
+        own = scorer.score(features[is_train], exclude_self=True)
+    scores[is_train] = own
     if (~is_train).any():
         scores[~is_train] = scorer.score(features[~is_train])
     return scores
@@ -164,7 +190,13 @@ def _nan_to_none(value: float) -> float | None:
 
 @handler("predict")
 def predict_job(context) -> dict[str, Any]:
-    """Score every stored image with a version and store one Prediction row per image."""
+    """Score every stored image with a version and store one Prediction row per image.
+
+    The result says how many rows were added and how many seconds each stage took: the
+    network (pixel cache to features and p_fake), the K-fold out-of-sample scores, the
+    out-of-distribution scores and the database writes.
+    """
+    stopwatch = Stopwatch()
     version = versions.get_version(context.params.get("version"))
     rows = db.session.execute(select(Image.id, Image.sha256).order_by(Image.id)).all()
     image_ids = [row.id for row in rows]
@@ -176,11 +208,22 @@ def predict_job(context) -> dict[str, Any]:
 
     output = network_outputs(version, image_ids, progress)
     np.savez(features_path(version), ids=np.asarray(image_ids), features=output["features"])
+    stopwatch.lap("network")
     context.progress(stage="out-of-sample")
     folds = int(current_app.config["KFOLD"])
     oos, issues = out_of_sample_scores(image_ids, output["features"], folds)
+    stopwatch.lap("out_of_sample")
     context.progress(stage="out-of-distribution")
     ood = ood_scores(version, image_ids, output["features"])
+    stopwatch.lap("out_of_distribution")
+    scored = _store_predictions(version, rows, output, oos, issues, ood)
+    stopwatch.lap("write")
+    context.progress(stage="done", fraction=1.0)
+    return {**scored, "version": version.name, "seconds": stopwatch.seconds}
+
+
+def _store_predictions(version, rows, output, oos, issues, ood) -> dict[str, int]:
+    """Insert a Prediction row for each image this version has not scored yet."""
     existing = set(
         db.session.scalars(
             select(Prediction.image_id).where(Prediction.model_version_id == version.id)
@@ -204,8 +247,7 @@ def predict_job(context) -> dict[str, Any]:
     for batch in chunks(new_rows, 5000):
         db.session.execute(insert(Prediction), list(batch))
     db.session.commit()
-    context.progress(stage="done", fraction=1.0)
-    return {"version": version.name, "scored": len(new_rows), "already_scored": len(existing)}
+    return {"scored": len(new_rows), "already_scored": len(existing)}
 
 
 def heatmap_png(image_id: int) -> bytes:
