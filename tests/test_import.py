@@ -34,7 +34,7 @@ from webapp.services.importer import (
     layout_of,
 )
 from webapp.services.pixel_cache import load_pixels, resize_for_model
-from webapp.services.storage import original_path, thumbnail_path
+from webapp.services.storage import instance_root, original_path, thumbnail_path
 
 
 def sha(data: bytes) -> str:
@@ -150,7 +150,7 @@ def test_duplicates_inside_one_import_are_stored_once(app_ctx, tmp_path):
     assert (report.imported, report.duplicates) == (1, 1)
     image = db.session.scalar(select(Image))
     assert image.original_path == "real/a.jpg"
-    blobs = list((Path(db.engine.url.database).parent / "images").rglob("*.jpg"))
+    blobs = list((instance_root() / "images").rglob("*.jpg"))
     assert len(blobs) == 1
 
 
