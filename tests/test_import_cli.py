@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from tests.bad_inputs import BAD_FILES, image_bytes, kaggle_layout, write_files
 from webapp.extensions import db
-from webapp.models import DatasetImage, Image, ImportRun
+from webapp.models import Dataset, DatasetImage, Image, ImportRun
 from webapp.services.pixel_cache import PixelCache
 from webapp.services.storage import instance_root, original_path, thumbnail_path
 
@@ -166,3 +166,13 @@ def _assert_store_consistent(app, hashes: set[str]) -> None:
     cache = PixelCache(instance_root(), app.config["CACHE_SIZE"])
     assert cache.valid([i.id for i in images], [i.sha256 for i in images]).all()
     assert list((instance_root() / "tmp").iterdir()) == []
+
+
+def test_overlong_dataset_name_is_refused_before_anything_is_stored(app, tmp_path):
+    folder = write_files(tmp_path / "in", kaggle_layout(1))
+    result = invoke(app, "import", str(folder), "--dataset", "d" * 201)
+    assert result.exit_code == 1
+    assert "201 characters; at most 200" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Image.id))) == 0
+        assert db.session.scalar(select(func.count(Dataset.id))) == 0

@@ -110,6 +110,11 @@ def assign_split(sha256: str, layout_split: str | None = None, evaluation_only: 
 
 
 def _dataset(name: str, evaluation_only: bool) -> Dataset:
+    longest = Dataset.__table__.c.name.type.length  # PostgreSQL refuses longer ones
+    if len(name) > longest:
+        raise ImportRefused(
+            f"the dataset name has {len(name)} characters; at most {longest}: choose a shorter one"
+        )
     dataset = db.session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
         try:
