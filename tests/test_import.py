@@ -326,6 +326,31 @@ def test_ctrl_c_inside_a_database_call_is_recorded_and_a_rerun_completes(app_ctx
     assert (report.imported, report.duplicates) == (20, 0)
 
 
+def test_ctrl_c_behind_a_driver_error_is_recorded_as_cancelled(app_ctx, tmp_path):
+    """psycopg answers a Ctrl-C inside a query with its own clean-up error, the KeyboardInterrupt
+    only in the context: the run is still cancelled, and the caller sees the Ctrl-C."""
+    folder = write_files(tmp_path / "in", kaggle_layout(5))
+
+    def interrupt(cursor, statement, parameters, context):
+        if statement.startswith("SELECT images.sha256"):
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise RuntimeError("can't change 'autocommit' now") from None
+
+    event.listen(db.engine, "do_execute", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            import_path(folder, dataset="ctrl-c")
+    finally:
+        event.remove(db.engine, "do_execute", interrupt)
+    assert "autocommit" in str(raised.value.__cause__)
+    db.session.remove()
+    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    report = import_path(folder, dataset="ctrl-c")
+    assert (report.imported, report.duplicates) == (20, 0)
+
+
 def test_ctrl_c_while_a_batch_commits_is_recorded(app_ctx, tmp_path):
     folder = write_files(tmp_path / "in", kaggle_layout(5))
     commits = []
