@@ -59,10 +59,9 @@ def pytest_collection_modifyitems(config, items):
 class PostgresDatabases:
     """Fresh migrated databases on one PostgreSQL server: a template migrated once, then copies."""
 
-    TEMPLATE = "realfake_template"
-
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
+        self.template = f"realfake_template_{os.getpid()}"  # test runs may share a server
         self.names = (f"realfake_test_{os.getpid()}_{n}" for n in itertools.count(1))
         self.template_ready = False
 
@@ -70,10 +69,10 @@ class PostgresDatabases:
         return self.admin_url.rsplit("/", 1)[0] + "/" + name
 
     def _migrate_template(self) -> None:
-        drop_database(self.admin_url, self.TEMPLATE)
-        create_database(self.admin_url, self.TEMPLATE)
+        drop_database(self.admin_url, self.template)
+        create_database(self.admin_url, self.template)
         config = TestConfig()
-        config.SQLALCHEMY_DATABASE_URI = self.url(self.TEMPLATE)
+        config.SQLALCHEMY_DATABASE_URI = self.url(self.template)
         template_app = create_app(config)
         with template_app.app_context():
             upgrade()
@@ -86,7 +85,7 @@ class PostgresDatabases:
         if not self.template_ready:
             self._migrate_template()
         name = next(self.names)
-        create_database(self.admin_url, name, template=self.TEMPLATE)
+        create_database(self.admin_url, name, template=self.template)
         return name
 
     def drop(self, name: str) -> None:
@@ -94,7 +93,7 @@ class PostgresDatabases:
 
     def close(self) -> None:
         if self.template_ready:
-            self.drop(self.TEMPLATE)
+            self.drop(self.template)
 
 
 @pytest.fixture(scope="session")
