@@ -5,6 +5,8 @@ VENV := .venv
 FLASK := $(VENV)/bin/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make test` runs the whole suite once per database; PostgreSQL is a throwaway local server.
+TEST_DATABASES ?= sqlite postgresql
 
 .PHONY: demo test setup setup-test lint bench clean-instance
 
@@ -15,6 +17,7 @@ setup-test:
 	@scripts/bootstrap.sh test
 	@scripts/setup_browser.sh
 	@scripts/setup_redis.sh
+	$(if $(filter postgresql,$(TEST_DATABASES)),@scripts/setup_postgres.sh)
 
 demo: setup
 	@HOST=$(HOST) PORT=$(PORT) scripts/demo.sh
@@ -23,8 +26,13 @@ lint: setup-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Both passes run even when the first fails, so one run shows every failure; the exit status
+# is non-zero when either failed.
 test: setup-test lint
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	@status=0; for database in $(TEST_DATABASES); do \
+	  echo "==> test suite on $$database"; \
+	  REALFAKE_TEST_DATABASE=$$database $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
 
 bench: setup
 	$(VENV)/bin/python bench/import_bench.py

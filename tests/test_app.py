@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from webapp.extensions import db
@@ -9,11 +10,13 @@ from webapp.jobs import cancel, submit, wait_for
 from webapp.models import JobState
 
 
+@pytest.mark.sqlite_only(reason="the default database is a file in the instance folder")
 def test_instance_folder_holds_database(app):
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert app.config["INSTANCE_PATH"] in app.config["SQLALCHEMY_DATABASE_URI"]
 
 
+@pytest.mark.sqlite_only(reason="WAL and busy_timeout are SQLite pragmas")
 def test_sqlite_uses_wal_and_busy_timeout(app_ctx):
     assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 30000

@@ -34,7 +34,7 @@ from webapp.services.importer import (
     layout_of,
 )
 from webapp.services.pixel_cache import load_pixels, resize_for_model
-from webapp.services.storage import original_path, thumbnail_path
+from webapp.services.storage import instance_root, original_path, thumbnail_path
 
 
 def sha(data: bytes) -> str:
@@ -150,7 +150,7 @@ def test_duplicates_inside_one_import_are_stored_once(app_ctx, tmp_path):
     assert (report.imported, report.duplicates) == (1, 1)
     image = db.session.scalar(select(Image))
     assert image.original_path == "real/a.jpg"
-    blobs = list((Path(db.engine.url.database).parent / "images").rglob("*.jpg"))
+    blobs = list((instance_root() / "images").rglob("*.jpg"))
     assert len(blobs) == 1
 
 
@@ -322,6 +322,31 @@ def test_ctrl_c_inside_a_database_call_is_recorded_and_a_rerun_completes(app_ctx
     db.session.remove()
     assert db.session.scalar(select(ImportRun.state)) == "cancelled"
     assert db.session.scalar(select(func.count(Image.id))) == 0  # the batch was rolled back
+    report = import_path(folder, dataset="ctrl-c")
+    assert (report.imported, report.duplicates) == (20, 0)
+
+
+def test_ctrl_c_behind_a_driver_error_is_recorded_as_cancelled(app_ctx, tmp_path):
+    """psycopg answers a Ctrl-C inside a query with its own clean-up error, the KeyboardInterrupt
+    only in the context: the run is still cancelled, and the caller sees the Ctrl-C."""
+    folder = write_files(tmp_path / "in", kaggle_layout(5))
+
+    def interrupt(cursor, statement, parameters, context):
+        if statement.startswith("SELECT images.sha256"):
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise RuntimeError("can't change 'autocommit' now") from None
+
+    event.listen(db.engine, "do_execute", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            import_path(folder, dataset="ctrl-c")
+    finally:
+        event.remove(db.engine, "do_execute", interrupt)
+    assert "autocommit" in str(raised.value.__cause__)
+    db.session.remove()
+    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
     report = import_path(folder, dataset="ctrl-c")
     assert (report.imported, report.duplicates) == (20, 0)
 

@@ -6,18 +6,18 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from tests.bad_inputs import BAD_FILES, image_bytes, kaggle_layout, write_files
 from webapp.extensions import db
-from webapp.models import DatasetImage, Image, ImportRun
+from webapp.models import Dataset, DatasetImage, Image, ImportRun
 from webapp.services.pixel_cache import PixelCache
 from webapp.services.storage import instance_root, original_path, thumbnail_path
 
@@ -77,11 +77,12 @@ def test_stats_command(app, tmp_path):
 # --- Interrupted imports --------------------------------------------------------------------
 
 
-def _count_rows(database: Path) -> int:
+def _count_rows(engine) -> int:
+    """Committed images, read on a connection of our own while the import runs."""
     try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
-            return connection.execute("SELECT count(*) FROM images").fetchone()[0]
-    except sqlite3.OperationalError:
+        with engine.connect() as connection:
+            return connection.execute(select(func.count(Image.id))).scalar_one()
+    except OperationalError:
         return 0
 
 
@@ -115,11 +116,15 @@ def _start_cli_import(folder: Path, instance: Path) -> subprocess.Popen:
     )
 
 
-def _interrupt_after_first_batch(process, database: Path, signal_number) -> None:
-    deadline = time.monotonic() + 120
-    while _count_rows(database) == 0 and process.poll() is None:
-        assert time.monotonic() < deadline, "the import never committed a batch"
-        time.sleep(0.01)
+def _interrupt_after_first_batch(process, database_url: str, signal_number) -> None:
+    engine = create_engine(database_url)
+    try:
+        deadline = time.monotonic() + 120
+        while _count_rows(engine) == 0 and process.poll() is None:
+            assert time.monotonic() < deadline, "the import never committed a batch"
+            time.sleep(0.01)
+    finally:
+        engine.dispose()
     if process.poll() is None:
         os.killpg(process.pid, signal_number)
     process.communicate(timeout=60)
@@ -132,7 +137,7 @@ def test_interrupted_import_is_completed_by_running_it_again(app, tmp_path, sign
     folder = write_files(tmp_path / "big", files)
     instance = Path(app.config["INSTANCE_PATH"])
     process = _start_cli_import(folder, instance)
-    _interrupt_after_first_batch(process, instance / "realfake.db", signal_number)
+    _interrupt_after_first_batch(process, app.config["SQLALCHEMY_DATABASE_URI"], signal_number)
     assert process.returncode != 0, "the import finished before it could be interrupted"
     with app.app_context():
         partial = db.session.scalar(select(func.count(Image.id)))
@@ -161,3 +166,13 @@ def _assert_store_consistent(app, hashes: set[str]) -> None:
     cache = PixelCache(instance_root(), app.config["CACHE_SIZE"])
     assert cache.valid([i.id for i in images], [i.sha256 for i in images]).all()
     assert list((instance_root() / "tmp").iterdir()) == []
+
+
+def test_overlong_dataset_name_is_refused_before_anything_is_stored(app, tmp_path):
+    folder = write_files(tmp_path / "in", kaggle_layout(1))
+    result = invoke(app, "import", str(folder), "--dataset", "d" * 201)
+    assert result.exit_code == 1
+    assert "201 characters; at most 200" in result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Image.id))) == 0
+        assert db.session.scalar(select(func.count(Dataset.id))) == 0

@@ -10,10 +10,13 @@ routes (pages send them to the login form, the API answers 401).
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 from werkzeug.routing import Rule
 
 from tests.factories import make_scored_image, make_version
 from tests.helpers import csrf_token, login, make_user
+from webapp.extensions import db
+from webapp.models import User
 
 # The API description is public: it holds no data, and scripts read it before they have a token.
 PUBLIC = {"static", "auth.login", "auth.logout", "api_admin.openapi_json", "api_admin.docs"}
@@ -134,3 +137,12 @@ def test_users_cli_reads_the_password_from_stdin(app):
     client = app.test_client()
     assert login(client, "carol", "a long password").status_code == 302
     assert client.get("/review/escalations").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["x" * 81, "  "])
+def test_users_cli_refuses_names_the_database_cannot_hold(app, name):
+    runner = app.test_cli_runner()
+    with app.app_context():
+        result = runner.invoke(args=["users", "create", name], input="a long password\n")
+        assert result.exit_code != 0 and "1 to 80 characters" in result.output
+        assert db.session.scalar(select(func.count(User.id))) == 0

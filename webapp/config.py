@@ -30,6 +30,16 @@ def _secret_key(instance: Path) -> str:
     return key_file.read_text().strip()
 
 
+def database_url(url: str) -> str:
+    """The SQLAlchemy URL for ``url``: plain ``postgresql://`` (and Heroku-style ``postgres://``)
+    URLs use the psycopg 3 driver, the one this project installs, instead of SQLAlchemy's
+    default psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 def _float_env(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
@@ -45,8 +55,8 @@ class Config:
         instance = instance_path_from_env()
         self.INSTANCE_PATH = str(instance)
         self.SECRET_KEY = _secret_key(instance)
-        self.SQLALCHEMY_DATABASE_URI = os.environ.get(
-            "REALFAKE_DATABASE_URL", f"sqlite:///{instance / 'realfake.db'}"
+        self.SQLALCHEMY_DATABASE_URI = database_url(
+            os.environ.get("REALFAKE_DATABASE_URL") or f"sqlite:///{instance / 'realfake.db'}"
         )
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.MAX_CONTENT_LENGTH = _int_env("REALFAKE_MAX_UPLOAD_BYTES", 2 * 1024**3)

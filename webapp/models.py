@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -308,12 +308,29 @@ class QueueBuild(db.Model):
     built_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# The in-flight jobs of a kind that runs one at a time (training): at most one row matches.
+SINGLETON_IN_FLIGHT = "is_singleton AND state IN ('queued', 'running')"
+
+
 class Job(db.Model):
     """A background job's state, progress, log and error, mirrored from the task queue."""
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        # Makes "one training job at a time" hold for concurrent submits on any database: the
+        # second insert fails instead of both passing a check made before either committed.
+        Index(
+            "ux_jobs_singleton_in_flight",
+            "kind",
+            unique=True,
+            sqlite_where=text(SINGLETON_IN_FLIGHT),
+            postgresql_where=text(SINGLETON_IN_FLIGHT),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
+    # Whether the kind runs one at a time (set by submit from the handler's registration).
+    is_singleton: Mapped[bool] = mapped_column(default=False, server_default=false())
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)

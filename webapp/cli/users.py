@@ -28,6 +28,9 @@ def _read_password() -> str:
 @click.option("--update", is_flag=True, help="Set the password and role if the user exists.")
 def create(name: str, role: str, update: bool) -> None:
     """Create a user; the password is prompted for, or read from stdin when piped."""
+    longest = User.__table__.c.username.type.length
+    if not name.strip() or len(name) > longest:
+        raise click.ClickException(f"a user name has 1 to {longest} characters")
     user = db.session.scalar(select(User).where(User.username == name))
     if user is not None and not update:
         raise click.ClickException(f"user {name!r} exists (use --update to change it)")

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Job, JobState, utcnow
@@ -75,24 +76,42 @@ def _app() -> Flask:
 
 
 def submit(kind: str, params: dict[str, Any] | None = None, user_id: int | None = None) -> Job:
-    """Create a Job row and enqueue it. For singleton kinds, return the one already in flight."""
+    """Create a Job row (committing the session) and enqueue it.
+
+    For singleton kinds, return the job already queued or running instead. Two submits racing
+    (two admins, two web workers) cannot both insert: the database's partial unique index over
+    in-flight singleton jobs refuses the second row, and its caller gets the first job.
+    """
     if kind not in _HANDLERS:
         raise ValueError(f"unknown job kind {kind!r}")
-    if kind in _SINGLETON_KINDS:
-        running = db.session.scalar(
-            select(Job)
-            .where(Job.kind == kind, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
-            .order_by(Job.id)
-        )
-        if running is not None:
+    singleton = kind in _SINGLETON_KINDS
+    for _attempt in range(3):
+        if singleton and (running := _in_flight(kind)) is not None:
             return running
-    job = Job(kind=kind, params=params or {}, user_id=user_id, progress={})
-    db.session.add(job)
-    db.session.commit()
-    result = run_job(job.id)
-    job.task_id = result.id if hasattr(result, "id") else ""
-    db.session.commit()
-    return job
+        job = Job(kind=kind, params=params or {}, user_id=user_id, progress={})
+        job.is_singleton = singleton
+        db.session.add(job)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            if not singleton:
+                raise
+            db.session.rollback()  # another submit won; the loop returns its job
+            continue
+        result = run_job(job.id)
+        job.task_id = result.id if hasattr(result, "id") else ""
+        db.session.commit()
+        return job
+    raise RuntimeError(f"could not submit a {kind} job: in-flight jobs kept changing")
+
+
+def _in_flight(kind: str) -> Job | None:
+    """The oldest queued or running job of ``kind``."""
+    return db.session.scalar(
+        select(Job)
+        .where(Job.kind == kind, Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        .order_by(Job.id)
+    )
 
 
 def cancel(job: Job) -> Job:

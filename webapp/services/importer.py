@@ -110,6 +110,11 @@ def assign_split(sha256: str, layout_split: str | None = None, evaluation_only: 
 
 
 def _dataset(name: str, evaluation_only: bool) -> Dataset:
+    longest = Dataset.__table__.c.name.type.length  # PostgreSQL refuses longer ones
+    if len(name) > longest:
+        raise ImportRefused(
+            f"the dataset name has {len(name)} characters; at most {longest}: choose a shorter one"
+        )
     dataset = db.session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
         try:
@@ -228,14 +233,32 @@ def import_path(
         importer.run(workers or config["IMPORT_WORKERS"], progress)
     except BaseException as error:
         report.elapsed_s = time.perf_counter() - started
-        cancelled = isinstance(error, KeyboardInterrupt | JobCancelled)
+        cause = _interruption(error)
         # If even that fails, the run stays 'running' and is marked interrupted later.
         with suppress(Exception):
-            _end_run(run_id, report, JobState.CANCELLED if cancelled else JobState.FAILED)
+            _end_run(run_id, report, JobState.CANCELLED if cause else JobState.FAILED)
+        if cause is not None and cause is not error:
+            raise type(cause)() from error  # the caller sees the Ctrl-C (or cancel) it was
         raise
     report.elapsed_s = time.perf_counter() - started
     _end_run(run_id, report, JobState.SUCCEEDED)
     return report
+
+
+def _interruption(error: BaseException) -> BaseException | None:
+    """The Ctrl-C or cancellation behind ``error``, if any.
+
+    A Ctrl-C that lands inside the database driver can surface as the error of the driver's
+    own clean-up (psycopg: "can't change 'autocommit' now"; SQLAlchemy: an assertion in its
+    commit), with the KeyboardInterrupt only in the exception's context.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt | JobCancelled):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _chunk_size(entries: list, workers: int) -> int:

@@ -48,7 +48,11 @@ def insert_ignoring_conflicts(table: Table, rows: list[dict], *conflict_columns:
     if db.engine.dialect.name != "sqlite":
         dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
-        db.session.execute(statement, rows)
+        # Concurrent imports wait on each other's uncommitted rows with the same key; taking the
+        # keys in one order everywhere keeps two such waits from becoming a deadlock.
+        db.session.execute(
+            statement, sorted(rows, key=lambda row: [row[c] for c in conflict_columns])
+        )
         return
     columns = list(rows[0])
     sql = (

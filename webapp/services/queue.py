@@ -438,7 +438,8 @@ def _build_statement(version_id: int, s: QueueSettings):
         "verdict",
         "is_open",
     ]
-    return insert(QueueEntry).from_select(columns, rows)
+    # An INSERT's rowcount is kept only when asked for (psycopg's cursor is closed by then).
+    return insert(QueueEntry).from_select(columns, rows).execution_options(preserve_rowcount=True)
 
 
 # ----------------------------------------------------------------------------- prepared SQL
@@ -753,7 +754,9 @@ def _insert_lease_statement(dialect: str):
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    return dialect_insert(_LEASES).on_conflict_do_nothing()
+    # rowcount says whether the lease is ours; an INSERT keeps it only when asked (psycopg).
+    statement = dialect_insert(_LEASES).on_conflict_do_nothing()
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def insert_lease(image_id: int, user_id: int, expires: datetime) -> bool:

@@ -196,6 +196,7 @@ def undo_last(user: User) -> Outcome:
     if last is None:
         db.session.rollback()
         raise NothingToUndo("nothing to undo")
+    _lock_image(last.image_id)  # another reviewer's decision on it waits, and is seen after
     import_label = db.session.scalar(_IMAGE_LABEL, {"image_id": last.image_id})
     before = labels.review_state(last.image_id)
     reverted = decision_dict(last)
