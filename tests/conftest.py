@@ -134,6 +134,27 @@ def database_url_for_test(monkeypatch, postgres_databases):
 
 
 @pytest.fixture
+def empty_database(monkeypatch, postgres_databases):
+    """A function that points REALFAKE_DATABASE_URL at another, empty database (no schema):
+    for tests that build a second instance, such as restoring a backup. On SQLite it unsets the
+    variable, so the new instance uses the database file in its own folder."""
+    made: list[str] = []
+
+    def point_at_empty_database() -> None:
+        if postgres_databases is None:
+            monkeypatch.delenv("REALFAKE_DATABASE_URL", raising=False)
+            return
+        name = f"{next(postgres_databases.names)}_empty"
+        create_database(postgres_databases.admin_url, name)
+        made.append(name)
+        monkeypatch.setenv("REALFAKE_DATABASE_URL", postgres_databases.url(name))
+
+    yield point_at_empty_database
+    for name in made:
+        postgres_databases.drop(name)
+
+
+@pytest.fixture
 def app(tmp_path, monkeypatch, database_url_for_test):
     """An app on its own instance folder and database, schema built by the migrations."""
     monkeypatch.setenv("REALFAKE_INSTANCE", str(tmp_path / "instance"))

@@ -83,9 +83,23 @@ def table_rows(table) -> dict:
     return rows
 
 
-def fresh_app(tmp_path, monkeypatch, name: str):
-    monkeypatch.setenv("REALFAKE_INSTANCE", str(tmp_path / name))
-    return create_app(config.TestConfig())
+@pytest.fixture
+def fresh_app(tmp_path, monkeypatch, empty_database):
+    """Makes second apps, each on its own instance folder and an empty database (a restore's
+    target); their connections are closed before the databases go."""
+    made = []
+
+    def make(name: str):
+        monkeypatch.setenv("REALFAKE_INSTANCE", str(tmp_path / name))
+        empty_database()
+        made.append(create_app(config.TestConfig()))
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 def invoke(app, *args):
@@ -94,7 +108,7 @@ def invoke(app, *args):
         return app.test_cli_runner().invoke(args=list(args))
 
 
-def test_online_backup_restores_into_a_fresh_instance(app, desk, tmp_path, monkeypatch):
+def test_online_backup_restores_into_a_fresh_instance(app, desk, tmp_path, fresh_app):
     writer = DecisionWriter(app, desk["images"], desk["reviewer"])
     writer.start()
     try:
@@ -111,7 +125,7 @@ def test_online_backup_restores_into_a_fresh_instance(app, desk, tmp_path, monke
 
     with app.app_context():
         source = {table.name: table_rows(table) for table in db.metadata.sorted_tables}
-    restored_app = fresh_app(tmp_path, monkeypatch, "restored")
+    restored_app = fresh_app("restored")
     result = invoke(restored_app, "backup", "restore", str(tmp_path / "bk"))
     assert result.exit_code == 0, result.output
 
@@ -146,10 +160,10 @@ def test_online_backup_restores_into_a_fresh_instance(app, desk, tmp_path, monke
             assert served.status_code == 200 and served.data
 
 
-def test_restore_refuses_a_non_empty_instance_without_force(app, desk, tmp_path, monkeypatch):
+def test_restore_refuses_a_non_empty_instance_without_force(app, desk, tmp_path, fresh_app):
     runner = app.test_cli_runner()
     assert runner.invoke(args=["backup", "create", str(tmp_path / "bk")]).exit_code == 0
-    other = fresh_app(tmp_path, monkeypatch, "other")
+    other = fresh_app("other")
     with other.app_context():
         upgrade()
         make_scored_image(make_version("v9"), 0.3, label="real")
