@@ -22,7 +22,10 @@ checks, which decide the exit status (1 when one fails):
 - the queue's open / closed flags agree with the decisions.
 
     python bench/load_bench.py [--decisions 5000] [--reviewers 8] [--workers 4] [--seconds 900]
-        [--images N] [--database-url postgresql+psycopg://user@127.0.0.1:5432/postgres]
+        [--images N] [--database-url postgresql+psycopg://user@127.0.0.1:5432/postgres | --postgres]
+
+``--postgres`` starts a throw-away PostgreSQL server on loopback (``scripts/pgserver.py``; install
+the binaries with ``scripts/setup_postgres.sh``) and removes it afterwards.
 """
 
 from __future__ import annotations
@@ -61,7 +64,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--seconds", type=float, default=900, help="time limit of the reviewing")
     parser.add_argument("--images", type=int, help="images to seed (default: enough to fill)")
-    parser.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite, WAL)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--database-url", help="SQLAlchemy URL (default: SQLite, WAL)")
+    where.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a throw-away PostgreSQL server on loopback (scripts/pgserver.py, durable "
+        "settings) and run on it",
+    )
     args = parser.parse_args(argv)
     if min(args.decisions, args.reviewers, args.workers) < 1 or args.seconds <= 0:
         parser.error("--decisions, --reviewers, --workers and --seconds must be positive")
@@ -74,7 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     instance = Path(tempfile.mkdtemp(prefix="realfake-load-bench-"))
     try:
-        with throwaway_database(args.database_url) as url:
+        with contextlib.ExitStack() as stack:
+            database_url = args.database_url
+            if args.postgres:
+                from scripts.pgserver import PostgresServer
+
+                # fsync on, as a real deployment has it: the figures should mean something.
+                database_url = stack.enter_context(PostgresServer(durable=True)).url()
+            url = stack.enter_context(throwaway_database(database_url))
             return run(args, instance, url)
     finally:
         shutil.rmtree(instance, ignore_errors=True)
