@@ -31,6 +31,10 @@ the full 32,000/8,000 split (2-core AVX2 box, shared; ``--eval-every 1000``: val
 
 A 20-minute run on two idle cores is about 40 CPU-minutes (about 10 epochs of the "imagenet"
 stem at about 270 images/s).
+
+The full run of the ``cifake`` preset (``--minutes 20 --budget-clock cpu --threads 2
+--eval-every 1000``, OMP_WAIT_POLICY=PASSIVE; 20 minutes of two cores' CPU time, 35 minutes of wall
+clock on the shared box): 10 epochs, 95.30% held-out accuracy, AUC 0.989, train accuracy 98.0%.
 """
 
 from __future__ import annotations
