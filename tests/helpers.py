@@ -51,3 +51,18 @@ def make_image_bytes(
     options = {"quality": quality} if fmt == "JPEG" else {}
     PILImage.fromarray(pixels).save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+# The pages an admin opens (a job's page needs a job, so tests that create one add it).
+ADMIN_PAGES = [
+    "/review/",
+    "/admin/",
+    "/admin/datasets/",
+    "/admin/datasets/stats",
+    "/admin/versions",
+    "/admin/jobs",
+    "/admin/tokens",
+    "/reports/",
+    "/review/escalations",
+    "/api/v1/docs",
+]
