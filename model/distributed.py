@@ -15,18 +15,21 @@ module trains in this one process.
 
 Rank 0 prints one JSON event per line on stdout after ``PROGRESS_PREFIX`` (the training loop's
 progress dicts, then ``{"phase": "done", ...}``); a rank that fails prints ``ERROR_PREFIX`` and a
-JSON ``{"rank", "error"}`` on stderr before it exits non-zero, so a launcher can tell the user
-which rank failed and why.
+JSON ``{"rank", "error"}`` on stderr before it exits non-zero, and writes the same JSON to
+``rank-N-error.json`` beside ``--out`` (see ``error_file``), so a launcher can tell the user which
+rank failed and why even when other processes' output tore the line on the shared stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -109,8 +112,15 @@ def main(argv=None) -> int:
     except Exception as error:
         report = {"rank": rank, "error": f"{type(error).__name__}: {error}"}
         print(ERROR_PREFIX + json.dumps(report), file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # the stderr line above still tells
+            error_file(args.out, rank).write_text(json.dumps(report))
         raise
     return 0
+
+
+def error_file(out: str | Path, rank: int) -> Path:
+    """Where rank ``rank`` writes its error report: beside the checkpoint ``out``."""
+    return Path(out).with_name(f"rank-{rank}-error.json")
 
 
 def _train_rank(context: DistributedContext, trainset: Trainset, config, out: str) -> None:

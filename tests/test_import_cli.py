@@ -92,7 +92,7 @@ def _start_cli_import(folder: Path, instance: Path) -> subprocess.Popen:
         REALFAKE_INSTANCE=str(instance),
         REALFAKE_IMPORT_WORKERS="2",
         REALFAKE_CACHE_SIZE="32",
-        REALFAKE_IMPORT_BATCH_ROWS="50",
+        REALFAKE_IMPORT_BATCH_ROWS="10",
     )
     return subprocess.Popen(
         [

@@ -3,20 +3,25 @@ checkpoint as a version; exporting a training set and registering an outside che
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from model.checkpoint import load_checkpoint
+from model.distributed import ERROR_PREFIX, error_file
 from model.distributed import main as train_from_folder
 from tests.test_training import override_labels, write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import cancel, submit, wait_for
 from webapp.models import Image, Job, JobState, ModelVersion, Prediction
 from webapp.services import versions
+from webapp.services.distributed_training import Torchrun
 from webapp.services.importer import import_path
 from webapp.services.trainset import select_training_set
 
@@ -117,7 +122,7 @@ def test_a_failing_rank_fails_the_job_with_its_error(tiny_dataset, worker, app, 
     job = wait_for(submit("train", {**TINY, "nproc": 2}).id, timeout=600, poll=0.2)
     assert job.state == JobState.FAILED
     last_line = job.error.strip().splitlines()[-1]
-    assert "rank" in last_line and "failed" in last_line
+    assert "rank" in last_line and "failed" in last_line, job.error
     assert f"cannot read ImageNet weights from {broken}" in last_line
     assert db.session.scalar(select(func.count(ModelVersion.id))) == 0
     assert not export_folder(app).joinpath(f"job-{job.id}").exists()
@@ -167,3 +172,22 @@ def test_register_refuses_what_is_not_a_checkpoint(app_ctx, runner, tmp_path):
     result = runner.invoke(args=["model", "register", str(tmp_path / "junk.pt")])
     assert result.exit_code == 1 and "cannot read checkpoint" in result.output
     assert db.session.scalar(select(func.count(ModelVersion.id))) == 0
+
+
+def test_rank_reports_are_found_in_torn_lines_and_in_their_files(tmp_path):
+    """Ranks and torchrun share one stderr pipe: a C++ warning still being written can precede
+    a rank's report on the same line; and when no line survives, the rank's file tells."""
+    context = SimpleNamespace(progress=lambda **values: None)
+    launcher = Torchrun(tmp_path, 2, context)
+    report = {"rank": 1, "error": "WeightsError: broken"}
+    torn = "[W1126 08:00:00 ProcessGroupGloo.cpp] Warn" + ERROR_PREFIX + json.dumps(report) + "\n"
+    launcher.process = SimpleNamespace(stderr=io.StringIO("starting\n" + torn + "=====\n"))
+    launcher._read_stderr()
+    assert launcher._failure(1) == "rank 1 failed: WeightsError: broken"
+
+    launcher = Torchrun(tmp_path, 2, context)
+    launcher.process = SimpleNamespace(stderr=io.StringIO("REALFAKE-ERR\nOR {torn\n=====\n"))
+    launcher._read_stderr()
+    assert launcher._failure(1).startswith("torchrun exited with status 1:\n")
+    error_file(launcher.checkpoint, 1).write_text(json.dumps(report))
+    assert launcher._failure(1) == "rank 1 failed: WeightsError: broken"

@@ -20,7 +20,7 @@ import torch
 
 from model.checkpoint import load_checkpoint, plain_meta
 from model.data import BatchLoader, channel_stats, train_transform
-from model.distributed import PROGRESS_PREFIX, main
+from model.distributed import ERROR_PREFIX, PROGRESS_PREFIX, error_file, main
 from model.network import build_model
 from model.parallel import DistributedContext, state_sha256
 from model.predict import Predictor
@@ -236,6 +236,20 @@ def test_a_broken_trainset_folder_says_what_is_wrong(tmp_path):
     np.save(tmp_path / "set" / "val_labels.npy", np.zeros(3, dtype=np.int64))
     with pytest.raises(TrainsetError, match="16 val images but 3 labels"):
         load_trainset(tmp_path / "set")
+
+
+def test_a_failing_rank_reports_its_error_on_stderr_and_in_a_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "1")
+    out = tmp_path / "job" / "checkpoint.pt"
+    out.parent.mkdir()
+    with pytest.raises(TrainsetError):
+        main(["--data", str(tmp_path / "missing"), "--out", str(out)])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(ERROR_PREFIX)
+    report = json.loads(line[len(ERROR_PREFIX) :])
+    assert report["rank"] == 1 and "not an exported training set" in report["error"]
+    assert json.loads(error_file(out, 1).read_text()) == report
+    assert error_file(out, 1).parent == out.parent and not out.exists()
 
 
 @pytest.fixture

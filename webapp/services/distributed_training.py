@@ -31,7 +31,7 @@ from flask import current_app
 
 import model
 from model.checkpoint import load_checkpoint
-from model.distributed import ERROR_PREFIX, PROGRESS_PREFIX
+from model.distributed import ERROR_PREFIX, PROGRESS_PREFIX, error_file
 from model.train import TrainConfig
 from model.trainset_file import images_for_writing, load_trainset, save_trainset_info
 
@@ -198,9 +198,11 @@ class Torchrun:
 
     def _read_stderr(self) -> None:
         for line in self.process.stderr:
-            if line.startswith(ERROR_PREFIX):
-                with contextlib.suppress(ValueError):  # a torn line: the tail still shows it
-                    self.rank_errors.append(json.loads(line[len(ERROR_PREFIX) :]))
+            # Ranks and torchrun share this pipe: another process's unfinished line may precede
+            # the report, so look for it anywhere in the line.
+            if (start := line.find(ERROR_PREFIX)) >= 0:
+                with contextlib.suppress(ValueError):  # a torn line: the files still tell
+                    self.rank_errors.append(json.loads(line[start + len(ERROR_PREFIX) :]))
             self.stderr_tail.append(line.rstrip())
 
     def _follow(self) -> None:
@@ -244,11 +246,20 @@ class Torchrun:
             _signal_group(pid, signal.SIGKILL)
 
     def _failure(self, code: int) -> str:
-        if self.rank_errors:
-            first = self.rank_errors[0]
+        errors = self.rank_errors or self._error_files()
+        if errors:
+            first = errors[0]
             return f"rank {first.get('rank')} failed: {first.get('error')}"
         tail = "\n".join(self.stderr_tail) or "no output"
         return f"torchrun exited with status {code}:\n{tail}"
+
+    def _error_files(self) -> list[dict]:
+        """The reports the failed ranks wrote beside the checkpoint, lowest rank first."""
+        reports = []
+        for rank in range(self.nproc):
+            with contextlib.suppress(OSError, ValueError):
+                reports.append(json.loads(error_file(self.checkpoint, rank).read_text()))
+        return reports
 
 
 def _signal_group(pid: int, signum: int) -> None:
