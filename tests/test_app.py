@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
 from webapp.extensions import db
 from webapp.jobs import cancel, submit, wait_for
 from webapp.models import JobState
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.sqlite_only(reason="the default database is a file in the instance folder")
@@ -93,3 +100,28 @@ def wait_until_running(job_id: int) -> None:
             return
         time.sleep(0.025)
     raise AssertionError("job never started")
+
+
+def test_unknown_job_kind_is_refused(app_ctx):
+    with pytest.raises(ValueError, match="unknown job kind 'nope'"):
+        submit("nope")
+
+
+def test_web_app_and_cli_start_without_pytorch(tmp_path):
+    """Only jobs load PyTorch and scikit-learn (see webapp.jobs.registry): the web server's
+    processes and commands such as ``flask data import`` start in a second or two and stay small."""
+    code = (
+        "import sys, wsgi\n"
+        "from webapp.cli import data, model\n"
+        "wsgi.app.test_client().get('/auth/login')\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', "
+        "'sklearn', 'scipy'})\n"
+        "print(','.join(heavy) or 'none')\n"
+    )
+    env = dict(os.environ, REALFAKE_INSTANCE=str(tmp_path / "instance"))
+    env.pop("REALFAKE_DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "none"

@@ -39,7 +39,7 @@ def create_app(config: Config | None = None) -> Flask:
     from . import auth, errors, security  # noqa: F401  (auth registers the user loader)
     from .blueprints import register_blueprints
     from .cli import register_commands
-    from .jobs import registry  # noqa: F401  (registers the job handlers)
+    from .jobs import registry  # noqa: F401  (declares the job kinds)
     from .services import tokens
 
     errors.init_app(app)

@@ -12,7 +12,6 @@ from ..extensions import db
 from ..jobs import submit
 from ..models import ModelVersion
 from ..services import versions
-from ..services.evaluation import evaluate_dataset
 from .jobwait import wait_with_bar
 
 
@@ -101,6 +100,8 @@ def predict_command(version_name, wait) -> None:
 def evaluate_command(dataset, version_name, as_json) -> None:
     """Metrics of a version on all labelled images of a dataset."""
     try:
+        from ..services.evaluation import evaluate_dataset  # loads PyTorch
+
         metrics = evaluate_dataset(dataset, version_name)
     except ValueError as error:
         raise click.ClickException(str(error)) from error

@@ -4,6 +4,7 @@ Views and CLI commands call :func:`submit`; the worker runs the registered handl
 :class:`JobContext` that records progress, log lines and cancellation in the Job row.
 """
 
+from . import registry  # noqa: F401  (declares every job kind)
 from .core import JobCancelled, JobContext, cancel, handler, submit, wait_for
 
 __all__ = ["JobCancelled", "JobContext", "cancel", "handler", "submit", "wait_for"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import threading
@@ -21,11 +22,24 @@ from .queue import huey
 
 Handler = Callable[["JobContext"], dict[str, Any] | None]
 _HANDLERS: dict[str, Handler] = {}
-# Kinds of which only one may be queued or running at a time (training, for one).
-_SINGLETON_KINDS: set[str] = set()
-# Kinds that a second run completes when the first was cut short (imports): a job of such a kind
-# whose worker died is queued again instead of failed.
-_RESUMABLE_KINDS: set[str] = set()
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job: the module whose ``@handler`` runs it, imported when the first job of the
+    kind runs (so the web server and the CLI start without PyTorch), and how the queue treats it.
+
+    ``singleton``: only one may be queued or running at a time (training). ``resumable``: a
+    second run completes one that was cut short (imports), so a job whose worker died is queued
+    again instead of failed.
+    """
+
+    module: str
+    singleton: bool = False
+    resumable: bool = False
+
+
+_KINDS: dict[str, JobKind] = {}
 _worker_app: Flask | None = None
 
 
@@ -33,26 +47,37 @@ class JobCancelled(Exception):
     """Raised inside a handler when an admin asked to cancel its job."""
 
 
-def handler(
-    kind: str, singleton: bool = False, resumable: bool = False
-) -> Callable[[Handler], Handler]:
-    """Register the function that runs jobs of ``kind``; ``resumable`` says that running it
-    again after an interruption completes it (so a job whose worker died may be re-queued)."""
+def declare(kind: str, module: str, singleton: bool = False, resumable: bool = False) -> None:
+    """Make ``kind`` known (see ``registry``); its handler is imported on first use."""
+    _KINDS[kind] = JobKind(module, singleton, resumable)
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that runs jobs of ``kind`` (declared in ``registry``)."""
 
     def register(function: Handler) -> Handler:
+        if kind not in _KINDS:
+            raise ValueError(f"job kind {kind!r} is not declared in webapp.jobs.registry")
         _HANDLERS[kind] = function
-        if singleton:
-            _SINGLETON_KINDS.add(kind)
-        if resumable:
-            _RESUMABLE_KINDS.add(kind)
         return function
 
     return register
 
 
+def handler_for(kind: str) -> Handler:
+    """The function that runs ``kind``, importing its module the first time."""
+    if kind not in _HANDLERS:
+        if kind not in _KINDS:
+            raise ValueError(f"unknown job kind {kind!r}")
+        importlib.import_module(_KINDS[kind].module)
+        if kind not in _HANDLERS:
+            raise RuntimeError(f"{_KINDS[kind].module} registers no handler for {kind!r}")
+    return _HANDLERS[kind]
+
+
 def is_resumable(kind: str) -> bool:
     """Whether jobs of ``kind`` complete when simply run again."""
-    return kind in _RESUMABLE_KINDS
+    return kind in _KINDS and _KINDS[kind].resumable
 
 
 def worker_identity() -> str:
@@ -82,9 +107,9 @@ def submit(kind: str, params: dict[str, Any] | None = None, user_id: int | None 
     (two admins, two web workers) cannot both insert: the database's partial unique index over
     in-flight singleton jobs refuses the second row, and its caller gets the first job.
     """
-    if kind not in _HANDLERS:
+    if kind not in _KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
-    singleton = kind in _SINGLETON_KINDS
+    singleton = _KINDS[kind].singleton
     for _attempt in range(3):
         if singleton and (running := _in_flight(kind)) is not None:
             return running
@@ -268,7 +293,7 @@ def execute(job_id: int) -> None:
     interval = float(_current_config().get("HEARTBEAT_SECONDS", 30))
     try:
         with Heartbeat(db.engine, job_id, interval):
-            result = _HANDLERS[job.kind](context)
+            result = handler_for(job.kind)(context)
     except JobCancelled:
         context.log("cancelled")
         _finish(job_id, JobState.CANCELLED)

@@ -1,3 +1,15 @@
-"""Imports every module that registers job handlers, so the worker knows them all."""
+"""Every kind of job, and the module whose ``@handler`` runs it.
 
-from ..services import demo_jobs, importer, report_jobs, scoring, training  # noqa: F401
+The modules are imported only when a job of their kind first runs in a process: a web server
+or a CLI command that only submits jobs never loads PyTorch or scikit-learn (seconds of start-up
+and hundreds of MB per process).
+"""
+
+from .core import declare
+
+declare("import", "webapp.services.importer", resumable=True)
+declare("train", "webapp.services.training", singleton=True)
+declare("predict", "webapp.services.scoring")
+declare("report", "webapp.services.report_jobs")
+declare("sleep", "webapp.services.demo_jobs")
+declare("fail", "webapp.services.demo_jobs")

@@ -342,7 +342,7 @@ class _Importer:
 # --- The background job (web uploads) -------------------------------------------------------
 
 
-@handler("import", resumable=True)
+@handler("import")
 def import_job(context) -> dict:
     """Run :func:`import_path` for a web upload, reporting progress and honouring cancel."""
     params = context.params

@@ -74,7 +74,7 @@ def check_trainable(trainset: TrainingSet) -> None:
             )
 
 
-@handler("train", singleton=True)
+@handler("train")
 def train_job(context) -> dict[str, Any]:
     """Train a new version on the effective labels, then queue scoring with it.
 
