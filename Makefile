@@ -26,13 +26,10 @@ lint: setup-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Both passes run even when the first fails, so one run shows every failure; the exit status
-# is non-zero when either failed.
+# The passes run side by side (scripts/run_tests.sh; TEST_PARALLEL=0: one after the other), both
+# to their end, so one run shows every failure; the exit status is non-zero when either failed.
 test: setup-test lint
-	@status=0; for database in $(TEST_DATABASES); do \
-	  echo "==> test suite on $$database"; \
-	  REALFAKE_TEST_DATABASE=$$database $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS) || status=1; \
-	done; exit $$status
+	@VENV=$(VENV) scripts/run_tests.sh $(TEST_DATABASES)
 
 bench: setup
 	$(VENV)/bin/python bench/import_bench.py
