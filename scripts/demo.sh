@@ -8,7 +8,7 @@ PORT="${PORT:-8000}"
 # The demo trains at 64 px: minutes on a laptop CPU. Real datasets use the seed's 224 (see README).
 export REALFAKE_IMAGE_SIZE="${REALFAKE_IMAGE_SIZE:-64}"
 export REALFAKE_CACHE_SIZE="${REALFAKE_CACHE_SIZE:-64}"
-export REALFAKE_EPOCHS="${REALFAKE_EPOCHS:-6}"
+export REALFAKE_EPOCHS="${REALFAKE_EPOCHS:-12}"
 export REALFAKE_TRAIN_PRESET="${REALFAKE_TRAIN_PRESET:-demo}"
 FLASK=(.venv/bin/flask --app wsgi)
 INSTANCE="${REALFAKE_INSTANCE:-$PWD/instance}"
