@@ -1,7 +1,7 @@
-"""Faults with real processes: ``kill -9`` a ``flask worker`` in the middle of a training and of an
-import, start a new one, and check what a user would: the job ended failed or completed on
-resume, the active version did not move, and after ``doctor --repair`` a second ``doctor`` finds
-nothing (no orphaned rows or blobs)."""
+"""Faults with real processes: ``kill -9`` a ``flask worker`` in the middle of a training, an
+import and a scoring run, start a new one, and check what a user would: the job ended failed or
+completed on resume, the active version did not move, and after ``doctor --repair`` a second
+``doctor`` finds nothing (no orphaned rows or blobs)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.processes import flask_env, run_flask, wait_until
 from tests.test_training import write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import submit, wait_for
-from webapp.models import Image, ImportRun, Job, JobState, ModelVersion
+from webapp.models import Image, ImportRun, Job, JobState, ModelVersion, Prediction
 from webapp.services import versions
 from webapp.services.importer import import_path
 from webapp.services.storage import blob_relative, extension_for
@@ -147,3 +147,53 @@ def test_import_killed_midway_resumes_or_fails_leaving_no_orphans(
     assert runs[0].state == "interrupted"
     if max_attempts == 1:
         assert any(f["check"] == "stuck-import" for f in report["findings"])
+
+
+def make_active_version_at(size: int) -> ModelVersion:
+    """An active version (untrained network) that scores at ``size`` px."""
+    from model.checkpoint import save_checkpoint
+    from model.network import build_model
+
+    version = make_active_version()
+    network, init = build_model(init="random")
+    meta = {"stem": "imagenet", "image_size": size, "mean": [0.5] * 3, "std": [0.25] * 3}
+    save_checkpoint(Path(version.checkpoint_path), network, {**meta, "init_weights": init})
+    return version
+
+
+def test_scoring_killed_midway_is_queued_again_and_scores_every_image_once(
+    app_ctx, tmp_path, shared_queue, worker_processes
+):
+    instance = Path(app_ctx.instance_path)
+    total = 240
+    write_noise_folder(tmp_path / "bulk", total)
+    import_path(tmp_path / "bulk", dataset="bulk", workers=1)
+    version = make_active_version_at(96)
+    env = flask_env(instance, REALFAKE_SCORE_BATCH="16")
+    first = worker_processes(env)
+    first.wait_ready()
+
+    job = submit("predict", {"version": version.name})
+
+    def under_way_or_ended() -> Job | None:
+        row = job_row(job.id)
+        done = (row.progress or {}).get("done") or 0
+        return row if row.state not in (JobState.QUEUED, JobState.RUNNING) or done > 0 else None
+
+    row = wait_until(under_way_or_ended, timeout=120, what="scoring under way")
+    assert row.state == JobState.RUNNING, (row.state, row.error, row.progress, row.log)
+    assert row.progress["done"] < total, "the network pass ended before it could be interrupted"
+    first.kill9()
+    assert db.session.scalar(select(func.count(Prediction.id))) == 0  # written at the end
+
+    second = worker_processes(env)
+    second.wait_ready()
+    ended = wait_for(job.id, timeout=300, poll=0.1)
+    assert ended.state == JobState.SUCCEEDED, ended.error
+    assert ended.attempts == 2 and "queued again" in ended.log
+    assert ended.result["scored"] == total and ended.result["already_scored"] == 0
+    per_image = db.session.execute(
+        select(Prediction.image_id, func.count(Prediction.id)).group_by(Prediction.image_id)
+    ).all()
+    assert len(per_image) == total and {count for _, count in per_image} == {1}
+    assert_doctor_repairs_then_finds_nothing(env)

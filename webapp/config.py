@@ -99,6 +99,8 @@ class Config:
         # A model.train.TrainConfig preset: "seed" (224 px as the study), "demo", "cifake".
         self.TRAIN_PRESET = os.environ.get("REALFAKE_TRAIN_PRESET", "seed")
         self.KFOLD = _int_env("REALFAKE_KFOLD", 5)
+        # Images per forward pass when scoring: memory grows with it (and with the image size).
+        self.SCORE_BATCH = _int_env("REALFAKE_SCORE_BATCH", 256)
         self.AUTO_ACTIVATE_BETTER = os.environ.get("REALFAKE_AUTO_ACTIVATE", "0") == "1"
         # Review queue.
         self.QUEUE_BUCKETS = os.environ.get(

@@ -15,9 +15,8 @@ from ..extensions import db
 from ..models import ModelVersion, Prediction
 from . import versions
 from .pixel_cache import load_pixels
+from .scoring import score_batch
 from .trainset import labelled_images
-
-BATCH = 256
 
 
 def evaluate_arrays(
@@ -28,10 +27,11 @@ def evaluate_arrays(
         return {"n": 0}
     predictor = Predictor.from_checkpoint(checkpoint_path)
     ids = list(image_ids)
+    batch = score_batch()
     p_fake = np.concatenate(
         [
-            predictor.predict(load_pixels(ids[i : i + BATCH], image_size)).p_fake
-            for i in range(0, len(ids), BATCH)
+            predictor.predict(load_pixels(ids[i : i + batch], image_size)).p_fake
+            for i in range(0, len(ids), batch)
         ]
     )
     return classification_metrics(np.asarray(labels), p_fake)

@@ -26,7 +26,7 @@ from . import versions
 from .pixel_cache import load_pixels
 from .storage import servable_file
 
-BATCH = 256
+BATCH = 256  # images per forward pass unless SCORE_BATCH says otherwise
 _cache: dict[tuple[int, str], Predictor] = {}
 _cache_lock = threading.Lock()
 
@@ -125,17 +125,23 @@ def audit_key(sha256: str, version_name: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def score_batch() -> int:
+    """Images per forward pass when scoring and evaluating (``SCORE_BATCH``)."""
+    return max(1, int(current_app.config.get("SCORE_BATCH") or BATCH))
+
+
 def run_network(version: ModelVersion, image_ids: Sequence[int], progress=None) -> dict[str, Any]:
     """Raw and calibrated p_fake and features for ``image_ids``, batch by batch from the cache."""
     predictor = get_predictor(version)
+    batch = score_batch()
     raw, calibrated, features = [], [], []
-    for done, chunk in enumerate(chunks(list(image_ids), BATCH)):
+    for done, chunk in enumerate(chunks(list(image_ids), batch)):
         output = predictor.predict(load_pixels(chunk, version.image_size))
         raw.append(output.p_fake_raw)
         calibrated.append(output.p_fake)
         features.append(output.features.astype(np.float32))
         if progress is not None:
-            progress(min((done + 1) * BATCH, len(image_ids)), len(image_ids))
+            progress(min((done + 1) * batch, len(image_ids)), len(image_ids))
     if not raw:
         return {"p_fake_raw": np.zeros(0), "p_fake": np.zeros(0), "features": np.zeros((0, 512))}
     return {
