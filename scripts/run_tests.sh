@@ -4,16 +4,21 @@
 # start (workers, torchrun, Redis, PostgreSQL, Chromium), so two passes together take far less
 # than one after the other. TEST_PARALLEL=0 runs them one after the other instead.
 #
-# Each pass writes its own log (in $TEST_LOG_DIR, default a temporary folder); a pass's output is
-# printed when it ends. Extra pytest arguments come from $PYTEST_ARGS. The exit status is
+# Each pass writes its own log (in $TEST_LOG_DIR when set, kept; else in a temporary folder,
+# removed at the end); a pass's output is printed when it ends. Extra pytest arguments come from $PYTEST_ARGS. The exit status is
 # non-zero when any pass failed; every pass runs to its end either way, so one run shows every
 # failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 python=${VENV:-.venv}/bin/python
-log_dir=${TEST_LOG_DIR:-$(mktemp -d -t realfake-test-logs.XXXXXX)}
-mkdir -p "$log_dir"
+if [ -n "${TEST_LOG_DIR:-}" ]; then
+  log_dir=$TEST_LOG_DIR
+  mkdir -p "$log_dir"
+else  # printed below, so a folder of our own is removed at the end
+  log_dir=$(mktemp -d -t realfake-test-logs.XXXXXX)
+  trap 'rm -rf "$log_dir"' EXIT
+fi
 parallel=${TEST_PARALLEL:-1}
 databases=("$@")
 [ ${#databases[@]} -gt 0 ] || databases=(sqlite)

@@ -78,6 +78,19 @@ def events_of(output: str) -> list[dict]:
     ]
 
 
+def train_here(data):
+    """Single-process training of an exported training set, as its configuration says."""
+    return train(
+        data.train_images,
+        data.train_labels,
+        data.val_images,
+        data.val_labels,
+        data.config,
+        data.mean,
+        data.std,
+    )
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     """torchrun with the multi-machine flags (one node here), rendezvous on a free port."""
@@ -113,16 +126,7 @@ def ddp_run(tmp_path_factory):
 def single_run(ddp_run):
     """The same configuration on the same data in this one process."""
     data = load_trainset(ddp_run["folder"])
-    result = train(
-        data.train_images,
-        data.train_labels,
-        data.val_images,
-        data.val_labels,
-        data.config,
-        data.mean,
-        data.std,
-    )
-    return data, result
+    return data, train_here(data)
 
 
 @pytest.mark.slow
@@ -209,16 +213,7 @@ def test_without_torchrun_the_entry_point_trains_in_this_process(tmp_path, capsy
     folder = tmp_path / "trainset"
     write_trainset(folder)
     main(["--data", str(folder), "--out", str(tmp_path / "one.pt")])
-    data = load_trainset(folder)
-    expected = train(
-        data.train_images,
-        data.train_labels,
-        data.val_images,
-        data.val_labels,
-        data.config,
-        data.mean,
-        data.std,
-    )
+    expected = train_here(load_trainset(folder))
     model, meta = load_checkpoint(tmp_path / "one.pt")
     assert state_sha256(model) == state_sha256(expected.model)  # deterministic on CPU
     assert meta["policy"] == "cpu/fp32/channels_last"
