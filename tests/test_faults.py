@@ -158,6 +158,8 @@ def make_active_version_at(size: int) -> ModelVersion:
     network, init = build_model(init="random")
     meta = {"stem": "imagenet", "image_size": size, "mean": [0.5] * 3, "std": [0.25] * 3}
     save_checkpoint(Path(version.checkpoint_path), network, {**meta, "init_weights": init})
+    version.image_size = size
+    db.session.commit()
     return version
 
 

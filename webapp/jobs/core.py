@@ -30,8 +30,8 @@ class JobKind:
     kind runs (so the web server and the CLI start without PyTorch), and how the queue treats it.
 
     ``singleton``: only one may be queued or running at a time (training). ``resumable``: a
-    second run completes one that was cut short (imports), so a job whose worker died is queued
-    again instead of failed.
+    second run completes one that was cut short (imports, scoring), so a job whose worker died
+    is queued again instead of failed.
     """
 
     module: str
