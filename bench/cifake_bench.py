@@ -35,6 +35,8 @@ stem at about 270 images/s).
 The full run of the ``cifake`` preset (``--minutes 20 --budget-clock cpu --threads 2
 --eval-every 1000``, OMP_WAIT_POLICY=PASSIVE; 20 minutes of two cores' CPU time, 35 minutes of wall
 clock on the shared box): 10 epochs, 95.30% held-out accuracy, AUC 0.989, train accuracy 98.0%.
+The same with ``--stem medium`` (idle box, 24 minutes of wall clock): 3.5 epochs, 95.27%, AUC
+0.989, train accuracy 96.4%.
 """
 
 from __future__ import annotations
