@@ -709,9 +709,30 @@ def _reserve(user_id: int, statement: Select, params: dict, expires: datetime) -
             renew(user_id, [rows[0].image_id], expires)
             return Claim(rows[0].image_id, rows[0].bucket, expires, extra={"renewed": True})
         for row in rows:
-            if insert_lease(row.image_id, user_id, expires):
+            if not insert_lease(row.image_id, user_id, expires):
+                continue
+            # PostgreSQL does not serialise claims as SQLite's write lock does: another reviewer
+            # may have decided this item (closing it and dropping their lease) after our candidate
+            # query ran, and the lease row we just inserted is then theirs, gone. Read again.
+            if _still_open(params["version_id"], row.image_id):
                 return Claim(row.image_id, row.bucket, expires)
+            db.session.execute(  # give it back within this claim's transaction
+                delete(_LEASES).where(
+                    _LEASES.c.image_id == row.image_id, _LEASES.c.user_id == user_id
+                )
+            )
     return None
+
+
+def _still_open(version_id: int, image_id: int) -> bool:
+    """Whether the image's queue entry for the version is open, as committed now."""
+    return bool(
+        db.session.scalar(
+            select(_ENTRIES.c.is_open).where(
+                _ENTRIES.c.model_version_id == version_id, _ENTRIES.c.image_id == image_id
+            )
+        )
+    )
 
 
 def claim_image(user_id: int, image_id: int) -> Claim:
