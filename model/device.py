@@ -18,8 +18,10 @@ import torch
 PRECISION_ENV = "REALFAKE_PRECISION"
 
 
-def pick_device(preference: str = "auto") -> torch.device:
+def pick_device(preference: str | torch.device = "auto") -> torch.device:
     """The device to use: ``"auto"`` picks cuda, then mps, then cpu; a device name forces it."""
+    if isinstance(preference, torch.device):
+        preference = str(preference)
     preference = (preference or "auto").lower()
     if preference == "auto":
         if torch.cuda.is_available():

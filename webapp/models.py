@@ -355,3 +355,18 @@ class Job(db.Model):
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} {self.state}>"
+
+
+class WorkerPresence(db.Model):
+    """A running job worker (``host:pid``), refreshed while it runs, removed when it stops:
+    how ``--wait`` knows that a queued job has no worker to run it."""
+
+    __tablename__ = "workers"
+
+    identity: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settings: Mapped[str] = mapped_column(String(255), default="")
+
+    def __repr__(self) -> str:
+        return f"<WorkerPresence {self.identity} seen {self.seen_at:%H:%M:%S}>"
