@@ -10,6 +10,9 @@ again instead of running the other machine's choice.
 candidate, ``torch.compile`` included (its compilation time is part of the report); ``quick``
 leaves ``compile`` out; ``off`` measures nothing and runs the fused network in fp32 (what the
 test suite uses, so its numbers are the same on every CPU).
+
+PyTorch is imported only by the functions that measure or load (``flask doctor`` reads the
+stored choices without it).
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ import threading
 from pathlib import Path
 
 from flask import current_app
-
-from model.tuning import TuningResult, machine_fingerprint, tune, tune_training
 
 MODES = ("auto", "quick", "off")
 _lock = threading.Lock()
@@ -67,16 +68,44 @@ def _training_key(device: str, image_size: int, batch_size: int) -> str:
     return f"training:{device}:{image_size}:bs{batch_size}"
 
 
+def machine_fingerprint(device) -> dict:
+    """``model.tuning.machine_fingerprint`` (imported here: it loads PyTorch)."""
+    from model.tuning import machine_fingerprint as fingerprint
+
+    return fingerprint(device)
+
+
 def _same_machine(entry: dict, device) -> bool:
     return entry.get("fingerprint") == machine_fingerprint(device)
 
 
-def stored_choice(device, image_size: int) -> TuningResult | None:
-    """The inference choice measured on this machine for this size, if there is one."""
+def stored_entries() -> dict[str, dict]:
+    """Every stored measurement, by key (``inference:cpu:224``, ``training:cpu:32:bs128``)."""
+    return _read_all()
+
+
+def stored_choice(device, image_size: int):
+    """The inference choice (a ``TuningResult``) measured on this machine for this size."""
+    from model.tuning import TuningResult
+
     entry = _read_all().get(_inference_key(str(device), image_size))
     if not entry or not _same_machine(entry, device):
         return None
     return TuningResult.from_dict(entry)
+
+
+def tune(*args, **kwargs):
+    """``model.tuning.tune`` (imported here: it loads PyTorch)."""
+    from model.tuning import tune as measure
+
+    return measure(*args, **kwargs)
+
+
+def tune_training(*args, **kwargs) -> dict:
+    """``model.tuning.tune_training`` (imported here: it loads PyTorch)."""
+    from model.tuning import tune_training as measure
+
+    return measure(*args, **kwargs)
 
 
 def tune_inference(model, meta, device, *, include_compile: bool = True, log=None):
@@ -87,7 +116,7 @@ def tune_inference(model, meta, device, *, include_compile: bool = True, log=Non
     return result
 
 
-def inference_choice(model, meta, device, log=None) -> TuningResult | None:
+def inference_choice(model, meta, device, log=None):
     """What scoring and evaluation run: the stored choice, or a measurement made now (then
     stored); None when tuning is off."""
     current = mode()
@@ -111,3 +140,20 @@ def training_choice(device, image_size: int, batch_size: int, log=None) -> dict 
     result = tune_training(image_size, batch_size, device, log=log)
     _write(key, result)
     return result
+
+
+def describe_entry(entry: dict) -> str:
+    """One line about a stored measurement, for ``flask doctor``."""
+    machine = (entry.get("fingerprint") or {}).get("processor", "an unknown machine")
+    if "engine" in entry:
+        speedup = entry.get("speedup") or 0.0
+        return (
+            f"{entry['engine']} {entry['precision']} batch {entry['batch_size']}: "
+            f"{entry['images_per_second']:.1f} img/s, {speedup:.2f}x eager fp32 (on {machine})"
+        )
+    return (
+        f"training in {entry['precision']}, small-conv gradient "
+        f"{'on' if entry.get('small_conv_grad') else 'off'}: "
+        f"{entry['images_per_second']:.1f} img/s against {entry['baseline_images_per_second']:.1f}"
+        f" in fp32 (on {machine})"
+    )
