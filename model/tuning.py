@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from model.cpu_conv import patch_small_convolutions
-from model.device import Policy, pick_device, precision_policy
+from model.device import pick_device, precision_policy
 from model.network import build_model
 from model.predict import Predictor
 
@@ -201,10 +201,10 @@ def tune(
     """Time the candidates for ``meta["image_size"]`` on ``device`` and choose the fastest that
     agrees with eager fp32 (see the module docstring).
 
-    Each candidate scores ``batches`` batches of the largest batch size, best of ``repeats``
-    passes after a warm-up batch. ``fused`` runs at every batch size; ``jit`` and ``compile``
-    only at the batch size that was fastest for ``fused`` in the same precision, which keeps
-    the number of compilations at one per precision.
+    Each candidate scores ``batches`` batches of the largest batch size; candidates are raced in
+    ``repeats`` rounds beside the baseline and each keeps its fastest pass. ``fused`` runs at
+    every batch size; ``jit`` and ``compile`` only at the batch size that was fastest for
+    ``fused`` in the same precision, which keeps the compilations to one per precision.
     """
     started = time.perf_counter()
     log = log or (lambda message: None)
@@ -212,25 +212,33 @@ def tune(
     engines, precisions = list(engines), list(precisions)
     sizes = sorted(set(batch_sizes))
     images = tuning_images(max(sizes) * batches, int(meta["image_size"]))
-    timer = _Timer(model, meta, device, images, repeats)
-    baseline, reference = timer.baseline(max(sizes))
-    log(f"eager fp32 (baseline) bs{max(sizes)}: {baseline:.1f} img/s")
-    measurements = []
+    timer = _Timer(model, meta, device, images)
+    baseline = timer.baseline(max(sizes))
+    fused = []
+    if "fused" in engines:
+        fused = [timer.prepare(Candidate("fused", p, b)) for p in precisions for b in sizes]
+    timer.race([baseline, *fused], repeats)
+    later, best_fused = [], []
     for precision in precisions:
-        fused = []
-        if "fused" in engines:
-            for size in sizes:
-                fused.append(timer.measure(Candidate("fused", precision, size), reference))
-                log(_describe(fused[-1]))
-        best_batch = _best(fused).batch_size if _best(fused) else max(sizes)
-        others = [engine for engine in engines if engine != "fused"]
-        measurements += fused
-        for engine in others:
-            measurements.append(timer.measure(Candidate(engine, precision, best_batch), reference))
-            log(_describe(measurements[-1]))
+        own = [entry for entry in fused if entry.measurement.precision == precision]
+        best = _best([entry.measurement for entry in own])
+        best_fused += [entry for entry in own if entry.measurement is best]
+        batch = best.batch_size if best else max(sizes)
+        later += [
+            timer.prepare(Candidate(engine, precision, batch))
+            for engine in engines
+            if engine != "fused"
+        ]
+    if later:  # raced again beside the baseline and the fused winners: same moment, same load
+        timer.race([baseline, *best_fused, *later], repeats)
+    measurements = [entry.measurement for entry in [*fused, *later]]
+    baseline_rate = baseline.measurement.images_per_second
+    log(f"eager fp32 (baseline) bs{max(sizes)}: {baseline_rate:.1f} img/s")
+    for measurement in measurements:
+        log(_describe(measurement))
     chosen = _best(measurements)
     if chosen is None:  # nothing agreed: the network as trained is always right
-        chosen = Measurement("eager", "fp32", max(sizes), baseline, 0.0, 0.0, 0.0, True)
+        chosen = baseline.measurement
     return TuningResult(
         device=str(device),
         image_size=int(meta["image_size"]),
@@ -238,7 +246,7 @@ def tune(
         precision=chosen.precision,
         batch_size=chosen.batch_size,
         images_per_second=chosen.images_per_second,
-        baseline_images_per_second=baseline,
+        baseline_images_per_second=baseline_rate,
         seconds=round(time.perf_counter() - started, 2),
         fingerprint=machine_fingerprint(device),
         measurements=measurements,
@@ -262,55 +270,73 @@ def _describe(measurement: Measurement) -> str:
     )
 
 
+@dataclass
+class _Entry:
+    """A candidate in the race: its measurement so far and its predictor (None if it failed)."""
+
+    measurement: Measurement
+    predictor: Predictor | None
+    best_seconds: float = float("inf")
+
+
 class _Timer:
-    """Times predictors over one set of images and compares them with the fp32 reference."""
+    """Builds candidates, checks them against the fp32 reference, and races them.
 
-    def __init__(self, model, meta, device, images, repeats):
-        self.model, self.meta, self.images, self.repeats = model, meta, images, repeats
+    A race times every entry once per round, round after round, and keeps each entry's fastest
+    pass: on a shared machine the load then falls on all candidates alike, instead of on
+    whichever happened to be timed while another process was busy.
+    """
+
+    def __init__(self, model, meta, device, images):
+        self.model, self.meta, self.images = model, meta, images
         self.policy = precision_policy(device, "fp32")
+        self.reference = None
 
-    def baseline(self, batch_size: int):
-        """(images/s, outputs) of eager fp32 in the contiguous layout: the network as trained."""
+    def baseline(self, batch_size: int) -> _Entry:
+        """Eager fp32 in the contiguous layout (the network as trained): also the reference
+        every candidate's outputs are compared with."""
         policy = replace(self.policy, channels_last=False)
         predictor = Predictor(self.model, self.meta, engine="eager", policy=policy)
-        rate, output = self._rate(predictor, batch_size)
-        return rate, output
+        self.reference = predictor.predict(self.images, batch_size=batch_size)
+        measurement = Measurement("eager", "fp32", batch_size, agrees=True)
+        measurement.max_logit_error = measurement.max_p_fake_error = 0.0
+        return _Entry(measurement, predictor)
 
-    def measure(self, candidate: Candidate, reference) -> Measurement:
-        """Build, warm up and time one candidate; failures are recorded, never raised."""
-        result = Measurement(candidate.engine, candidate.precision, candidate.batch_size)
+    def prepare(self, candidate: Candidate) -> _Entry:
+        """Build and warm up one candidate (compiling, for ``compile``) and compare its outputs
+        with the reference; a failure is recorded, never raised."""
+        measurement = Measurement(candidate.engine, candidate.precision, candidate.batch_size)
         try:
             started = time.perf_counter()
             predictor = Predictor(
                 self.model,
                 self.meta,
                 engine=candidate.engine,
-                policy=self._policy(candidate.precision),
+                policy=precision_policy(self.policy.device, candidate.precision),
                 batch_size=candidate.batch_size,
             )
-            predictor.predict(self.images[: candidate.batch_size])  # warm-up (compiles)
-            result.setup_seconds = round(time.perf_counter() - started, 3)
-            rate, output = self._rate(predictor, candidate.batch_size)
+            predictor.predict(self.images[: candidate.batch_size])  # warm-up
+            measurement.setup_seconds = round(time.perf_counter() - started, 3)
+            output = predictor.predict(self.images)
+            tolerance = TOLERANCES[candidate.precision]
         except Exception as error:  # an engine that cannot run here is simply not chosen
-            result.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-            return result
-        result.images_per_second = rate
-        tolerance = TOLERANCES[candidate.precision]
-        result.max_logit_error, result.max_p_fake_error, result.agrees = tolerance.check(
-            reference, output
+            measurement.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            return _Entry(measurement, None)
+        measurement.max_logit_error, measurement.max_p_fake_error, measurement.agrees = (
+            tolerance.check(self.reference, output)
         )
-        return result
+        return _Entry(measurement, predictor)
 
-    def _policy(self, precision: str) -> Policy:
-        return precision_policy(self.policy.device, precision)
-
-    def _rate(self, predictor: Predictor, batch_size: int):
-        best, output = float("inf"), None
-        for _ in range(max(1, self.repeats)):
-            started = time.perf_counter()
-            output = predictor.predict(self.images, batch_size=batch_size)
-            best = min(best, time.perf_counter() - started)
-        return len(self.images) / best, output
+    def race(self, entries: list[_Entry], rounds: int) -> None:
+        """Time every working entry once per round; each keeps its fastest pass."""
+        for _ in range(max(1, rounds)):
+            for entry in entries:
+                if entry.predictor is None:
+                    continue
+                started = time.perf_counter()
+                entry.predictor.predict(self.images, batch_size=entry.measurement.batch_size)
+                entry.best_seconds = min(entry.best_seconds, time.perf_counter() - started)
+                entry.measurement.images_per_second = len(self.images) / entry.best_seconds
 
 
 def tune_training(
