@@ -152,3 +152,11 @@ def make_active_version() -> ModelVersion:
     version.checkpoint_path = str(path)
     db.session.commit()
     return version
+
+
+def decide(user, image_id: int, choice: str, **fields):
+    """Lease the image to ``user`` as the desk does (a decision needs the lease), then decide."""
+    from webapp.services import queue, reviews
+
+    queue.claim_image(user.id, image_id)
+    return reviews.decide(user, image_id, choice, **fields)

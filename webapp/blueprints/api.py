@@ -44,7 +44,8 @@ def _queue_error(error: QueueError):
 
 @bp.errorhandler(reviews.ReviewError)
 def _review_error(error: reviews.ReviewError):
-    return _error(error.status, "Not Found" if error.status == 404 else "Bad Request", str(error))
+    titles = {404: "Not Found", 409: "Conflict"}
+    return _error(error.status, titles.get(error.status, "Bad Request"), str(error))
 
 
 def _error(status: int, title: str, message: str):
@@ -146,9 +147,11 @@ def review_release():
 @bp.post("/review/decisions")
 @reviewer_required
 def review_decide():
-    """Record my decision: ``{"image_id", "choice", "note", "model_version_id"}``.
+    """Record my decision: ``{image_id, choice, note, model_version_id, idempotency_key}``.
 
-    ``choice`` is real, fake, unsure or skip; ``model_version_id`` the version I was shown.
+    ``choice`` is real, fake, unsure or skip; ``model_version_id`` the version I was shown. 201
+    for a new decision; 200 with the first one (``replayed``) when a request with the same
+    ``idempotency_key`` was recorded before; 409 without a lease on the item or once decided.
     """
     body = _json_body()
     version = body.get("model_version_id")
@@ -159,9 +162,10 @@ def review_decide():
         str(body.get("choice", "")),
         note=str(body.get("note") or ""),
         model_version_id=_int_field(body, "model_version_id") if version is not None else None,
+        idempotency_key=body.get("idempotency_key"),
     )
     result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
-    return jsonify(result), 201
+    return jsonify(result), 200 if outcome.replayed else 201
 
 
 @bp.post("/review/undo")
