@@ -118,9 +118,34 @@ def test_undoing_a_skip_brings_the_item_back_to_the_skipper(version, people):
     ann = people[0]
     image = make_scored_image(version, 0.5, label="unknown")
     decide(ann, image.id, "skip")
+    decide(ann, image.id, "skip")  # skipped twice: left to the others
     assert queue.claim_next(ann.id) is None
+    assert queue.left_for(ann.id) == {"leased_to_others": 0, "skipped": 1}
     reviews.undo_last(ann)
     assert queue.claim_next(ann.id).image_id == image.id
+
+
+def test_a_skipped_item_comes_back_to_the_skipper_after_the_rest(version, people):
+    ann, bob, _ = people
+    first, second, third = (
+        make_scored_image(version, 0.5 + i / 100, label="unknown") for i in range(3)
+    )
+    decide(ann, first.id, "skip")
+    queue.release(ann.id)
+    served = []
+    while (claim := queue.claim_next(ann.id)) is not None:
+        served.append(claim.image_id)
+        reviews.decide(ann, claim.image_id, "real" if claim.image_id != first.id else "fake")
+    assert served == [second.id, third.id, first.id]
+    assert queue.claim_next(bob.id) is None  # all decided now
+
+
+def test_the_end_counts_items_other_reviewers_hold(version, people):
+    ann, bob, _ = people
+    image = make_scored_image(version, 0.5, label="unknown")
+    assert queue.claim_next(bob.id).image_id == image.id
+    assert queue.claim_next(ann.id) is None
+    assert queue.left_for(ann.id) == {"leased_to_others": 1, "skipped": 0}
 
 
 def test_one_review_per_item_by_default(version, people):

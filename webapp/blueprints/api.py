@@ -128,7 +128,10 @@ def review_claim():
         holding = body.get("holding") or []
         if not isinstance(holding, list) or not all(isinstance(i, int) for i in holding):
             abort(400, description="holding must be a list of image ids")
-        claim = queue.claim_next(viewer.id, filters_from(body.get("filters") or {}), holding)
+        filters = filters_from(body.get("filters") or {})
+        claim = queue.claim_next(viewer.id, filters, holding)
+        if claim is None:  # say where the rest is, for the end screen
+            return jsonify({"item": None, "left": queue.left_for(viewer.id, filters)})
     if claim is None:
         return jsonify({"item": None})
     return jsonify({"item": item_payload(claim.image_id, viewer, claim)})
