@@ -121,6 +121,8 @@ def test_undoing_a_skip_brings_the_item_back_to_the_skipper(version, people):
     decide(ann, image.id, "skip")  # skipped twice: left to the others
     assert queue.claim_next(ann.id) is None
     assert queue.left_for(ann.id) == {"leased_to_others": 0, "skipped": 1}
+    assert queue.claim_next(ann.id, skipped_again=True).image_id == image.id  # asked for
+    queue.release(ann.id)
     reviews.undo_last(ann)
     assert queue.claim_next(ann.id).image_id == image.id
 

@@ -116,9 +116,12 @@ def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
 @bp.post("/review/claim")
 @reviewer_required
 def review_claim():
-    """Lease the next item to me. Body: ``{"filters": {...}, "holding": [ids], "image_id": id}``.
+    """Lease the next item to me. Body: ``{"filters": {...}, "holding": [ids], "image_id": id,
+    "skipped_again": bool}``.
 
-    ``image_id`` asks for one named image (opened from a link, or resolving an escalation).
+    ``image_id`` asks for one named image (opened from a link, or resolving an escalation);
+    ``skipped_again`` also serves the items I skipped twice. Without an item, ``left`` says what
+    the filters still hold for others.
     """
     body = _json_body()
     viewer = reviews.Viewer.of(current_user)
@@ -129,7 +132,8 @@ def review_claim():
         if not isinstance(holding, list) or not all(isinstance(i, int) for i in holding):
             abort(400, description="holding must be a list of image ids")
         filters = filters_from(body.get("filters") or {})
-        claim = queue.claim_next(viewer.id, filters, holding)
+        skipped_again = body.get("skipped_again") is True
+        claim = queue.claim_next(viewer.id, filters, holding, skipped_again)
         if claim is None:  # say where the rest is, for the end screen
             return jsonify({"item": None, "left": queue.left_for(viewer.id, filters)})
     if claim is None:

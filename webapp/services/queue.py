@@ -559,12 +559,12 @@ def _decided_by_me(choices: Iterable[str] = (*labels.VOTE_CHOICES, "skip")):
 
 
 def _skipped_once_by_me() -> Select:
-    """Image ids I skipped exactly once (undone skips do not count)."""
+    """Image ids I skipped at most ``:max_skips`` times (undone skips do not count)."""
     return (
         select(_DECISIONS.c.image_id)
         .where(*_standing_decisions_of_me(["skip"]))
         .group_by(_DECISIONS.c.image_id)
-        .having(func.count() == 1)
+        .having(func.count() <= bindparam("max_skips"))
     )
 
 
@@ -694,14 +694,18 @@ def held_by(user_id: int) -> list[int]:
 
 
 def claim_next(
-    user_id: int, filters: QueueFilter | None = None, holding: Iterable[int] = ()
+    user_id: int,
+    filters: QueueFilter | None = None,
+    holding: Iterable[int] = (),
+    skipped_again: bool = False,
 ) -> Claim | None:
     """Lease the next item to the user and return it, or None when nothing is left.
 
     ``holding`` lists the items the reviewer's screen already holds: their leases are renewed and
     they are not served again. Any other unexpired item the user holds is re-served first (a
     reload must not lose it); then the first open item in queue order that nobody holds and the
-    user has not already decided or skipped.
+    user has not already decided or skipped; then the items the user skipped once (with
+    ``skipped_again``, also those skipped more often).
     """
     filters = filters or QueueFilter()
     s = settings()
@@ -719,6 +723,7 @@ def claim_next(
     if holding:
         renew(user_id, holding, expires)
     params |= {"version_id": version_id, "user_id": user_id, "holding": holding}
+    params["max_skips"] = 2**31 if skipped_again else 1
     claim = _reserve(user_id, _claim_statement(shape), params, expires)
     db.session.commit()
     if claim is not None:
