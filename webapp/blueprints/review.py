@@ -55,6 +55,7 @@ def desk():
         open_image=request.args.get("image", type=int),
         has_model=queue.active_version_id() is not None,
         settings=s,
+        min_display_ms=max(0, int(current_app.config["DESK_MIN_DISPLAY_MS"])),
     )
 
 
