@@ -5,28 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_scored_image, make_version
 from tests.helpers import PASSWORD, make_user
 from webapp.extensions import db
 from webapp.models import ReviewDecision, User
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def queue_of(app):
-    """An active version and ``n`` uncertain unlabelled images, in a known queue order."""
-
-    def make(n: int) -> list[int]:
-        with app.app_context():
-            version = make_version("v1")
-            images = [
-                make_scored_image(version, 0.5 + 0.01 * index, label="unknown")
-                for index in range(n)
-            ]
-            return [image.id for image in images]
-
-    return make
 
 
 def log_in(page, base_url: str, app, username: str):
