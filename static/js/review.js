@@ -148,7 +148,7 @@
   }
 
   function retryEmpty(now = false) {
-    if (state.items.length || !state.exhausted) return;
+    if (!state.exhausted) return;
     state.exhausted = false;
     if (now) render();
     fill();
@@ -211,6 +211,7 @@
     state.items.shift();
     state.drawnId = null;
     desk.dataset.ready = "";
+    el.photo.dataset.imageId = ""; // the same item served again (a skip) is drawn again
     state.accepted.push({ image_id: item.image_id, choice, shownFor });
     state.saving.add(item.image_id);
     remember(entry);
@@ -236,6 +237,7 @@
           state.decided += 1;
           showCounts(data.stats);
           refreshCounts();
+          if (state.exhausted) retryEmpty(); // a skip comes back once it is saved
         },
         (error) => {
           if (!error.status || error.status >= 500 || error.status === 429) {
