@@ -89,8 +89,8 @@ def test_every_control_is_on_screen(app, server, browser, queue_of, width, heigh
         context.close()
 
 
-def log_in_as_admin(page, base_url: str) -> None:
-    """Log in as the admin "boss" (whose landing page is not the desk), then open the desk."""
+def log_in_as_admin(page, base_url: str, open_desk: bool = True) -> None:
+    """Log in as the admin "boss" (made beforehand), then open the desk (not their landing page)."""
     from tests.helpers import PASSWORD
 
     page.goto(f"{base_url}/auth/login")
@@ -98,8 +98,9 @@ def log_in_as_admin(page, base_url: str) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_load_state()
-    page.goto(f"{base_url}/review/")
-    page.wait_for_selector('#desk[data-state="item"]')
+    if open_desk:
+        page.goto(f"{base_url}/review/")
+        page.wait_for_selector('#desk[data-state="item"]')
 
 
 def test_the_heatmap_is_computed_by_a_job_and_changes_the_picture(app, server, new_page):
