@@ -236,11 +236,13 @@
           settle(entry, "saved");
           state.decided += 1;
           showCounts(data.stats);
-          refreshCounts();
+          if (state.decided % 10 === 0) refreshSide(); // agreement too, now and then
+          else refreshCounts();
           if (state.exhausted) retryEmpty(); // a skip comes back once it is saved
         },
         (error) => {
           if (!error.status || error.status >= 500 || error.status === 429) {
+            entry.retrying = true;
             markRecent(entry, "retrying");
             setTimeout(() => send(entry, item), RETRY_SEND_MS); // same key: stored once
             return;
@@ -281,9 +283,11 @@
     }
   }
 
-  function persist() {
+  // Read, change, write: another tab of the same reviewer keeps its own entries in the list.
+  function persist(change = (stored) => stored) {
     try {
-      if (state.unsent.length) localStorage.setItem(STORE_KEY, JSON.stringify(state.unsent));
+      const stored = change(loadUnsent());
+      if (stored.length) localStorage.setItem(STORE_KEY, JSON.stringify(stored));
       else localStorage.removeItem(STORE_KEY);
     } catch {
       // storage full or disabled: the decision is still sent, it just would not survive a reload
@@ -293,12 +297,13 @@
 
   function remember(entry) {
     state.unsent.push(entry);
-    persist();
+    persist((stored) => [...stored, entry]);
   }
 
   function forget(entry) {
-    state.unsent = state.unsent.filter((other) => other.idempotency_key !== entry.idempotency_key);
-    persist();
+    const other = (item) => item.idempotency_key !== entry.idempotency_key;
+    state.unsent = state.unsent.filter(other);
+    persist((stored) => stored.filter(other));
   }
 
   function resendUnsent() {
@@ -342,6 +347,12 @@
   }
 
   function undo() {
+    // An undo goes after the decisions in flight; one the network lost is not saved yet, and an
+    // undo now would revert the decision before it.
+    if (state.unsent.some((entry) => entry.retrying)) {
+      toast("Your last decision is not saved yet (the network is down): undo once it is.", "error");
+      return;
+    }
     enqueue(() =>
       request("POST", urls.undo, {}).then(
         (data) => {
@@ -730,12 +741,14 @@
   }
 
   // The job worker computes a heatmap the first time it is asked for: 202 until then.
-  function loadHeat(item, retry = state.heatFailed === item.image_id) {
+  function loadHeat(item, retry = state.heatFailed === item.image_id, polling = false) {
     const cached = state.heatCache.get(item.image_id);
     if (cached) {
       showHeat(item, cached);
       return;
     }
+    if (state.heatLoading === item.image_id && !polling) return; // already asked, still waiting
+    state.heatLoading = item.image_id;
     heatStatus("Computing the heatmap…", true);
     const url = retry ? `${item.urls.heatmap}?retry=1` : item.urls.heatmap;
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -750,15 +763,18 @@
       .then((blob) => {
         if (!blob) {
           const onScreen = state.heatOn && state.items[0] && state.items[0].image_id === item.image_id;
-          if (onScreen) setTimeout(() => loadHeat(item, false), 1000);
+          if (onScreen) setTimeout(() => loadHeat(item, false, true), 1000);
+          else state.heatLoading = null;
           return;
         }
+        state.heatLoading = null;
         const url = URL.createObjectURL(blob);
         state.heatCache.set(item.image_id, url);
         state.heatFailed = null;
         showHeat(item, url);
       })
       .catch((error) => {
+        state.heatLoading = null;
         state.heatOn = false;
         state.heatFailed = item.image_id; // the next H asks for a new try
         el.heatState.hidden = true;
