@@ -85,6 +85,7 @@ BUCKET_TITLES = {
 }
 MAX_HELD = 8  # leases one reviewer may hold at once (the screen keeps 3)
 _CANDIDATES = 8  # items fetched per claim attempt, in case others take some meanwhile
+MAX_SKIPS_SERVED = 1_000_000  # "any number of skips" (a 32-bit bound parameter on PostgreSQL)
 
 
 class QueueError(ValueError):
@@ -723,7 +724,7 @@ def claim_next(
     if holding:
         renew(user_id, holding, expires)
     params |= {"version_id": version_id, "user_id": user_id, "holding": holding}
-    params["max_skips"] = 2**31 if skipped_again else 1
+    params["max_skips"] = MAX_SKIPS_SERVED if skipped_again else 1
     claim = _reserve(user_id, _claim_statement(shape), params, expires)
     db.session.commit()
     if claim is not None:
