@@ -124,6 +124,8 @@ def test_the_heatmap_is_computed_by_a_job_and_changes_the_picture(app, server, n
     page.wait_for_selector('#desk[data-heat="shown"]', state="attached", timeout=60_000)
     assert page.is_visible("#heat-legend") and page.is_visible("#heat-opacity")
     shown = page.locator("#stage").screenshot()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "heatmap.png"))
     page.fill("#heat-opacity", "100")
     opaque = page.locator("#stage").screenshot()
     change, full_change = mean_change(before, shown), mean_change(before, opaque)
