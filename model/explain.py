@@ -90,3 +90,14 @@ def overlay(
         blended = Image.blend(image, heat, alpha)
         blended.save(buffer, "PNG" if fmt.upper() == "PNG" else "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def heat_png(heatmap: np.ndarray) -> bytes:
+    """The heatmap alone, colour-mapped and fully opaque, as PNG at the heatmap's size.
+
+    The review screen lays it over the image with an opacity the reviewer sets and shows the
+    colour ramp as a legend, so nothing is blended in here.
+    """
+    buffer = io.BytesIO()
+    Image.fromarray(_colormap(heatmap), "RGB").save(buffer, "PNG")
+    return buffer.getvalue()

@@ -131,7 +131,9 @@ def make_prediction(
 def make_scored_image(version: ModelVersion, p_fake: float, **fields) -> Image:
     """An image and its prediction in one call: image fields and prediction fields by name."""
     image_fields = {
-        k: fields.pop(k) for k in ("dataset", "label", "split", "fmt", "exif") if k in fields
+        k: fields.pop(k)
+        for k in ("dataset", "label", "split", "fmt", "exif", "size")
+        if k in fields
     }
     image = make_image(**image_fields)
     make_prediction(image, version, p_fake, **fields)
@@ -152,3 +154,11 @@ def make_active_version() -> ModelVersion:
     version.checkpoint_path = str(path)
     db.session.commit()
     return version
+
+
+def decide(user, image_id: int, choice: str, **fields):
+    """Lease the image to ``user`` as the desk does (a decision needs the lease), then decide."""
+    from webapp.services import queue, reviews
+
+    queue.claim_image(user.id, image_id)
+    return reviews.decide(user, image_id, choice, **fields)

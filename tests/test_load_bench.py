@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.load_bench import Shared, run_checks
-from tests.factories import make_scored_image, make_version
+from tests.factories import decide, make_scored_image, make_version
 from tests.helpers import make_user
 from webapp.services import reviews
 
@@ -36,7 +36,7 @@ def test_checks_catch_lost_and_invented_decisions(app_ctx):
     version = make_version("v1")
     images = [make_scored_image(version, 0.5, label="real") for _ in range(3)]
     rita = reviews.Viewer.of(make_user("reviewer1"))
-    decided = [reviews.decide(rita, image.id, "fake").decision for image in images]
+    decided = [decide(rita, image.id, "fake").decision for image in images]
     shared = Shared(target=3, deadline=0)
     for decision in decided[:2]:  # the third row was never acknowledged: "extra"
         shared.acked[decision["id"]] = {

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from tests.factories import make_dataset, make_prediction, make_scored_image, make_version
+from tests.factories import decide, make_dataset, make_prediction, make_scored_image, make_version
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import Lease, QueueBuild, ReviewDecision, utcnow
@@ -205,8 +205,8 @@ def test_an_import_that_relabels_images_rebuilds_the_queue(version):
 
 def test_decided_items_leave_the_queue_and_rebuild_agrees(zoo):
     ann = make_user("ann")
-    reviews.decide(ann, zoo["li_high"], "fake")
-    reviews.decide(ann, zoo["unc_close"], "skip")
+    decide(ann, zoo["li_high"], "fake")
+    decide(ann, zoo["unc_close"], "skip")
     open_now = [item.image_id for item in queue.list_items(limit=100)]
     assert zoo["li_high"] not in open_now
     assert zoo["unc_close"] in open_now  # a skip is not a decision on the label
@@ -257,7 +257,7 @@ def test_claim_respects_filters(zoo):
 def test_skipped_items_go_to_others_not_back_to_the_skipper(zoo):
     ann, bob = make_user("ann"), make_user("bob")
     first = queue.claim_next(ann.id).image_id
-    reviews.decide(ann, first, "skip")
+    decide(ann, first, "skip")
     assert queue.claim_next(ann.id).image_id != first
     assert queue.claim_next(bob.id).image_id == first
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_dataset, make_scored_image, make_version
+from tests.factories import decide, make_dataset, make_scored_image, make_version
 from tests.helpers import csrf_token, login, make_user
 from webapp.extensions import db
 from webapp.models import ReviewDecision
@@ -267,14 +267,13 @@ def test_an_item_held_by_another_reviewer_is_a_conflict(app, scored):
 
 def test_escalations_endpoint_is_for_admins(app, scored):
     app.config["REVIEWS_PER_ITEM"] = 2
-    from webapp.services import reviews
 
     client, admin = user_client(app, "ann"), user_client(app, "boss", role="admin")
     with app.app_context():
         ann, bob = make_user("ann"), make_user("bob")
         image_id = scored["ids"][2]
-        reviews.decide(ann, image_id, "real")
-        reviews.decide(bob, image_id, "fake")
+        decide(ann, image_id, "real")
+        decide(bob, image_id, "fake")
     assert client.get("/api/v1/review/escalations").status_code == 403
     items = admin.get("/api/v1/review/escalations").get_json()["items"]
     assert [item["image_id"] for item in items] == [image_id]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import func, select
 
-from tests.factories import make_scored_image, make_version
+from tests.factories import decide, make_scored_image, make_version
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import ReviewDecision
@@ -60,7 +62,7 @@ def decisions_of(user):
 def test_decision_rows_record_who_what_and_against_which_version(version, people):
     ann = people[0]
     image = make_scored_image(version, 0.9, label="real")
-    outcome = reviews.decide(ann, image.id, "fake", note="  visible seam  ")
+    outcome = decide(ann, image.id, "fake", note="  visible seam  ")
     row = decisions_of(ann)[0]
     assert (row.image_id, row.choice, row.note) == (image.id, "fake", "visible seam")
     assert (row.label_before, row.model_version_id) == ("real", version.id)
@@ -91,8 +93,8 @@ def test_undo_is_a_new_row_and_restores_the_label(version, people):
     ann = people[0]
     first = make_scored_image(version, 0.9, label="real")
     second = make_scored_image(version, 0.1, label="fake")
-    reviews.decide(ann, first.id, "fake")
-    reviews.decide(ann, second.id, "unsure")
+    decide(ann, first.id, "fake")
+    decide(ann, second.id, "unsure")
     assert labels.effective_labels([first.id, second.id]) == {first.id: "fake", second.id: "unsure"}
 
     undone = reviews.undo_last(ann)
@@ -115,16 +117,43 @@ def test_undo_is_a_new_row_and_restores_the_label(version, people):
 def test_undoing_a_skip_brings_the_item_back_to_the_skipper(version, people):
     ann = people[0]
     image = make_scored_image(version, 0.5, label="unknown")
-    reviews.decide(ann, image.id, "skip")
+    decide(ann, image.id, "skip")
+    decide(ann, image.id, "skip")  # skipped twice: left to the others
     assert queue.claim_next(ann.id) is None
+    assert queue.left_for(ann.id) == {"leased_to_others": 0, "skipped": 1}
+    assert queue.claim_next(ann.id, skipped_again=True).image_id == image.id  # asked for
+    queue.release(ann.id)
     reviews.undo_last(ann)
     assert queue.claim_next(ann.id).image_id == image.id
+
+
+def test_a_skipped_item_comes_back_to_the_skipper_after_the_rest(version, people):
+    ann, bob, _ = people
+    first, second, third = (
+        make_scored_image(version, 0.5 + i / 100, label="unknown") for i in range(3)
+    )
+    decide(ann, first.id, "skip")
+    queue.release(ann.id)
+    served = []
+    while (claim := queue.claim_next(ann.id)) is not None:
+        served.append(claim.image_id)
+        reviews.decide(ann, claim.image_id, "real" if claim.image_id != first.id else "fake")
+    assert served == [second.id, third.id, first.id]
+    assert queue.claim_next(bob.id) is None  # all decided now
+
+
+def test_the_end_counts_items_other_reviewers_hold(version, people):
+    ann, bob, _ = people
+    image = make_scored_image(version, 0.5, label="unknown")
+    assert queue.claim_next(bob.id).image_id == image.id
+    assert queue.claim_next(ann.id) is None
+    assert queue.left_for(ann.id) == {"leased_to_others": 1, "skipped": 0}
 
 
 def test_one_review_per_item_by_default(version, people):
     ann, bob, _ = people
     image = make_scored_image(version, 0.5, label="unknown")
-    reviews.decide(ann, image.id, "real")
+    decide(ann, image.id, "real")
     assert queue.claim_next(bob.id) is None
 
 
@@ -132,11 +161,11 @@ def test_two_reviews_agreement_sets_the_label(app, version, people):
     app.config["REVIEWS_PER_ITEM"] = 2
     ann, bob, _ = people
     image = make_scored_image(version, 0.5, label="unknown")
-    reviews.decide(ann, image.id, "fake")
+    decide(ann, image.id, "fake")
     assert labels.effective_label(image) == "unknown"  # pending: one vote of two
     assert queue.claim_next(ann.id) is None  # Ann has voted
     assert queue.claim_next(bob.id).image_id == image.id
-    outcome = reviews.decide(bob, image.id, "fake")
+    outcome = decide(bob, image.id, "fake")
     assert (outcome.state.status, outcome.label) == ("agreed", "fake")
     assert queue.list_items() == []
     assert reviews.escalations() == []
@@ -146,8 +175,8 @@ def test_two_reviews_disagreement_escalates_until_an_admin_decides(app, version,
     app.config["REVIEWS_PER_ITEM"] = 2
     ann, bob, boss = people
     image = make_scored_image(version, 0.9, label="real")
-    reviews.decide(ann, image.id, "fake", note="hands")
-    outcome = reviews.decide(bob, image.id, "real", note="looks fine")
+    decide(ann, image.id, "fake", note="hands")
+    outcome = decide(bob, image.id, "real", note="looks fine")
     assert outcome.state.status == "escalated"
     assert labels.effective_label(image) == "real"  # no consensus: the import label stands
     assert queue.list_items() == []  # out of the queue...
@@ -158,7 +187,7 @@ def test_two_reviews_disagreement_escalates_until_an_admin_decides(app, version,
         ("bob", "real", "looks fine"),
     ]
     assert "Reviewers disagree (FAKE, REAL)" in reviews.item_details(image.id, boss)["reason"]
-    resolved = reviews.decide(boss, image.id, "fake")
+    resolved = decide(boss, image.id, "fake")
     assert (resolved.state.status, resolved.label) == ("resolved", "fake")
     assert reviews.escalations() == []
 
@@ -167,8 +196,8 @@ def test_undo_reopens_a_consensus(app, version, people):
     app.config["REVIEWS_PER_ITEM"] = 2
     ann, bob, _ = people
     image = make_scored_image(version, 0.5, label="unknown")
-    reviews.decide(ann, image.id, "fake")
-    reviews.decide(bob, image.id, "fake")
+    decide(ann, image.id, "fake")
+    decide(bob, image.id, "fake")
     reviews.undo_last(bob)
     assert labels.review_state(image.id).status == "pending"
     assert [item.image_id for item in queue.list_items()] == [image.id]
@@ -181,9 +210,9 @@ def test_effective_labels_for_all_images(version, people):
     flipped = make_scored_image(version, 0.9, label="real")
     unsure = make_scored_image(version, 0.5, label="fake")
     unlabelled = make_scored_image(version, 0.5, label="unknown")
-    reviews.decide(ann, flipped.id, "fake")
-    reviews.decide(ann, unsure.id, "unsure")
-    reviews.decide(ann, unlabelled.id, "skip")
+    decide(ann, flipped.id, "fake")
+    decide(ann, unsure.id, "unsure")
+    decide(ann, unlabelled.id, "skip")
     assert labels.effective_labels() == {
         kept.id: "real",
         flipped.id: "fake",
@@ -197,9 +226,9 @@ def test_reviewer_counts_and_agreement(version, people):
     ann, bob, _ = people
     images = [make_scored_image(version, 0.5, label="unknown") for _ in range(4)]
     for image, choice in zip(images, ["real", "fake", "unsure", "skip"], strict=True):
-        reviews.decide(ann, image.id, choice)
-    reviews.decide(bob, images[0].id, "real")  # agrees
-    reviews.decide(bob, images[1].id, "real")  # disagrees
+        decide(ann, image.id, choice)
+    decide(bob, images[0].id, "real")  # agrees
+    decide(bob, images[1].id, "real")  # disagrees
     reviews.undo_last(ann)  # the skip
     reviews.undo_last(ann)  # the unsure
     stats = reviews.reviewer_stats(ann.id)
@@ -213,12 +242,12 @@ def test_history_hides_other_votes_while_a_consensus_is_pending(app, version, pe
     app.config["REVIEWS_PER_ITEM"] = 2
     ann, bob, boss = people
     image = make_scored_image(version, 0.5, label="unknown")
-    reviews.decide(ann, image.id, "fake", note="smeared text")
+    decide(ann, image.id, "fake", note="smeared text")
     seen_by_bob = reviews.history(image.id, bob)
     assert [(e["user"], e["choice"], e["note"]) for e in seen_by_bob] == [("ann", "hidden", "")]
     assert reviews.history(image.id, ann)[0]["choice"] == "fake"
     assert reviews.history(image.id, boss)[0]["note"] == "smeared text"
-    reviews.decide(bob, image.id, "fake")
+    decide(bob, image.id, "fake")
     assert [e["choice"] for e in reviews.history(image.id, bob)] == ["fake", "fake"]
 
 
@@ -231,7 +260,104 @@ def test_item_details_explain_the_item(version, people):
     assert details["prediction"]["confidence"] == pytest.approx(0.8)
     assert details["file"]["format"] == "JPEG" and details["file"]["jpeg_quality"] == 90
     assert (details["import_label"], details["label_source"]) == ("fake", "folder name")
-    reviews.decide(people[0], image.id, "real")
+    decide(people[0], image.id, "real")
     after = reviews.item_details(image.id, people[0])
     assert after["bucket"] is None and after["label"] == "real"
     assert after["history"][0]["choice"] == "real"
+
+
+# ----------------------------------------------------------------------------- once per claim
+
+
+def test_a_decision_needs_the_lease(version, people):
+    ann = people[0]
+    image = make_scored_image(version, 0.5, label="unknown")
+    with pytest.raises(reviews.Conflict, match="no lease"):
+        reviews.decide(ann, image.id, "real")
+    assert decisions_of(ann) == []
+
+
+def test_the_same_decision_twice_is_stored_once(version, people):
+    ann = people[0]
+    image = make_scored_image(version, 0.5, label="unknown")
+    first = decide(ann, image.id, "fake", idempotency_key="key-00000001")
+    again = reviews.decide(ann, image.id, "fake", idempotency_key="key-00000001")
+    assert again.replayed and not first.replayed
+    assert again.decision["id"] == first.decision["id"]
+    with pytest.raises(reviews.Conflict, match="already decided"):  # without the key: refused
+        reviews.decide(ann, image.id, "fake")
+    assert [row.choice for row in decisions_of(ann)] == ["fake"]
+
+
+def test_a_decided_item_is_refused_until_undone(version, people):
+    ann = people[0]
+    image = make_scored_image(version, 0.5, label="unknown")
+    decide(ann, image.id, "real")
+    with pytest.raises(reviews.Conflict, match="already decided"):
+        decide(ann, image.id, "fake")  # leased again (opened by its link): still refused
+    reviews.undo_last(ann)
+    assert decide(ann, image.id, "fake").label == "fake"
+
+
+def test_a_key_names_one_decision(version, people):
+    ann = people[0]
+    one, two = (make_scored_image(version, 0.5, label="unknown") for _ in range(2))
+    decide(ann, one.id, "real", idempotency_key="key-00000002")
+    with pytest.raises(reviews.Conflict, match="already used"):
+        decide(ann, two.id, "real", idempotency_key="key-00000002")
+    with pytest.raises(reviews.ReviewError, match="idempotency_key must be"):
+        decide(ann, two.id, "real", idempotency_key="short")
+
+
+def test_concurrent_identical_decisions_store_one_row_and_undo_reverts_it(app, version, people):
+    ann = people[0]
+    image = make_scored_image(version, 0.5, label="unknown")
+    queue.claim_image(ann.id, image.id)
+    viewer, image_id = reviews.Viewer.of(ann), image.id
+    results, errors = [], []
+    start = threading.Barrier(8)
+
+    def send() -> None:
+        with app.app_context():
+            start.wait()
+            try:
+                outcome = reviews.decide(viewer, image_id, "real", idempotency_key="same-click-1")
+                results.append(outcome.decision["id"])
+            except BaseException as error:  # reported below
+                errors.append(error)
+            db.session.remove()
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(results) == 8 and len(set(results)) == 1
+    assert [row.choice for row in decisions_of(ann)] == ["real"]
+    reviews.undo_last(viewer)
+    assert labels.review_state(image_id).status == "unreviewed"
+    assert image_id in {item.image_id for item in queue.list_items(limit=10)}
+
+
+def test_the_api_answers_a_repeat_with_the_first_decision(auth, client, app):
+    from tests.helpers import csrf_token
+
+    def api_post_json(client, path, body):
+        return client.post(path, json=body, headers={"X-CSRFToken": csrf_token(client, "/review/")})
+
+    with app.app_context():
+        version = make_version("v1")
+        image_id = make_scored_image(version, 0.5, label="unknown").id
+    auth.login()
+    claimed = api_post_json(client, "/api/v1/review/claim", {})
+    assert claimed.get_json()["item"]["image_id"] == image_id
+    body = {"image_id": image_id, "choice": "real", "idempotency_key": "click-000001"}
+    first = api_post_json(client, "/api/v1/review/decisions", body)
+    again = api_post_json(client, "/api/v1/review/decisions", body)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.get_json()["decision"]["id"] == first.get_json()["decision"]["id"]
+    assert again.get_json()["replayed"] is True
+    unleased = api_post_json(client, "/api/v1/review/decisions", body | {"idempotency_key": None})
+    assert unleased.status_code == 409
+    assert "already decided" in unleased.get_json()["message"]

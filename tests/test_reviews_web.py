@@ -6,12 +6,15 @@ import io
 import json
 import re
 import sys
-import types
+from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
+from sqlalchemy import select
 
-from tests.factories import make_image, make_scored_image, make_version
+from tests.factories import make_active_version, make_image, make_scored_image, make_version
+from webapp.extensions import db
+from webapp.models import Job, ModelVersion
 from webapp.services.reviews import original_file
 
 
@@ -97,47 +100,79 @@ def test_heatmap_without_an_active_model_is_503(auth, client, app):
     assert "No active model version" in response.get_json()["message"]
 
 
-def test_heatmap_without_the_scoring_service_is_503(auth, client, item, monkeypatch):
-    monkeypatch.setitem(sys.modules, "webapp.services.scoring", None)  # makes the import fail
+def test_heatmap_of_a_version_without_checkpoint_is_503(auth, client, item):
     auth.login("reviewer")
     response = client.get(f"/review/image/{item}/heatmap.png")
     assert response.status_code == 503
-    assert "not installed" in response.get_data(as_text=True)
+    assert "has no checkpoint" in response.get_data(as_text=True)
 
 
-def test_heatmap_comes_from_the_scoring_service(auth, client, item, monkeypatch):
-    calls = []
+@pytest.fixture
+def checkpointed_item(app):
+    with app.app_context():
+        version = make_active_version()
+        return make_scored_image(version, 0.5, label="unknown", size=(40, 32)).id
 
-    def heatmap_png(image_id):
-        calls.append(image_id)
-        buffer = io.BytesIO()
-        PILImage.new("RGB", (8, 8), (255, 0, 0)).save(buffer, format="PNG")
-        return buffer.getvalue()
 
-    scoring = types.ModuleType("webapp.services.scoring")
-    scoring.heatmap_png = heatmap_png
-    monkeypatch.setitem(sys.modules, "webapp.services.scoring", scoring)
+NO_PYTORCH = ("torch", "torchvision", "model.explain", "model.predict", "webapp.services.scoring")
+
+
+def test_the_web_process_queues_a_heatmap_job_and_never_imports_pytorch(
+    auth, client, checkpointed_item, monkeypatch
+):
+    for name in NO_PYTORCH:  # an import of any of them in this request would now fail
+        monkeypatch.setitem(sys.modules, name, None)
     auth.login("reviewer")
-    response = client.get(f"/review/image/{item}/heatmap.png")
+    url = f"/review/image/{checkpointed_item}/heatmap.png"
+    first, again = client.get(url), client.get(url)
+    assert first.status_code == again.status_code == 202
+    assert first.get_json()["state"] == "queued" and first.headers["Retry-After"] == "1"
+    assert again.get_json()["job_id"] == first.get_json()["job_id"]  # one job per image
+
+
+def test_the_worker_computes_a_coloured_heatmap_once(auth, client, checkpointed_item, worker, app):
+    from webapp.jobs import wait_for
+
+    auth.login("reviewer")
+    url = f"/review/image/{checkpointed_item}/heatmap.png"
+    job_id = client.get(url).get_json()["job_id"]
+    with app.app_context():
+        assert wait_for(job_id, timeout=120).state == "succeeded"
+    response = client.get(url)
     assert response.status_code == 200 and response.mimetype == "image/png"
-    assert calls == [item]
-    with PILImage.open(io.BytesIO(response.get_data())) as picture:
-        assert picture.getpixel((0, 0)) == (255, 0, 0)
+    data = response.get_data()
+    response.close()
+    with PILImage.open(io.BytesIO(data)) as picture:
+        assert picture.size == (32, 32) and picture.mode == "RGB"  # the network's input size
+        colours = {picture.getpixel((x, y)) for x in range(32) for y in range(32)}
+    # Colours of the ramp (an untrained network at 32 px gives a nearly flat map), not grey.
+    assert colours and all(len(set(pixel)) > 1 for pixel in colours)
+    cached = client.get(url)  # served from the cache: no second job
+    assert cached.status_code == 200 and cached.get_data() == data
+    cached.close()
+    with app.app_context():
+        kinds = [job.kind for job in db.session.scalars(select(Job))]
+    assert kinds == ["heatmap"]
 
 
-def test_heatmap_failure_is_explained(auth, client, item, monkeypatch, caplog):
-    def heatmap_png(image_id):
-        raise FileNotFoundError("checkpoint v1.pt is missing")
+def test_a_failed_heatmap_is_explained_and_retried_on_request(
+    auth, client, checkpointed_item, worker, app
+):
+    from webapp.jobs import wait_for
 
-    scoring = types.ModuleType("webapp.services.scoring")
-    scoring.heatmap_png = heatmap_png
-    monkeypatch.setitem(sys.modules, "webapp.services.scoring", scoring)
+    with app.app_context():
+        version = db.session.scalar(select(ModelVersion))
+        Path(version.checkpoint_path).write_bytes(b"not a checkpoint")
     auth.login("reviewer")
-    response = client.get(
-        f"/review/image/{item}/heatmap.png", headers={"Accept": "application/json"}
-    )
-    assert response.status_code == 503
-    assert "checkpoint v1.pt is missing" in response.get_json()["message"]
+    url = f"/review/image/{checkpointed_item}/heatmap.png"
+    job_id = client.get(url).get_json()["job_id"]
+    with app.app_context():
+        assert wait_for(job_id, timeout=120).state == "failed"
+    failed = client.get(url, headers={"Accept": "application/json"})
+    assert failed.status_code == 503
+    assert "Could not compute the heatmap" in failed.get_json()["message"]
+    retried = client.get(url + "?retry=1")
+    assert retried.status_code == 202 and retried.get_json()["job_id"] != job_id
 
 
 def test_escalations_page_lists_nothing_when_all_agree(auth, client, item):

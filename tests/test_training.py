@@ -138,14 +138,14 @@ def test_cli_evaluate_json_and_list(tiny_dataset, worker, runner):
 
 def override_labels(image_ids, new_label: str = None) -> dict[int, str]:
     """An admin overrides the labels of ``image_ids`` (flipping each unless a label is given)."""
+    from tests.factories import decide
     from tests.helpers import make_user
-    from webapp.services import reviews
 
     admin = make_user("lead", role="admin")
     chosen = {}
     for image in db.session.scalars(select(Image).where(Image.id.in_(image_ids))):
         label = new_label or ("real" if image.label == "fake" else "fake")
-        reviews.decide(admin, image.id, label, note="checked by hand")
+        decide(admin, image.id, label, note="checked by hand")
         chosen[image.id] = label
     return chosen
 

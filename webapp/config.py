@@ -116,6 +116,8 @@ class Config:
         self.AUDIT_RATE = _float_env("REALFAKE_AUDIT_RATE", 0.02)
         self.LEASE_SECONDS = _int_env("REALFAKE_LEASE_SECONDS", 300)
         self.REVIEWS_PER_ITEM = _int_env("REALFAKE_REVIEWS_PER_ITEM", 1)
+        # The desk accepts a decision only once its image has been on screen this long.
+        self.DESK_MIN_DISPLAY_MS = _int_env("REALFAKE_DESK_MIN_DISPLAY_MS", 150)
 
 
 class TestConfig(Config):

@@ -238,6 +238,8 @@ class ReviewDecision(db.Model):
         Index("ix_review_decisions_image_user", "image_id", "user_id"),
         # A reviewer's counts (today, all time) without reading their rows.
         Index("ix_review_decisions_user_choice_time", "user_id", "choice", "created_at"),
+        # A request sent twice (a double click, a retry after a reload) is one decision.
+        Index("ux_review_decisions_user_key", "user_id", "idempotency_key", unique=True),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
@@ -248,6 +250,8 @@ class ReviewDecision(db.Model):
     choice: Mapped[str] = mapped_column(String(8))  # real | fake | unsure | skip | undo
     note: Mapped[str] = mapped_column(Text, default="")
     reverts_id: Mapped[int | None] = mapped_column(ForeignKey("review_decisions.id"))
+    # Chosen by the client per decision; NULL for requests without one (NULLs never collide).
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
     user: Mapped[User] = relationship()
 
 

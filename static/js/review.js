@@ -3,6 +3,11 @@
 // The screen holds up to BUFFER leased items (items[0] is on screen). A decision shows the next
 // item at once and is saved in the background; every state-changing request goes through one
 // ordered chain, so an undo always follows the decision it undoes. Plain JS, no dependencies.
+//
+// What the record can trust: a decision counts only for the item on screen, once its picture has
+// been drawn for MIN_DISPLAY_MS; a key pressed earlier is dropped, never queued for the next item.
+// Each decision carries an idempotency key and waits in localStorage until the server has it, so
+// a reload or a closed tab re-sends it (the server stores it once) and leaving warns meanwhile.
 "use strict";
 
 (() => {
@@ -11,12 +16,17 @@
 
   const BUFFER = 3;
   const RETRY_EMPTY_MS = 30000;
+  const RETRY_SEND_MS = 3000;
+  const RECENT = 4;
+  const MIN_DISPLAY_MS = Number(desk.dataset.minDisplayMs || 150);
+  const STORE_KEY = `realfake.desk.unsent.${desk.dataset.user || "me"}`;
   const urls = JSON.parse(desk.dataset.urls);
   const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
   const el = {
     viewer: $("viewer"), stage: $("stage"), photo: $("photo"), heat: $("heat"),
-    message: $("viewer-message"), stamp: $("stamp"), title: $("item-title"), ahead: $("ahead"),
+    message: $("viewer-message"), end: $("end"), recent: $("recent"), title: $("item-title"),
+    ahead: $("ahead"), legend: $("heat-legend"), opacity: $("heat-opacity"),
     zoom: $("zoom-level"), heatState: $("heat-state"), note: $("note"), help: $("help"),
     toast: $("toast"), filters: $("filters"), verdict: $("verdict"), confidence: $("confidence"),
     confidenceBar: $("confidence-bar"), version: $("model-version"), bucket: $("bucket"),
@@ -37,8 +47,18 @@
     heatCache: new Map(), // image id -> object URL
     preloaded: new Map(), // image id -> Image, kept so the browser keeps them decoded
     served: [],           // every image id this screen was given, in order
+    drawn: [],            // every image id whose picture was drawn, in order
+    drawnId: null,        // the item on screen once its picture is drawn, and since when
+    drawnAt: 0,
+    accepted: [],         // {image_id, choice, shownFor}: decisions taken on this screen
+    ignored: 0,           // decision keys and clicks dropped (too early, or nothing on screen)
+    unsent: loadUnsent(), // decisions the server has not confirmed (mirrored in localStorage)
+    counts: null,         // open items per bucket (other filters applied), for the end screen
+    left: null,           // what an empty claim said is left for others
+    skippedAgain: false,  // serve the items I skipped twice too (asked on the end screen)
     view: { scale: 1, x: 0, y: 0, fitted: true },
   };
+  for (const entry of state.unsent) state.saving.add(entry.image_id);
   window.reviewDesk = state; // for the curious (and the browser tests)
 
   // ------------------------------------------------------------------ requests
@@ -88,7 +108,7 @@
   // What the server must not serve again: items on this screen, and decided ones not saved yet
   // (a claim that runs before their decision would otherwise get them back as my own leases).
   function holding() {
-    return [...heldIds(), ...state.saving];
+    return [...new Set([...heldIds(), ...state.saving])].slice(0, 8); // the server's limit
   }
 
   function fill() {
@@ -96,7 +116,11 @@
     state.filling = true;
     const generation = state.generation;
     enqueue(() =>
-      request("POST", urls.claim, { filters: state.filters, holding: holding() }).then(
+      request("POST", urls.claim, {
+        filters: state.filters,
+        holding: holding(),
+        skipped_again: state.skippedAgain,
+      }).then(
         (data) => {
           state.filling = false;
           if (generation !== state.generation) {
@@ -106,8 +130,10 @@
           }
           if (!data.item) {
             state.exhausted = true;
+            state.left = data.left || null;
             if (!state.items.length) setTimeout(retryEmpty, RETRY_EMPTY_MS);
             render();
+            refreshCounts();
             return;
           }
           add(data.item);
@@ -121,9 +147,10 @@
     );
   }
 
-  function retryEmpty() {
-    if (state.items.length || !state.exhausted) return;
+  function retryEmpty(now = false) {
+    if (!state.exhausted) return;
     state.exhausted = false;
+    if (now) render();
     fill();
   }
 
@@ -163,44 +190,169 @@
 
   // ------------------------------------------------------------------ decisions
 
+  // A decision counts only for the item whose picture has been on screen MIN_DISPLAY_MS.
   function decide(choice) {
     const item = state.items[0];
-    if (!item) return;
-    const note = el.note.value.trim();
-    state.items.shift();
-    state.saving.add(item.image_id);
-    el.note.value = "";
-    stamp(choice);
-    render();
-    const body = {
+    const shownFor = performance.now() - state.drawnAt;
+    if (!item || state.drawnId !== item.image_id || shownFor < MIN_DISPLAY_MS) {
+      state.ignored += 1;
+      desk.dataset.ignored = String(state.ignored);
+      return;
+    }
+    const entry = {
       image_id: item.image_id,
       choice,
-      note,
+      note: el.note.value.trim(),
       model_version_id: item.prediction ? item.prediction.model_version_id : null,
+      idempotency_key: newKey(),
+      file_name: item.file_name,
+      thumbnail: item.urls.thumbnail,
     };
-    enqueue(() =>
-      request("POST", urls.decide, body)
-        .finally(() => state.saving.delete(item.image_id))
-        .then(
-          (data) => {
-            state.decided += 1;
-            showCounts(data.stats);
-            if (state.decided % 10 === 0) refreshSide();
-          },
-          (error) => {
-            if (error.status !== 409) {
-              // Not saved: put it back on screen so nothing is lost.
-              add(item, true);
-              el.note.value = note;
-            }
-            toast(`Not saved: ${error.message}`, "error");
-          },
-        ),
-    );
+    state.items.shift();
+    state.drawnId = null;
+    desk.dataset.ready = "";
+    el.photo.dataset.imageId = ""; // the same item served again (a skip) is drawn again
+    state.accepted.push({ image_id: item.image_id, choice, shownFor });
+    state.saving.add(item.image_id);
+    remember(entry);
+    el.note.value = "";
+    addRecent(entry);
+    render();
+    send(entry, item);
     fill();
   }
 
+  function send(entry, item = null) {
+    const body = {
+      image_id: entry.image_id,
+      choice: entry.choice,
+      note: entry.note,
+      model_version_id: entry.model_version_id,
+      idempotency_key: entry.idempotency_key,
+    };
+    enqueue(() =>
+      request("POST", urls.decide, body).then(
+        (data) => {
+          settle(entry, "saved");
+          state.decided += 1;
+          showCounts(data.stats);
+          if (state.decided % 10 === 0) refreshSide(); // agreement too, now and then
+          else refreshCounts();
+          if (state.exhausted) retryEmpty(); // a skip comes back once it is saved
+        },
+        (error) => {
+          if (!error.status || error.status >= 500 || error.status === 429) {
+            entry.retrying = true;
+            markRecent(entry, "retrying");
+            setTimeout(() => send(entry, item), RETRY_SEND_MS); // same key: stored once
+            return;
+          }
+          settle(entry, "not saved");
+          toast(`Not saved: ${error.message}`, "error");
+          if (error.status === 400 && item) {
+            add(item, true); // bad input: the item and its note come back, nothing is lost
+            el.note.value = entry.note;
+          } else {
+            fill();
+          }
+        },
+      ),
+    );
+  }
+
+  function settle(entry, outcome) {
+    forget(entry);
+    state.saving.delete(entry.image_id);
+    markRecent(entry, outcome);
+  }
+
+  function newKey() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // ------------------------------------------------------------------ unsent decisions
+
+  function loadUnsent() {
+    try {
+      const stored = JSON.parse(localStorage.getItem(STORE_KEY) || "[]");
+      return Array.isArray(stored) ? stored : [];
+    } catch {
+      return [];
+    }
+  }
+
+  // Read, change, write: another tab of the same reviewer keeps its own entries in the list.
+  function persist(change = (stored) => stored) {
+    try {
+      const stored = change(loadUnsent());
+      if (stored.length) localStorage.setItem(STORE_KEY, JSON.stringify(stored));
+      else localStorage.removeItem(STORE_KEY);
+    } catch {
+      // storage full or disabled: the decision is still sent, it just would not survive a reload
+    }
+    desk.dataset.unsent = String(state.unsent.length);
+  }
+
+  function remember(entry) {
+    state.unsent.push(entry);
+    persist((stored) => [...stored, entry]);
+  }
+
+  function forget(entry) {
+    const other = (item) => item.idempotency_key !== entry.idempotency_key;
+    state.unsent = state.unsent.filter(other);
+    persist((stored) => stored.filter(other));
+  }
+
+  function resendUnsent() {
+    persist();
+    for (const entry of state.unsent) {
+      addRecent(entry, "re-sending");
+      send(entry);
+    }
+  }
+
+  window.addEventListener("beforeunload", (event) => {
+    if (!state.unsent.length) return;
+    event.preventDefault();
+    event.returnValue = ""; // the browser shows its own "leave this page?" question
+  });
+
+  // ------------------------------------------------------------------ recent decisions
+
+  // The stamp of a decision belongs to the image it was made on: a row with its thumbnail.
+  function addRecent(entry, status = "saving") {
+    const li = document.createElement("li");
+    li.dataset.key = entry.idempotency_key;
+    li.dataset.imageId = String(entry.image_id);
+    li.dataset.choice = entry.choice;
+    const thumb = document.createElement("img");
+    thumb.src = entry.thumbnail;
+    thumb.alt = "";
+    const name = span(entry.file_name, "recent-name");
+    const word = { real: "REAL", fake: "FAKE", unsure: "UNSURE", skip: "SKIPPED" }[entry.choice];
+    li.append(thumb, span(word, `badge ${entry.choice}`), name, span(status, "recent-status"));
+    li.title = `${entry.file_name}: ${word}`;
+    el.recent.prepend(li);
+    while (el.recent.children.length > RECENT) el.recent.lastElementChild.remove();
+  }
+
+  function markRecent(entry, status) {
+    const li = el.recent.querySelector(`li[data-key="${entry.idempotency_key}"]`);
+    if (!li) return;
+    li.querySelector(".recent-status").textContent = status;
+    li.dataset.status = status;
+  }
+
   function undo() {
+    // An undo goes after the decisions in flight; one the network lost is not saved yet, and an
+    // undo now would revert the decision before it.
+    if (state.unsent.some((entry) => entry.retrying)) {
+      toast("Your last decision is not saved yet (the network is down): undo once it is.", "error");
+      return;
+    }
     enqueue(() =>
       request("POST", urls.undo, {}).then(
         (data) => {
@@ -221,11 +373,11 @@
     desk.dataset.imageId = item ? String(item.image_id) : "";
     desk.dataset.held = heldIds().join(",");
     renderAhead();
+    el.end.hidden = true;
     if (!item) {
       desk.dataset.state = state.exhausted ? "empty" : "loading";
-      el.message.textContent = state.exhausted
-        ? "Nothing left to review for these filters. Well done."
-        : "Loading the queue…";
+      el.message.textContent = state.exhausted ? "" : "Loading the queue…";
+      if (state.exhausted) renderEnd();
       el.stage.hidden = true;
       el.title.textContent = "";
       clearInfo();
@@ -236,6 +388,69 @@
     el.message.textContent = "";
     showImage(item);
     showInfo(item);
+  }
+
+  // Nothing left for these filters: say what is left where, with a way to each.
+  function renderEnd() {
+    const list = $("end-options");
+    list.replaceChildren();
+    const option = (textContent, label, action) => {
+      const li = document.createElement("li");
+      li.append(span(textContent, "end-text"));
+      if (label) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = label;
+        button.addEventListener("click", action);
+        li.append(button);
+      }
+      list.append(li);
+    };
+    const left = state.left || { leased_to_others: 0, skipped: 0 };
+    const minutes = Number(desk.dataset.leaseMinutes || 5);
+    if (left.leased_to_others) {
+      option(
+        `${plural(left.leased_to_others, "item")} held by other reviewers right now; ` +
+          `back in the queue if not decided within ${minutes} min.`,
+        "Check again",
+        () => retryEmpty(true),
+      );
+    }
+    if (left.skipped) {
+      option(
+        `${plural(left.skipped, "item")} you skipped twice, left to other reviewers.`,
+        "Review them again",
+        () => {
+          state.skippedAgain = true;
+          retryEmpty(true);
+        },
+      );
+    }
+    for (const [name, count] of Object.entries(state.counts || {})) {
+      if (!count || name === state.filters.bucket) continue;
+      const title = bucketTitle(name);
+      option(`${title}: ${plural(count, "open item")}.`, `Review ${title}`, () => chooseBucket(name));
+    }
+    if (state.filters.bucket && state.counts) {
+      const total = Object.values(state.counts).reduce((a, b) => a + b, 0);
+      if (total) option(`All buckets: ${plural(total, "open item")}.`, "Review all buckets", () => chooseBucket(""));
+    }
+    if (!list.children.length) option("Nothing is left for anyone with these filters.", "", null);
+    el.end.hidden = false;
+  }
+
+  function plural(count, noun) {
+    return `${count.toLocaleString()} ${noun}${count === 1 ? "" : "s"}`;
+  }
+
+  function bucketTitle(name) {
+    const node = document.querySelector(`#bucket-counts [data-bucket="${name}"] .title`);
+    return node ? node.textContent : name;
+  }
+
+  function chooseBucket(name) {
+    el.filters.elements.bucket.value = name;
+    applyFilters();
   }
 
   function renderAhead() {
@@ -250,13 +465,40 @@
     el.stage.style.height = `${height}px`;
     if (el.photo.dataset.imageId !== String(item.image_id)) {
       el.photo.dataset.imageId = String(item.image_id);
+      el.photo.alt = `${item.file_name}, from dataset ${item.dataset} (${item.split} split), under review`;
+      state.drawnId = null;
+      desk.dataset.ready = "";
       el.photo.src = item.urls.image;
       el.heat.hidden = true;
       el.heat.removeAttribute("src");
+      el.heat.alt = `Heatmap of ${item.file_name}`;
       fit();
+      whenDrawn(item);
     }
     el.title.textContent = `${item.file_name} · #${item.image_id} · ${item.dataset}/${item.split}`;
     if (state.heatOn) loadHeat(item);
+  }
+
+  // Marks the item as drawn once its picture is decoded and painted (two frames later).
+  function whenDrawn(item) {
+    const id = String(item.image_id);
+    const painted = () =>
+      requestAnimationFrame(() =>
+        requestAnimationFrame(() => {
+          if (el.photo.dataset.imageId !== id || !state.items[0]) return;
+          if (String(state.items[0].image_id) !== id) return;
+          state.drawnId = item.image_id;
+          state.drawnAt = performance.now();
+          state.drawn.push(item.image_id);
+          desk.dataset.drawn = id;
+          const drawnAt = state.drawnAt;
+          setTimeout(() => {
+            if (state.drawnId === item.image_id && state.drawnAt === drawnAt) desk.dataset.ready = id;
+          }, MIN_DISPLAY_MS);
+        }),
+      );
+    // A picture that cannot be decoded is still "shown": the reviewer can skip it.
+    (el.photo.decode ? el.photo.decode() : Promise.resolve()).then(painted, painted);
   }
 
   function showInfo(item) {
@@ -392,14 +634,6 @@
     return `${(count / 1024 / 1024).toFixed(1)} MB`;
   }
 
-  function stamp(choice) {
-    el.stamp.textContent = { real: "REAL", fake: "FAKE", unsure: "UNSURE", skip: "SKIPPED" }[choice];
-    el.stamp.className = `stamp ${choice}`;
-    el.stamp.hidden = false;
-    clearTimeout(stamp.timer);
-    stamp.timer = setTimeout(() => (el.stamp.hidden = true), 450);
-  }
-
   function toast(message, kind = "info") {
     el.toast.textContent = message;
     el.toast.className = `toast ${kind}`;
@@ -453,6 +687,7 @@
   el.viewer.addEventListener(
     "wheel",
     (event) => {
+      if (event.target.closest(".end")) return; // the end screen scrolls
       event.preventDefault();
       const box = el.viewer.getBoundingClientRect();
       zoomAt(Math.exp(-event.deltaY * 0.0015), event.clientX - box.left, event.clientY - box.top);
@@ -462,7 +697,7 @@
 
   let drag = null;
   el.viewer.addEventListener("pointerdown", (event) => {
-    if (event.button !== 0 || event.target.closest("button")) return;
+    if (event.button !== 0 || event.target.closest("button, .heat-legend, .end")) return;
     drag = { x: event.clientX, y: event.clientY };
     el.viewer.setPointerCapture(event.pointerId);
     el.viewer.classList.add("dragging");
@@ -496,6 +731,7 @@
   function toggleHeat() {
     state.heatOn = !state.heatOn;
     el.heatState.hidden = !state.heatOn;
+    el.legend.hidden = !state.heatOn;
     const item = state.items[0];
     if (!state.heatOn || !item) {
       el.heat.hidden = true;
@@ -504,15 +740,20 @@
     loadHeat(item);
   }
 
-  function loadHeat(item) {
+  // The job worker computes a heatmap the first time it is asked for: 202 until then.
+  function loadHeat(item, retry = state.heatFailed === item.image_id, polling = false) {
     const cached = state.heatCache.get(item.image_id);
     if (cached) {
       showHeat(item, cached);
       return;
     }
-    el.heatState.textContent = "Heatmap: computing…";
-    fetch(item.urls.heatmap, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    if (state.heatLoading === item.image_id && !polling) return; // already asked, still waiting
+    state.heatLoading = item.image_id;
+    heatStatus("Computing the heatmap…", true);
+    const url = retry ? `${item.urls.heatmap}?retry=1` : item.urls.heatmap;
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(async (response) => {
+        if (response.status === 202) return null;
         if (!response.ok) {
           const data = await response.json().catch(() => ({}));
           throw new Error(data.message || `heatmap: ${response.status} ${response.statusText}`);
@@ -520,23 +761,52 @@
         return response.blob();
       })
       .then((blob) => {
+        if (!blob) {
+          const onScreen = state.heatOn && state.items[0] && state.items[0].image_id === item.image_id;
+          if (onScreen) setTimeout(() => loadHeat(item, false, true), 1000);
+          else state.heatLoading = null;
+          return;
+        }
+        state.heatLoading = null;
         const url = URL.createObjectURL(blob);
         state.heatCache.set(item.image_id, url);
+        state.heatFailed = null;
         showHeat(item, url);
       })
       .catch((error) => {
+        state.heatLoading = null;
         state.heatOn = false;
+        state.heatFailed = item.image_id; // the next H asks for a new try
         el.heatState.hidden = true;
+        el.legend.hidden = true;
+        heatStatus("", false);
         toast(error.message, "error");
       });
   }
 
+  function heatStatus(message, busy) {
+    el.heatState.textContent = message || "Heatmap";
+    el.heatState.classList.toggle("busy", busy);
+    desk.dataset.heat = busy ? "computing" : state.heatOn ? "on" : "off";
+  }
+
   function showHeat(item, url) {
-    el.heatState.textContent = "Heatmap";
     if (!state.heatOn || !state.items[0] || state.items[0].image_id !== item.image_id) return;
+    heatStatus("Heatmap", false);
     el.heat.src = url;
     el.heat.hidden = false;
+    el.heat.decode().then(
+      () => (desk.dataset.heat = "shown"),
+      () => {},
+    );
   }
+
+  function applyOpacity() {
+    el.heat.style.opacity = String(Number(el.opacity.value) / 100);
+    $("heat-opacity-value").textContent = `${el.opacity.value}%`;
+  }
+  el.opacity.addEventListener("input", applyOpacity);
+  applyOpacity();
 
   // ------------------------------------------------------------------ side panel
 
@@ -584,6 +854,9 @@
           if (node) node.textContent = count.toLocaleString();
         }
         $("count-total").textContent = data.total.toLocaleString();
+        state.counts = data.counts;
+        desk.dataset.countsVersion = String(Number(desk.dataset.countsVersion || 0) + 1);
+        if (state.exhausted && !state.items.length) renderEnd();
       })
       .catch(() => {});
   }
@@ -636,7 +909,12 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (event.target.closest("input, textarea, select")) {
+    // Space and Enter would press a focused decision button: they never decide.
+    if ((event.key === " " || event.key === "Enter") && event.target.closest("[data-choice]")) {
+      event.preventDefault();
+      return;
+    }
+    if (event.target.closest("input:not([type=range]), textarea, select")) {
       if (event.target === el.note && (event.key === "Enter" || event.key === "Escape")) {
         event.preventDefault();
         el.note.blur();
@@ -653,7 +931,15 @@
   });
 
   document.querySelectorAll("[data-choice]").forEach((button) =>
-    button.addEventListener("click", () => decide(button.dataset.choice)),
+    button.addEventListener("click", (event) => {
+      button.blur();
+      if (event.detail === 0) return; // a click made by a key (Space, Enter), not the mouse
+      decide(button.dataset.choice);
+    }),
+  );
+  // Buttons never take the focus from a mouse click: the next key goes to the desk, not to them.
+  desk.querySelectorAll("button").forEach((button) =>
+    button.addEventListener("mousedown", (event) => event.preventDefault()),
   );
   $("undo-button").addEventListener("click", undo);
   $("heat-button").addEventListener("click", toggleHeat);
@@ -663,6 +949,7 @@
   // ------------------------------------------------------------------ start
 
   if (desk.dataset.hasModel === "1") {
+    resendUnsent(); // first in the chain: their leases end before the first claim
     openRequested();
     fill();
   } else {

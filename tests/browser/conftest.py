@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from tests.factories import make_scored_image, make_version
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -70,3 +72,19 @@ def new_page(browser):
     yield make
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def queue_of(app):
+    """An active version and ``n`` uncertain unlabelled images, in a known queue order."""
+
+    def make(n: int) -> list[int]:
+        with app.app_context():
+            version = make_version("v1")
+            images = [
+                make_scored_image(version, 0.5 + 0.01 * index, label="unknown")
+                for index in range(n)
+            ]
+            return [image.id for image in images]
+
+    return make

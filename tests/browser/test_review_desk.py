@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_scored_image, make_version
 from tests.helpers import PASSWORD, make_user
 from webapp.extensions import db
 from webapp.models import ReviewDecision, User
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def queue_of(app):
-    """An active version and ``n`` uncertain unlabelled images, in a known queue order."""
-
-    def make(n: int) -> list[int]:
-        with app.app_context():
-            version = make_version("v1")
-            images = [
-                make_scored_image(version, 0.5 + 0.01 * index, label="unknown")
-                for index in range(n)
-            ]
-            return [image.id for image in images]
-
-    return make
 
 
 def log_in(page, base_url: str, app, username: str):
@@ -45,9 +26,15 @@ def current_item(page) -> int:
     return int(page.get_attribute("#desk", "data-image-id"))
 
 
+def wait_ready(page) -> int:
+    """Wait until the item on screen has been drawn for the desk's minimum display time."""
+    page.wait_for_selector('#desk[data-ready]:not([data-ready=""])', state="attached")
+    return current_item(page)
+
+
 def press_and_wait(page, key: str) -> None:
-    """Press a decision key and wait until another item is on screen."""
-    before = current_item(page)
+    """Press a decision key once the item may be decided, and wait until another is on screen."""
+    before = wait_ready(page)
     page.keyboard.press(key)
     # Selectors, not wait_for_function: the page's CSP forbids the eval that one needs.
     page.wait_for_selector(
@@ -57,7 +44,7 @@ def press_and_wait(page, key: str) -> None:
 
 
 def wait_saved(page) -> None:
-    page.wait_for_selector('#desk[data-pending="0"]', state="attached")
+    page.wait_for_selector('#desk[data-pending="0"][data-unsent="0"]', state="attached")
 
 
 def decisions_of(app, username: str) -> list[tuple]:
@@ -127,9 +114,8 @@ def test_two_reviewers_at_once_never_share_an_item(app, server, new_page, queue_
     assert decided_ann <= served_ann and decided_bob <= served_bob
 
 
-def test_help_zoom_and_heatmap_message(app, server, new_page, queue_of, monkeypatch):
-    monkeypatch.setitem(sys.modules, "webapp.services.scoring", None)  # no scoring service
-    queue_of(2)
+def test_help_zoom_and_heatmap_message(app, server, new_page, queue_of):
+    queue_of(2)  # the version has no checkpoint: the heatmap cannot be computed
     page = new_page()
     log_in(page, server, app, "rita")
     page.keyboard.press("?")
@@ -141,6 +127,6 @@ def test_help_zoom_and_heatmap_message(app, server, new_page, queue_of, monkeypa
     assert page.inner_text("#zoom-level") != fitted
     page.keyboard.press("h")
     page.wait_for_selector("#toast:not([hidden])")
-    assert "not installed" in page.inner_text("#toast")
+    assert "has no checkpoint" in page.inner_text("#toast")
     # A small image is blown up to fit the screen, with crisp pixels rather than a blur.
     assert page.evaluate("document.getElementById('stage').classList.contains('pixelated')")

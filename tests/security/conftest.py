@@ -39,8 +39,9 @@ class Desk:
 
 @pytest.fixture
 def desk(app) -> Desk:
-    """Users rita (reviewer) and adam (admin); three scored images, one decided by rita and one
-    leased to her; two inactive versions; a queued job; API tokens for both users."""
+    """Users rita (reviewer) and adam (admin); three scored images, one decided by rita and two
+    leased to her (a decision needs the lease); two inactive versions; a queued job; API tokens
+    for both users."""
     with app.app_context():
         v1 = make_version("v1")
         make_version("v2", active=False)
@@ -56,6 +57,7 @@ def desk(app) -> Desk:
         )
         db.session.commit()
         queue.claim_image(rita.id, images[1].id)
+        queue.claim_image(rita.id, images[2].id)
         job = submit("report", {"report": "labels", "format": "csv"}, user_id=adam.id)
         token, reviewer_secret = tokens.create_token(rita, "rita's script")
         _, admin_secret = tokens.create_token(adam, "adam's script")

@@ -44,7 +44,8 @@ def _queue_error(error: QueueError):
 
 @bp.errorhandler(reviews.ReviewError)
 def _review_error(error: reviews.ReviewError):
-    return _error(error.status, "Not Found" if error.status == 404 else "Bad Request", str(error))
+    titles = {404: "Not Found", 409: "Conflict"}
+    return _error(error.status, titles.get(error.status, "Bad Request"), str(error))
 
 
 def _error(status: int, title: str, message: str):
@@ -115,9 +116,12 @@ def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
 @bp.post("/review/claim")
 @reviewer_required
 def review_claim():
-    """Lease the next item to me. Body: ``{"filters": {...}, "holding": [ids], "image_id": id}``.
+    """Lease the next item to me. Body: ``{"filters": {...}, "holding": [ids], "image_id": id,
+    "skipped_again": bool}``.
 
-    ``image_id`` asks for one named image (opened from a link, or resolving an escalation).
+    ``image_id`` asks for one named image (opened from a link, or resolving an escalation);
+    ``skipped_again`` also serves the items I skipped twice. Without an item, ``left`` says what
+    the filters still hold for others.
     """
     body = _json_body()
     viewer = reviews.Viewer.of(current_user)
@@ -127,7 +131,11 @@ def review_claim():
         holding = body.get("holding") or []
         if not isinstance(holding, list) or not all(isinstance(i, int) for i in holding):
             abort(400, description="holding must be a list of image ids")
-        claim = queue.claim_next(viewer.id, filters_from(body.get("filters") or {}), holding)
+        filters = filters_from(body.get("filters") or {})
+        skipped_again = body.get("skipped_again") is True
+        claim = queue.claim_next(viewer.id, filters, holding, skipped_again)
+        if claim is None:  # say where the rest is, for the end screen
+            return jsonify({"item": None, "left": queue.left_for(viewer.id, filters)})
     if claim is None:
         return jsonify({"item": None})
     return jsonify({"item": item_payload(claim.image_id, viewer, claim)})
@@ -146,9 +154,11 @@ def review_release():
 @bp.post("/review/decisions")
 @reviewer_required
 def review_decide():
-    """Record my decision: ``{"image_id", "choice", "note", "model_version_id"}``.
+    """Record my decision: ``{image_id, choice, note, model_version_id, idempotency_key}``.
 
-    ``choice`` is real, fake, unsure or skip; ``model_version_id`` the version I was shown.
+    ``choice`` is real, fake, unsure or skip; ``model_version_id`` the version I was shown. 201
+    for a new decision; 200 with the first one (``replayed``) when a request with the same
+    ``idempotency_key`` was recorded before; 409 without a lease on the item or once decided.
     """
     body = _json_body()
     version = body.get("model_version_id")
@@ -159,9 +169,10 @@ def review_decide():
         str(body.get("choice", "")),
         note=str(body.get("note") or ""),
         model_version_id=_int_field(body, "model_version_id") if version is not None else None,
+        idempotency_key=body.get("idempotency_key"),
     )
     result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
-    return jsonify(result), 201
+    return jsonify(result), 200 if outcome.replayed else 201
 
 
 @bp.post("/review/undo")

@@ -6,13 +6,25 @@ The screen itself is static HTML plus ``static/js/review.js``, which talks to th
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, send_file
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    send_file,
+)
+from flask_login import current_user
 from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
-from ..models import Dataset, Image, Split
-from ..services import queue, reviews, storage
+from ..models import Dataset, Image, Job, ModelVersion, Split
+from ..services import heatmaps, queue, reviews, storage
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 
@@ -43,6 +55,7 @@ def desk():
         open_image=request.args.get("image", type=int),
         has_model=queue.active_version_id() is not None,
         settings=s,
+        min_display_ms=max(0, int(current_app.config["DESK_MIN_DISPLAY_MS"])),
     )
 
 
@@ -75,21 +88,40 @@ def thumbnail(image_id: int):
 @bp.get("/image/<int:image_id>/heatmap.png")
 @reviewer_required
 def heatmap(image_id: int):
-    """Grad-CAM heatmap of the active model on this image, computed on demand (and cached)."""
+    """Grad-CAM heatmap of the active model on this image: the PNG once the job worker made it.
+
+    Until then 202 with the job computing it (the page polls); 503 when it cannot be made, with
+    the reason. ``?retry=1`` tries again after a failure. Never computed in the web process.
+    """
     _image_or_404(image_id)
-    if queue.active_version_id() is None:
+    version_id = queue.active_version_id()
+    if version_id is None:
         return _unavailable("No active model version: an admin must train and activate one first.")
-    try:
-        from ..services.scoring import heatmap_png
-    except ImportError:
-        return _unavailable("Heatmaps are not available: the scoring service is not installed.")
-    try:
-        png = heatmap_png(image_id)
-    except Exception as error:  # a missing checkpoint, a broken file: say so, keep reviewing
-        current_app.logger.exception("heatmap for image %s failed", image_id)
-        return _unavailable(f"Could not compute the heatmap: {error}")
-    response = Response(png, mimetype="image/png")
+    version = db.session.get(ModelVersion, version_id)
+    path = heatmaps.cached(image_id, version)
+    if path is None and not Path(version.checkpoint_path or "").is_file():
+        return _unavailable(f"Version {version.name} has no checkpoint to compute a heatmap with.")
+    if path is None:
+        retry = request.args.get("retry") == "1"
+        status = heatmaps.request_heatmap(image_id, version, current_user.id, retry=retry)
+        if status.failed:
+            reason = (status.job.error or status.job.state).strip().splitlines()[-1]
+            return _unavailable(f"Could not compute the heatmap: {reason}")
+        if status.path is None:
+            return _computing(status.job)
+        path = status.path
+    response = send_file(path, mimetype="image/png", conditional=True)
     response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _computing(job: Job):
+    """202: the heatmap job is queued or running; ask again shortly."""
+    body = {"state": job.state, "job_id": job.id, "message": "Computing the heatmap…"}
+    response = jsonify(body)
+    response.status_code = 202
+    response.headers["Retry-After"] = "1"
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

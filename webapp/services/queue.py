@@ -85,6 +85,7 @@ BUCKET_TITLES = {
 }
 MAX_HELD = 8  # leases one reviewer may hold at once (the screen keeps 3)
 _CANDIDATES = 8  # items fetched per claim attempt, in case others take some meanwhile
+MAX_SKIPS_SERVED = 1_000_000  # "any number of skips" (a 32-bit bound parameter on PostgreSQL)
 
 
 class QueueError(ValueError):
@@ -504,7 +505,9 @@ def _open_entry_clauses(shape: tuple[bool, ...], walk: bool = True) -> list[Colu
 @functools.cache
 def _claim_statement(shape: tuple[bool, ...]) -> Select:
     """In one round trip: my own leased item not in ``:holding`` (``own`` = 1), then the first
-    open items nobody holds and I have not decided (``own`` = 0), in queue order."""
+    open items nobody holds and I have not decided (``own`` = 0), in queue order, then the items
+    I skipped once (``own`` = -1): a skip sends an item to the end of my queue, a second skip
+    leaves it to the others."""
     columns = [_ENTRIES.c.image_id, _ENTRIES.c.bucket, _ENTRIES.c.bucket_rank, _ENTRIES.c.sort_key]
     # Driven by my few leases (no ORDER BY here, or SQLite would walk the whole queue index to
     # find them); the outer ORDER BY sorts the handful of rows.
@@ -515,22 +518,54 @@ def _claim_statement(shape: tuple[bool, ...]) -> Select:
     own = select(*columns, literal_column("1").label("own")).where(
         *_open_entry_clauses(shape, walk=False), _ENTRIES.c.image_id.in_(mine)
     )
-    decided_by_me = exists().where(
-        _DECISIONS.c.image_id == _ENTRIES.c.image_id,
-        _DECISIONS.c.user_id == bindparam("user_id"),
-        _DECISIONS.c.choice != "undo",
-        ~exists().where(_UNDOS.c.reverts_id == _DECISIONS.c.id),
-    )
     held = exists().where(_LEASES.c.image_id == _ENTRIES.c.image_id)
     candidates = (
         select(*columns, literal_column("0").label("own"))
-        .where(*_open_entry_clauses(shape), ~held, ~decided_by_me)
+        .where(*_open_entry_clauses(shape), ~held, ~_decided_by_me())
         .order_by(*_QUEUE_ORDER)
         .limit(_CANDIDATES)
     )
-    both = union_all(own.subquery().select(), candidates.subquery().select()).subquery()
+    skipped_back = (
+        select(*columns, literal_column("-1").label("own"))
+        .where(
+            *_open_entry_clauses(shape, walk=False),
+            _ENTRIES.c.image_id.in_(_skipped_once_by_me()),
+            ~held,
+            ~_decided_by_me(labels.VOTE_CHOICES),
+        )
+        .order_by(*_QUEUE_ORDER)
+        .limit(_CANDIDATES)
+    )
+    parts = (own, candidates, skipped_back)
+    both = union_all(*(part.subquery().select() for part in parts)).subquery()
     return select(both).order_by(
         both.c.own.desc(), both.c.bucket_rank, both.c.sort_key, both.c.image_id
+    )
+
+
+def _standing_decisions_of_me(choices: Iterable[str]) -> list[ColumnElement[bool]]:
+    """WHERE clauses: my decisions with one of ``choices`` that no undo reverted."""
+    return [
+        _DECISIONS.c.user_id == bindparam("user_id"),
+        _DECISIONS.c.choice.in_(list(choices)),
+        ~exists().where(_UNDOS.c.reverts_id == _DECISIONS.c.id),
+    ]
+
+
+def _decided_by_me(choices: Iterable[str] = (*labels.VOTE_CHOICES, "skip")):
+    """Whether I have a standing decision of ``choices`` on the entry's image."""
+    return exists().where(
+        _DECISIONS.c.image_id == _ENTRIES.c.image_id, *_standing_decisions_of_me(choices)
+    )
+
+
+def _skipped_once_by_me() -> Select:
+    """Image ids I skipped at most ``:max_skips`` times (undone skips do not count)."""
+    return (
+        select(_DECISIONS.c.image_id)
+        .where(*_standing_decisions_of_me(["skip"]))
+        .group_by(_DECISIONS.c.image_id)
+        .having(func.count() <= bindparam("max_skips"))
     )
 
 
@@ -660,14 +695,18 @@ def held_by(user_id: int) -> list[int]:
 
 
 def claim_next(
-    user_id: int, filters: QueueFilter | None = None, holding: Iterable[int] = ()
+    user_id: int,
+    filters: QueueFilter | None = None,
+    holding: Iterable[int] = (),
+    skipped_again: bool = False,
 ) -> Claim | None:
     """Lease the next item to the user and return it, or None when nothing is left.
 
     ``holding`` lists the items the reviewer's screen already holds: their leases are renewed and
     they are not served again. Any other unexpired item the user holds is re-served first (a
     reload must not lose it); then the first open item in queue order that nobody holds and the
-    user has not already decided or skipped.
+    user has not already decided or skipped; then the items the user skipped once (with
+    ``skipped_again``, also those skipped more often).
     """
     filters = filters or QueueFilter()
     s = settings()
@@ -685,11 +724,49 @@ def claim_next(
     if holding:
         renew(user_id, holding, expires)
     params |= {"version_id": version_id, "user_id": user_id, "holding": holding}
+    params["max_skips"] = MAX_SKIPS_SERVED if skipped_again else 1
     claim = _reserve(user_id, _claim_statement(shape), params, expires)
     db.session.commit()
     if claim is not None:
         claim.model_version_id = version_id
     return claim
+
+
+def left_for(user_id: int, filters: QueueFilter | None = None) -> dict[str, int]:
+    """What the filters still hold that :func:`claim_next` does not serve the user: items other
+    reviewers hold now, and items the user skipped twice (left to the others). For the end
+    screen, so "nothing left" can say where the rest is."""
+    filters = filters or QueueFilter()
+    s = settings()
+    shape, params = _shape_and_params(s, filters, filters.check(s))
+    version_id = ensure_current()
+    if version_id is None:
+        return {"leased_to_others": 0, "skipped": 0}
+    params |= {"version_id": version_id, "user_id": user_id, "now": utcnow()}
+    open_here = _open_entry_clauses(shape, walk=False)
+    leased_to_others = exists().where(
+        _LEASES.c.image_id == _ENTRIES.c.image_id,
+        _LEASES.c.user_id != bindparam("user_id"),
+        _LEASES.c.expires_at > bindparam("now"),
+    )
+    skipped_twice = (
+        select(_DECISIONS.c.image_id)
+        .where(*_standing_decisions_of_me(["skip"]))
+        .group_by(_DECISIONS.c.image_id)
+        .having(func.count() >= 2)
+    )
+    count = select(func.count()).select_from(_ENTRIES)
+    return {
+        "leased_to_others": db.session.scalar(count.where(*open_here, leased_to_others), params),
+        "skipped": db.session.scalar(
+            count.where(
+                *open_here,
+                _ENTRIES.c.image_id.in_(skipped_twice),
+                ~_decided_by_me(labels.VOTE_CHOICES),
+            ),
+            params,
+        ),
+    }
 
 
 def renew(user_id: int, image_ids: Iterable[int], expires: datetime | None = None) -> None:
@@ -705,7 +782,7 @@ def _reserve(user_id: int, statement: Select, params: dict, expires: datetime) -
         rows = db.session.execute(statement, params).all()
         if not rows:
             return None
-        if rows[0].own:
+        if rows[0].own == 1:  # my own lease, re-served
             renew(user_id, [rows[0].image_id], expires)
             return Claim(rows[0].image_id, rows[0].bucket, expires, extra={"renewed": True})
         for row in rows:

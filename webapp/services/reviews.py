@@ -9,6 +9,7 @@ same transaction, whether the image is still open.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
@@ -68,6 +69,12 @@ class NothingToUndo(ReviewError):
     status = 404
 
 
+class Conflict(ReviewError):
+    """The decision clashes with the item's state: no lease on it, already decided, key reused."""
+
+    status = 409
+
+
 @dataclass(frozen=True)
 class Viewer:
     """Who is asking, read once: a commit expires the User row, and reloading it costs a query."""
@@ -89,6 +96,7 @@ class Outcome:
     state: labels.ReviewState
     label: str  # the image's effective label afterwards
     reverted: dict[str, Any] | None = None
+    replayed: bool = False  # the same request was recorded before; nothing new was stored
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the API."""
@@ -98,6 +106,7 @@ class Outcome:
             "label": self.label,
             "review_status": self.state.status,
             "reverted": self.reverted,
+            "replayed": self.replayed,
         }
 
 
@@ -125,36 +134,54 @@ def decide(
     choice: str,
     note: str = "",
     model_version_id: int | None = None,
+    idempotency_key: str | None = None,
 ) -> Outcome:
-    """Record ``user``'s decision on an image and release their lease on it.
+    """Record ``user``'s decision on an image they hold the lease on, and end that lease.
 
     ``user`` is a User or anything with ``id`` and ``is_admin``. ``model_version_id`` is the
-    version whose verdict the reviewer was shown (default: the active one). Refused with
-    :class:`queue.ItemHeld` while another reviewer holds the image.
+    version whose verdict the reviewer was shown (default: the active one). A decision is taken
+    once per claim: the lease is the claim, so the same request sent twice or concurrently finds
+    no lease the second time. With ``idempotency_key`` (chosen by the client per decision) the
+    repeat gets the first decision back (``Outcome.replayed``) instead of a refusal. Refused with
+    :class:`queue.ItemHeld` while another reviewer holds the image, with :class:`Conflict` when
+    the user holds no lease on it or already decided it.
     """
     user_id, is_admin = user.id, user.is_admin
     choice = (choice or "").strip().lower()
     if choice not in CHOICES:
         raise ReviewError(f"choice must be one of {', '.join(CHOICES)}, not {choice!r}")
     note = _clean_note(note)
+    key = _clean_key(idempotency_key)
+    if key is not None and (earlier := _decision_with_key(user_id, key)) is not None:
+        return _replay(earlier, image_id, choice)
     import_label = db.session.scalar(_IMAGE_LABEL, {"image_id": image_id})
     if import_label is None:
         raise NotFound(f"no image {image_id}")
     version_id = _version_shown(model_version_id)
     _lock_image(image_id)
-    db.session.execute(_DROP_MY_LEASE, {"image_id": image_id, "user_id": user_id})
-    if queue.lease_holder(image_id) is not None:
-        db.session.rollback()
-        raise queue.ItemHeld(image_id)
+    # The first write takes SQLite's write lock, so the state read next stays true to the commit.
+    dropped = db.session.execute(_DROP_MY_LEASE, {"image_id": image_id, "user_id": user_id})
     before = labels.review_state(image_id)
-    decision = _insert_decision(
-        image_id=image_id,
-        user_id=user_id,
-        model_version_id=version_id,
-        label_before=before.label or import_label,
-        choice=choice,
-        note=note,
-    )
+    if dropped.rowcount != 1 or any(vote.user_id == user_id for vote in before.votes):
+        db.session.rollback()
+        if key is not None and (earlier := _decision_with_key(user_id, key)) is not None:
+            return _replay(earlier, image_id, choice)  # the same request, sent at once, won
+        raise _refusal(user_id, image_id, before)
+    try:
+        decision = _insert_decision(
+            image_id=image_id,
+            user_id=user_id,
+            model_version_id=version_id,
+            label_before=before.label or import_label,
+            choice=choice,
+            note=note,
+            idempotency_key=key,
+        )
+    except IntegrityError:
+        db.session.rollback()
+        if key is None or (earlier := _decision_with_key(user_id, key)) is None:
+            raise
+        return _replay(earlier, image_id, choice)
     after = before
     if choice in labels.VOTE_CHOICES:
         vote = labels.Vote(decision["id"], image_id, user_id, choice, is_admin)
@@ -162,9 +189,59 @@ def decide(
     return _finish(decision, before, after, import_label)
 
 
-def _insert_decision(**values: Any) -> dict[str, Any]:
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def _clean_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise ReviewError("idempotency_key must be 8 to 64 letters, digits, '-' or '_'")
+    return key
+
+
+def _decision_with_key(user_id: int, key: str) -> ReviewDecision | None:
+    return db.session.scalar(
+        select(ReviewDecision).where(
+            ReviewDecision.user_id == user_id, ReviewDecision.idempotency_key == key
+        )
+    )
+
+
+def _replay(earlier: ReviewDecision, image_id: int, choice: str) -> Outcome:
+    """The outcome of a decision already recorded under the same key, as it stands now."""
+    if earlier.image_id != image_id or earlier.choice != choice:
+        raise Conflict(
+            f"idempotency_key was already used for {earlier.choice} on image {earlier.image_id}"
+        )
+    decision = decision_dict(earlier)
+    state = labels.review_state(image_id)
+    import_label = db.session.scalar(_IMAGE_LABEL, {"image_id": image_id})
+    db.session.commit()
+    return Outcome(decision, state, state.label or import_label, replayed=True)
+
+
+def _refusal(user_id: int, image_id: int, state: labels.ReviewState) -> ReviewError:
+    """Why a decision without a lease, or on an item the user decided, is refused (409)."""
+    mine = [vote for vote in state.votes if vote.user_id == user_id]
+    if mine:
+        return Conflict(
+            f"you already decided image {image_id} ({mine[-1].choice.upper()}); "
+            "undo that decision to change it"
+        )
+    holder = queue.lease_holder(image_id)
+    if holder is not None and holder != user_id:
+        return queue.ItemHeld(image_id)
+    return Conflict(
+        f"you hold no lease on image {image_id}: claim it first (POST /api/v1/review/claim); "
+        "a lease ends with its decision or after its time"
+    )
+
+
+def _insert_decision(**values_given: Any) -> dict[str, Any]:
     """Append one decision row; returns it as JSON (see :func:`decision_dict`)."""
-    values = {"created_at": utcnow(), "note": "", "reverts_id": None} | values
+    values = {"created_at": utcnow(), "note": "", "reverts_id": None, "idempotency_key": None}
+    values |= values_given
     values["id"] = db.session.execute(_INSERT_DECISION, values).scalar_one()
     created = values["created_at"].isoformat(timespec="seconds") + "Z"
     return {key: values[key] for key in _DECISION_FIELDS} | {"created_at": created}

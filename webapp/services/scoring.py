@@ -1,7 +1,7 @@
 """Scoring images with a version: calibrated p_fake, out-of-sample and out-of-distribution scores.
 
-The network is loaded lazily once per process and cached (the web workers need it for heatmaps,
-the job worker for scoring).
+The network is loaded lazily once per process and cached (the job worker uses it for scoring
+and heatmaps; the web process never imports this module).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from ..jobs import handler
 from ..models import Image, ModelVersion, Prediction
 from . import versions
 from .pixel_cache import load_pixels
-from .storage import servable_file
 
 BATCH = 256  # images per forward pass unless SCORE_BATCH says otherwise
 _cache: dict[tuple[int, str], Predictor] = {}
@@ -282,25 +281,3 @@ def _store_predictions(version, rows, output, oos, issues, ood) -> dict[str, int
         db.session.execute(insert(Prediction), list(batch))
     db.session.commit()
     return {"scored": len(new_rows), "already_scored": len(existing)}
-
-
-def heatmap_png(image_id: int) -> bytes:
-    """Grad-CAM of the active version over the image, as PNG; cached on disk per version."""
-    from model.explain import gradcam, overlay
-
-    version = versions.get_version(None)
-    cache = Path(current_app.instance_path) / "cache" / "heatmaps" / version.name
-    path = cache / f"{image_id}.png"
-    cached = servable_file(path, cache) if path.exists() else None
-    if cached is not None:
-        return cached.read_bytes()
-    image = db.get_or_404(Image, image_id)
-    pixels = load_pixels([image.id], version.image_size)[0]
-    predictor = get_predictor(version)
-    heatmap = gradcam(predictor.model, predictor.meta, pixels)
-    data = overlay(pixels, heatmap, fmt="PNG-RGBA", max_side=None)
-    cache.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-    return data
