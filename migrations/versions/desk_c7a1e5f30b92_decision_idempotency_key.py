@@ -5,7 +5,7 @@ re-send after a reload, a retry after a lost answer) finds the row of the first 
 twice. NULL for decisions from before, and for clients that send no key.
 
 Revision ID: c7a1e5f30b92
-Revises: b4f2c8d17e30
+Revises: c7d1e5a9f2b4
 Create Date: 2026-12-01 09:30:00.000000
 
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "c7a1e5f30b92"
-down_revision = "b4f2c8d17e30"
+down_revision = "c7d1e5a9f2b4"
 branch_labels = None
 depends_on = None
 
