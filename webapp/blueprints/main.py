@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, redirect, render_template, send_from_directory, url_for
 from flask_login import current_user, login_required
 
 bp = Blueprint("main", __name__)
@@ -17,6 +17,16 @@ def index():
     if "review.desk" in _endpoints():
         return redirect(url_for("review.desk"))
     return render_template("base.html")
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico whatever the page says: serve the same icon."""
+    from flask import current_app
+
+    return send_from_directory(
+        current_app.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400
+    )
 
 
 def _endpoints() -> set[str]:

@@ -1,0 +1,69 @@
+"""admin desk: audit events, archived datasets, import runs that outlive their dataset
+
+- ``audit_events``: the audit trail of everything that is not a review decision (activations,
+  imports, deletions, token and account changes), and the decisions of deleted datasets, copied
+  here before their rows go.
+- ``datasets.archived_at``: an archived dataset stays in the database but leaves reviewers'
+  filters and new trainings.
+- ``imports.dataset_id`` nullable and ``imports.dataset_name``: a failed or empty import keeps
+  its record (and its reason) after the empty dataset it created is removed.
+- ``ix_images_format_bytes`` for the image browser's format and size filters.
+
+Revision ID: e1a7c3d9f210
+Revises: b4f2c8d17e30
+Create Date: 2026-12-01 09:30:00.000000
+
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = "e1a7c3d9f210"
+down_revision = "b4f2c8d17e30"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "audit_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("username", sa.String(length=80), nullable=False, server_default=""),
+        sa.Column("action", sa.String(length=40), nullable=False),
+        sa.Column("image_sha256", sa.String(length=64), nullable=True),
+        sa.Column("target", sa.String(length=500), nullable=False, server_default=""),
+        sa.Column("summary", sa.Text(), nullable=False, server_default=""),
+        sa.Column("details", sa.JSON(), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_audit_events_created_at", "audit_events", ["created_at"])
+    op.create_index("ix_audit_events_action", "audit_events", ["action", "created_at"])
+    op.create_index("ix_audit_events_user", "audit_events", ["user_id", "created_at"])
+    op.create_index("ix_audit_events_image_sha256", "audit_events", ["image_sha256"])
+    with op.batch_alter_table("datasets") as batch:
+        batch.add_column(sa.Column("archived_at", sa.DateTime(), nullable=True))
+    with op.batch_alter_table("imports") as batch:
+        batch.add_column(
+            sa.Column("dataset_name", sa.String(length=200), nullable=False, server_default="")
+        )
+        batch.alter_column("dataset_id", existing_type=sa.Integer(), nullable=True)
+    op.execute(
+        "UPDATE imports SET dataset_name = "
+        "(SELECT name FROM datasets WHERE datasets.id = imports.dataset_id)"
+    )
+    op.create_index("ix_images_format_bytes", "images", ["format", "bytes"])
+
+
+def downgrade():
+    op.drop_index("ix_images_format_bytes", table_name="images")
+    with op.batch_alter_table("imports") as batch:
+        batch.alter_column("dataset_id", existing_type=sa.Integer(), nullable=False)
+        batch.drop_column("dataset_name")
+    with op.batch_alter_table("datasets") as batch:
+        batch.drop_column("archived_at")
+    op.drop_table("audit_events")
