@@ -42,14 +42,14 @@ def test_every_file_is_accounted_for(app_ctx, tmp_path):
     assert report["duplicate_files"][0] in ("REAL/a.jpg", "REAL/a-copy.jpg")
     assert [r["path"] for r in report["rejected"]] == ["FAKE/broken.jpg"]
     assert report["skipped_files"] == [
-        {"path": "notes.txt", "reason": "skipped: a TXT document, not an image"}
+        {"path": "notes.txt", "reason": "skipped: a .txt document, not an image"}
     ]
 
 
 def test_a_single_text_file_fails_and_leaves_no_dataset(app_ctx, tmp_path):
     folder = write_files(tmp_path / "upload", {"notes.txt": b"not an image"})
     report = import_path(folder, dataset="notes", source_name="notes.txt")
-    reason = "skipped: a TXT document, not an image"
+    reason = "skipped: a .txt document, not an image"
     assert report.error == f"no image was imported: notes.txt ({reason})"
     assert "notes" not in _datasets()
     run = db.session.scalar(select(ImportRun))

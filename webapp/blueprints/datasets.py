@@ -107,6 +107,7 @@ def job_status(job_id: int):
             "imported": result.get("imported"),
             "duplicates": result.get("duplicates"),
             "rejected": len(result.get("rejected", [])),
+            "skipped": result.get("skipped", 0),
             "warnings": result.get("warnings", []),
             "dataset": result.get("dataset") or (job.params or {}).get("dataset"),
             "detail_url": url_for("datasets.detail", dataset_id=dataset_id) if dataset_id else None,

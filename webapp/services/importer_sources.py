@@ -170,8 +170,8 @@ def junk_reason(relative_path: str) -> str | None:
     """Why a file is skipped rather than imported (a document, system or hidden file), or None."""
     parts = relative_path.split("/")
     if relative_path.lower().endswith(DOCUMENT_SUFFIXES):
-        suffix = relative_path.rsplit(".", 1)[-1].upper()
-        return f"skipped: a {suffix} document, not an image"
+        suffix = relative_path.rsplit(".", 1)[-1].lower()
+        return f"skipped: a .{suffix} document, not an image"
     if any(part.lower() in JUNK_NAMES for part in parts if part):
         return "skipped: operating-system metadata, not an image"
     if any(part.startswith(".") for part in parts if part):
