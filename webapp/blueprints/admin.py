@@ -146,8 +146,19 @@ def _version_or_404(name: str) -> ModelVersion:
 
 
 def activate_with_scoring(version: ModelVersion, user_id: int | None) -> Job | None:
-    """Activate (promote or roll back); start scoring when the version has not scored yet."""
+    """Activate (promote or roll back), recorded in the audit trail with how the verdicts
+    moved; start scoring when the version has not scored yet."""
+    before = versions.active_version()
+    shift = verdict_shift(version, before)
     versions.activate(version)
+    audit_trail.record(
+        "activation",
+        version.name,
+        f"{version.name} activated instead of {before.name if before else 'none'}: "
+        f"{shift['real_to_fake']} verdicts real to fake, {shift['fake_to_real']} fake to real",
+        user=db.session.get(User, user_id) if user_id else None,
+    )
+    db.session.commit()
     if _count(select(func.count(Prediction.id)).where(Prediction.model_version_id == version.id)):
         return None
     return submit("predict", {"version": version.name}, user_id=user_id)
@@ -173,17 +184,7 @@ def confirm_activate(name: str):
 def activate(name: str):
     """Promote or roll back to version ``name`` (after the confirmation page)."""
     version = _version_or_404(name)
-    before = versions.active_version()
-    shift = verdict_shift(version, before)
     scoring = activate_with_scoring(version, current_user.id)
-    audit_trail.record(
-        "activation",
-        version.name,
-        f"{version.name} activated instead of {before.name if before else 'none'}: "
-        f"{shift['real_to_fake']} verdicts real to fake, {shift['fake_to_real']} fake to real",
-        user=current_user,
-    )
-    db.session.commit()
     flash(f"{version.name} is now active; the queue uses its scores.", "info")
     if scoring is not None:
         flash(f"{version.name} had not scored the images yet: a scoring job was started.", "info")
@@ -274,6 +275,10 @@ def tokens():
         except ValueError as error:
             flash(str(error), "error")
         else:
+            audit_trail.record(
+                "token-created", token.name, f"acts as {user.username}", user=current_user
+            )
+            db.session.commit()
             flash(f"Token {token.name!r} for {user.username} made: copy it now.", "info")
     rows = db.session.scalars(select(ApiToken).order_by(ApiToken.id.desc())).all()
     users = db.session.scalars(select(User).order_by(User.username)).all()
@@ -285,5 +290,9 @@ def tokens():
 def revoke_token(token_id: int):
     """Stop a token working."""
     token = revoke(db.get_or_404(ApiToken, token_id))
+    audit_trail.record(
+        "token-revoked", token.name, f"acted as {token.user.username}", user=current_user
+    )
+    db.session.commit()
     flash(f"Token {token.name!r} revoked.", "info")
     return redirect(url_for("admin.tokens"))
