@@ -43,7 +43,8 @@ def reviewed_pair(app_ctx):
         make_image(dataset, label, "train", seed=i)
         for i, label in enumerate(["real", "real", "fake", "fake"])
     ]
-    for image, (p1, p2) in zip(images, [(0.7, 0.1), (0.2, 0.3), (0.3, 0.9), (0.8, 0.6)]):
+    scores = [(0.7, 0.1), (0.2, 0.3), (0.3, 0.9), (0.8, 0.6)]
+    for image, (p1, p2) in zip(images, scores, strict=True):
         make_prediction(image, v1, p1)
         make_prediction(image, v2, p2)
         make_decision(image, "ann", image.label, v1)
@@ -121,7 +122,10 @@ def test_a_running_job_says_stage_speed_and_time_left(app_ctx, app):
 
 
 def test_a_failed_job_shows_its_message_and_keeps_the_traceback_apart(app_ctx, app):
-    trace = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: the train split needs images'
+    trace = (
+        'Traceback (most recent call last):\n  File "x.py", line 1\n'
+        "ValueError: the train split needs images"
+    )
     job = _job(state=JobState.FAILED, error=trace)
     with app.test_request_context():
         view = job_views.describe(job)
