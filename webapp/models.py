@@ -388,3 +388,15 @@ class AuditEvent(db.Model):
 
     def __repr__(self) -> str:
         return f"<AuditEvent {self.id} {self.action} {self.target}>"
+
+
+class ReviewRequest(db.Model):
+    """An admin's request that an image be reviewed (sent from the image browser): it puts the
+    image in the queue's ``requested`` bucket whatever its scores say."""
+
+    __tablename__ = "review_requests"
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

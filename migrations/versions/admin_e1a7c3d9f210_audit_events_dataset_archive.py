@@ -8,6 +8,8 @@
 - ``imports.dataset_id`` nullable and ``imports.dataset_name``: a failed or empty import keeps
   its record (and its reason) after the empty dataset it created is removed.
 - ``ix_images_format_bytes`` for the image browser's format and size filters.
+- ``review_requests``: images an admin sent to the review queue from the image browser (the
+  queue's ``requested`` bucket).
 
 Revision ID: e1a7c3d9f210
 Revises: b4f2c8d17e30
@@ -57,9 +59,19 @@ def upgrade():
         "(SELECT name FROM datasets WHERE datasets.id = imports.dataset_id)"
     )
     op.create_index("ix_images_format_bytes", "images", ["format", "bytes"])
+    op.create_table(
+        "review_requests",
+        sa.Column("image_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["image_id"], ["images.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("image_id"),
+    )
 
 
 def downgrade():
+    op.drop_table("review_requests")
     op.drop_index("ix_images_format_bytes", table_name="images")
     with op.batch_alter_table("imports") as batch:
         batch.alter_column("dataset_id", existing_type=sa.Integer(), nullable=False)

@@ -47,8 +47,18 @@ def image_record(image_id: int):
 @bp.post("/selection")
 @admin_required
 def selection():
-    """Act on the selected images: make them a new evaluation-only dataset."""
+    """Act on the selected images: send them to the review queue, or make them a new
+    evaluation-only dataset."""
     ids = [int(value) for value in request.form.getlist("image_id") if value.isdigit()]
+    if request.form.get("action") == "review":
+        try:
+            sent, before = image_browser.send_to_review(ids, current_user)
+        except ValueError as error:
+            flash(f"Nothing was changed: {error}.", "error")
+        else:
+            again = f" ({before} had been sent before)" if before else ""
+            flash(f"{sent} images sent to the review queue{again}.", "info")
+        return redirect(request.referrer or url_for("browser.index"))
     try:
         dataset = image_browser.new_evaluation_dataset(
             request.form.get("new_dataset", ""), ids, current_user

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, redirect, render_template, send_from_directory, url_for
 from flask_login import current_user, login_required
+from markupsafe import Markup, escape
 
 bp = Blueprint("main", __name__)
+INLINE_CODE = re.compile(r"`([^`]+)`")
+
+
+@bp.app_template_filter("inline_code")
+def inline_code(text: str | None) -> Markup:
+    """Text written with Markdown-style `code` spans (docstrings, the API description) as
+    HTML: escaped, each span in <code>, so pages show no literal backticks."""
+    escaped = str(escape(text or ""))
+    return Markup(INLINE_CODE.sub(r"<code>\1</code>", escaped))
 
 
 @bp.route("/")

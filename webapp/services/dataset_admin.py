@@ -24,6 +24,7 @@ from ..models import (
     Prediction,
     QueueEntry,
     ReviewDecision,
+    ReviewRequest,
     User,
     utcnow,
 )
@@ -133,7 +134,7 @@ def _delete_image_rows(ids: list[int]) -> None:
     db.session.execute(
         update(ReviewDecision).where(ReviewDecision.image_id.in_(ids)).values(reverts_id=None)
     )
-    for model in (ReviewDecision, Prediction, Lease, QueueEntry, DatasetImage):
+    for model in (ReviewDecision, Prediction, Lease, QueueEntry, ReviewRequest, DatasetImage):
         db.session.execute(delete(model).where(model.image_id.in_(ids)))
     db.session.execute(delete(Image).where(Image.id.in_(ids)))
 

@@ -22,6 +22,7 @@ from ..models import (
     Prediction,
     QueueEntry,
     ReviewDecision,
+    ReviewRequest,
     User,
 )
 
@@ -266,3 +267,28 @@ def new_evaluation_dataset(name: str, image_ids: list[int], user) -> Dataset:
     )
     db.session.commit()
     return dataset
+
+
+def send_to_review(image_ids: list[int], user) -> tuple[int, int]:
+    """Put the chosen images in the review queue's ``requested`` bucket; returns (newly sent,
+    already sent before). Images the active version has not scored wait until it has."""
+    from . import audit_trail
+
+    found = list(db.session.scalars(select(Image.id).where(Image.id.in_(image_ids))))
+    if not found:
+        raise ValueError("select at least one image")
+    already = set(
+        db.session.scalars(select(ReviewRequest.image_id).where(ReviewRequest.image_id.in_(found)))
+    )
+    new = [image_id for image_id in found if image_id not in already]
+    for image_id in new:
+        db.session.add(ReviewRequest(image_id=image_id, user_id=user.id if user else None))
+    audit_trail.record(
+        "sent-to-review",
+        f"{len(new)} images",
+        f"{len(new)} images sent to the review queue from the image browser",
+        user=user,
+        details={"image_ids": new},
+    )
+    db.session.commit()
+    return len(new), len(already)
