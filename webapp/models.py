@@ -113,7 +113,11 @@ class Image(db.Model):
     """One distinct image content, stored once under its SHA-256 however often it is imported."""
 
     __tablename__ = "images"
-    __table_args__ = (Index("ix_images_format_bytes", "format", "bytes"),)
+    __table_args__ = (
+        # The image browser: format and size filters, and keyset pages sorted by size.
+        Index("ix_images_format_bytes", "format", "bytes"),
+        Index("ix_images_bytes_id", "bytes", "id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     # The dataset it first arrived in; other datasets link it through DatasetImage.
@@ -219,6 +223,8 @@ class Prediction(db.Model):
         Index("ix_predictions_version_pfake", "model_version_id", "p_fake"),
         # The newest prediction id of a version, in O(log n): part of the queue's fingerprint.
         Index("ix_predictions_version_id", "model_version_id", "id"),
+        # The image browser's out-of-distribution sort and filter.
+        Index("ix_predictions_version_ood", "model_version_id", "ood_score", "image_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)

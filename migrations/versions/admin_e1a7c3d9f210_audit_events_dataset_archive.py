@@ -7,7 +7,9 @@
   filters and new trainings.
 - ``imports.dataset_id`` nullable and ``imports.dataset_name``: a failed or empty import keeps
   its record (and its reason) after the empty dataset it created is removed.
-- ``ix_images_format_bytes`` for the image browser's format and size filters.
+- ``ix_images_format_bytes`` and ``ix_images_bytes_id`` for the image browser's format and size
+  filters and its file-size sort (keyset pages walk the index); ``ix_predictions_version_ood``
+  for its out-of-distribution sort and filter.
 - ``review_requests``: images an admin sent to the review queue from the image browser (the
   queue's ``requested`` bucket).
 
@@ -59,6 +61,10 @@ def upgrade():
         "(SELECT name FROM datasets WHERE datasets.id = imports.dataset_id)"
     )
     op.create_index("ix_images_format_bytes", "images", ["format", "bytes"])
+    op.create_index("ix_images_bytes_id", "images", ["bytes", "id"])
+    op.create_index(
+        "ix_predictions_version_ood", "predictions", ["model_version_id", "ood_score", "image_id"]
+    )
     op.create_table(
         "review_requests",
         sa.Column("image_id", sa.Integer(), nullable=False),
@@ -72,6 +78,8 @@ def upgrade():
 
 def downgrade():
     op.drop_table("review_requests")
+    op.drop_index("ix_predictions_version_ood", table_name="predictions")
+    op.drop_index("ix_images_bytes_id", table_name="images")
     op.drop_index("ix_images_format_bytes", table_name="images")
     with op.batch_alter_table("imports") as batch:
         batch.alter_column("dataset_id", existing_type=sa.Integer(), nullable=False)
