@@ -12,7 +12,7 @@
     state.textContent = job.state;
     state.className = `badge state-${job.state}`;
     const bar = document.getElementById("job-progress");
-    if (view.fraction !== null) bar.value = view.fraction;
+    if (bar && view.fraction !== null) bar.value = view.fraction;
     document.getElementById("job-status").textContent = view.status;
     document.getElementById("job-log").textContent = job.log;
     if (view.finished) { location.reload(); return; }

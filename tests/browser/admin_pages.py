@@ -26,3 +26,20 @@ def screenshot(page, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+SEVERE = {"critical", "serious"}
+
+
+def severe_violations(page) -> list[str]:
+    """The critical and serious axe-core violations of the page (axe-core is bundled by
+    axe-playwright-python and injected by the test: no CDN), one line each."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{violation['id']} ({violation['impact']}): {violation['help']} at "
+        + "; ".join(" ".join(node["target"]) for node in violation["nodes"][:5])
+        for violation in results.response["violations"]
+        if violation["impact"] in SEVERE
+    ]

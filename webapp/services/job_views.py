@@ -67,7 +67,7 @@ def _title(job: Job) -> str:
     params = job.params or {}
     if job.kind == "train":
         if params.get("head_only"):
-            return f"Head-only refit of {params.get('base_version') or 'the active version'}"
+            return f"Head-only refit of {params.get('base_version') or _parent_of(job)}"
         return "Fine-tuning a new version"
     if job.kind == "predict":
         return f"Scoring every image with {params.get('version', 'a version')}"
@@ -77,6 +77,13 @@ def _title(job: Job) -> str:
     if job.kind == "report":
         return f"{str(params.get('report', '')).capitalize()} report ({params.get('format', '')})"
     return KIND_TITLES.get(job.kind, job.kind)
+
+
+def _parent_of(job: Job) -> str:
+    """The version a finished head refit started from, else "the active version"."""
+    made = (job.result or {}).get("version")
+    version = db.session.scalar(select(ModelVersion).where(ModelVersion.name == made))
+    return version.parent.name if version is not None and version.parent else "the active version"
 
 
 def _size(job: Job) -> str:
