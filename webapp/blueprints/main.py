@@ -9,15 +9,15 @@ from flask_login import current_user, login_required
 from markupsafe import Markup, escape
 
 bp = Blueprint("main", __name__)
-INLINE_CODE = re.compile(r"`([^`]+)`")
+INLINE_CODE = re.compile(r"(`{1,2})([^`]+)\1")  # Markdown `x` and reStructuredText ``x``
 
 
 @bp.app_template_filter("inline_code")
 def inline_code(text: str | None) -> Markup:
-    """Text written with Markdown-style `code` spans (docstrings, the API description) as
+    """Text written with `code` spans (docstrings in ``x``, the API description in `x`) as
     HTML: escaped, each span in <code>, so pages show no literal backticks."""
     escaped = str(escape(text or ""))
-    return Markup(INLINE_CODE.sub(r"<code>\1</code>", escaped))
+    return Markup(INLINE_CODE.sub(r"<code>\2</code>", escaped))
 
 
 @bp.route("/")
