@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.bad_inputs import image_bytes
-from tests.browser.admin_pages import log_in_admin, screenshot
+from tests.browser.admin_pages import log_in_admin, screenshot, severe_violations
 from tests.browser.conftest import CHROMIUM
 from webapp.extensions import db
 from webapp.models import AuditEvent, Dataset
@@ -69,6 +69,7 @@ def test_a_failed_upload_says_why_in_words_and_leaves_no_dataset(
     body = page.inner_text("body")
     assert "Traceback" not in body and "Error:" not in body and app.instance_path not in body
     assert "No datasets yet" in body
+    assert severe_violations(page) == []
     screenshot(page, f"imports-failed-{name}")
     with app.app_context():
         assert db.session.scalars(select(Dataset)).all() == []
@@ -98,6 +99,7 @@ def test_import_page_names_every_file_and_dataset_deletion_confirms_counts(
     ]:
         assert expected.split("/")[-1] in page.inner_text(section), section
     assert "skipped: a .md document, not an image" in page.inner_text("#skipped")
+    assert severe_violations(page) == []
     screenshot(page, "import-page")
 
     page.goto(f"{server}/admin/datasets/")
@@ -105,12 +107,14 @@ def test_import_page_names_every_file_and_dataset_deletion_confirms_counts(
     thumbs = page.locator(".thumbs figure")
     assert thumbs.count() == 2
     assert {"real", "fake"} <= set(page.locator(".thumbs .badge").all_inner_texts())
+    assert severe_violations(page) == []
     page.click(".thumbs a >> nth=0")
     assert "Predictions of every version" in page.inner_text("body")
     page.go_back()
     page.click("a:has-text('Delete dataset')")
     warning = page.inner_text(".warning")
     assert "2 images" in warning and "0 predictions" in warning and "0 review decisions" in warning
+    assert severe_violations(page) == []
     screenshot(page, "dataset-delete")
     page.fill("input[name=confirm_name]", "not it")
     page.click("button:has-text('Delete trip')")

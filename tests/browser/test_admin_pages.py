@@ -185,3 +185,20 @@ def test_navigation_favicon_and_api_docs(app, server, new_page):
     page.goto(f"{server}/api/v1/docs")
     assert "`" not in page.inner_text("main")
     assert page.locator(".api-docs code").count() > 3
+
+
+def test_the_html_report_opens_in_the_browser_tab(app, server, new_page, desk, worker):
+    page = new_page()
+    log_in_admin(page, server, app)
+    page.goto(f"{server}/reports/")
+    page.locator("select[name=format]").first.select_option("html")
+    page.click("button:has-text('Build report')")
+    page.wait_for_selector("#report-jobs tr[data-job] a:has-text('Open')", timeout=60_000)
+    with page.expect_navigation():
+        page.click("#report-jobs tr[data-job] a:has-text('Open')")
+    assert "/view" in page.url
+    images = page.locator("img")
+    assert images.count() > 0
+    images.first.evaluate("img => img.decode()")
+    assert images.first.evaluate("img => img.naturalWidth") > 0
+    screenshot(page, "report-view")
