@@ -131,3 +131,15 @@ def test_archived_dataset_records_and_restores(two_datasets):
     dataset_admin.set_archived(doomed, False, user=None)
     actions = [e["action"] for e in audit_trail.trail()]
     assert actions[:2] == ["dataset-restored", "dataset-archived"]
+
+
+def test_an_archived_dataset_is_not_trained_on(app_ctx):
+    from webapp.services.trainset import select_training_set
+
+    kept, archived = make_dataset("kept"), make_dataset("old")
+    for seed in range(4):
+        make_image(kept, "real" if seed % 2 else "fake", "train", seed=seed)
+        make_image(archived, "real" if seed % 2 else "fake", "train", seed=100 + seed)
+    assert len(select_training_set(None).train) == 8
+    dataset_admin.set_archived(archived, True, user=None)
+    assert len(select_training_set(None).train) == 4
