@@ -143,3 +143,11 @@ def test_an_archived_dataset_is_not_trained_on(app_ctx):
     assert len(select_training_set(None).train) == 8
     dataset_admin.set_archived(archived, True, user=None)
     assert len(select_training_set(None).train) == 4
+
+
+def test_the_cli_names_skipped_files_and_the_failure(app, tmp_path):
+    folder = write_files(tmp_path / "notes", {"notes.txt": b"hello"})
+    result = app.test_cli_runner().invoke(args=["data", "import", str(folder)])
+    assert result.exit_code == 1
+    assert "skipped notes.txt: skipped: a .txt document, not an image" in result.stdout
+    assert "failed: no image was imported: notes.txt" in result.stderr
