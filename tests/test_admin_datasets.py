@@ -42,15 +42,15 @@ def test_every_file_is_accounted_for(app_ctx, tmp_path):
     assert report["duplicate_files"][0] in ("REAL/a.jpg", "REAL/a-copy.jpg")
     assert [r["path"] for r in report["rejected"]] == ["FAKE/broken.jpg"]
     assert report["skipped_files"] == [
-        {"path": "notes.txt", "reason": "skipped: a .txt document, not an image"}
+        {"path": "notes.txt", "reason": "a .txt document, not an image"}
     ]
 
 
 def test_a_single_text_file_fails_and_leaves_no_dataset(app_ctx, tmp_path):
     folder = write_files(tmp_path / "upload", {"notes.txt": b"not an image"})
     report = import_path(folder, dataset="notes", source_name="notes.txt")
-    reason = "skipped: a .txt document, not an image"
-    assert report.error == f"no image was imported: notes.txt ({reason})"
+    reason = "a .txt document, not an image"
+    assert report.error == f"no image was imported: notes.txt (skipped: {reason})"
     assert "notes" not in _datasets()
     run = db.session.scalar(select(ImportRun))
     assert (run.state, run.dataset_id, run.dataset_name) == ("failed", None, "notes")
@@ -149,5 +149,5 @@ def test_the_cli_names_skipped_files_and_the_failure(app, tmp_path):
     folder = write_files(tmp_path / "notes", {"notes.txt": b"hello"})
     result = app.test_cli_runner().invoke(args=["data", "import", str(folder)])
     assert result.exit_code == 1
-    assert "skipped notes.txt: skipped: a .txt document, not an image" in result.stdout
+    assert "skipped notes.txt: a .txt document, not an image" in result.stdout
     assert "failed: no image was imported: notes.txt" in result.stderr

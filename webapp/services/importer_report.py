@@ -51,7 +51,7 @@ class ImportReport:
         if self.files + self.skipped == 0:
             return "no image was imported: the upload holds no files (an empty archive or folder)"
         refused = [f"{r['path']} ({r['reason']})" for r in self.rejected]
-        refused += [f"{s['path']} ({s['reason']})" for s in self.skipped_files]
+        refused += [f"{s['path']} (skipped: {s['reason']})" for s in self.skipped_files]
         shown = "; ".join(refused[:EXAMPLES])
         more = f"; and {len(refused) - EXAMPLES} more" if len(refused) > EXAMPLES else ""
         return f"no image was imported: {shown}{more}"

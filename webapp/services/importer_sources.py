@@ -171,11 +171,11 @@ def junk_reason(relative_path: str) -> str | None:
     parts = relative_path.split("/")
     if relative_path.lower().endswith(DOCUMENT_SUFFIXES):
         suffix = relative_path.rsplit(".", 1)[-1].lower()
-        return f"skipped: a .{suffix} document, not an image"
+        return f"a .{suffix} document, not an image"
     if any(part.lower() in JUNK_NAMES for part in parts if part):
-        return "skipped: operating-system metadata, not an image"
+        return "operating-system metadata, not an image"
     if any(part.startswith(".") for part in parts if part):
-        return "skipped: a hidden file"
+        return "a hidden file"
     return None
 
 
