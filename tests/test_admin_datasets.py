@@ -151,3 +151,12 @@ def test_the_cli_names_skipped_files_and_the_failure(app, tmp_path):
     assert result.exit_code == 1
     assert "skipped notes.txt: a .txt document, not an image" in result.stdout
     assert "failed: no image was imported: notes.txt" in result.stderr
+
+
+def test_an_archived_dataset_leaves_the_reviewers_filter(app, auth, client):
+    with app.app_context():
+        make_dataset("current")
+        dataset_admin.set_archived(make_dataset("old"), True, user=None)
+    auth.login("reviewer")
+    page = client.get("/review/").get_data(as_text=True)
+    assert '<option value="current"' in page and '<option value="old"' not in page

@@ -297,15 +297,20 @@ def _record_failed_run(dataset: str, source: str, message: str, user_id: int | N
 
 
 def remove_if_empty(dataset_id: int) -> bool:
-    """Delete a dataset that holds no image (what a failed or empty import leaves behind);
-    its import runs keep their records and the dataset's name."""
+    """Delete a dataset that holds no image and that no other import is filling (what a failed
+    or empty import leaves behind); its import runs keep their records and the dataset's name."""
     members = db.session.scalar(
         select(func.count()).select_from(DatasetImage).where(DatasetImage.dataset_id == dataset_id)
     )
     owned = db.session.scalar(
         select(func.count()).select_from(Image).where(Image.dataset_id == dataset_id)
     )
-    if members or owned:
+    running = db.session.scalar(
+        select(func.count())
+        .select_from(ImportRun)
+        .where(ImportRun.dataset_id == dataset_id, ImportRun.state == JobState.RUNNING)
+    )
+    if members or owned or running:  # another import may be about to fill it
         return False
     db.session.execute(
         update(ImportRun).where(ImportRun.dataset_id == dataset_id).values(dataset_id=None)
