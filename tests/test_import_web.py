@@ -54,8 +54,9 @@ def test_upload_zip_runs_import_job_and_reports(app, auth, client, worker, tmp_p
     assert (status["imported"], status["rejected"]) == (8, 1)
     assert status["detail_url"] == f"/admin/datasets/{dataset.id}"
     page = client.get(status["detail_url"]).get_data(as_text=True)
-    assert "data/Train/REAL/broken.jpg" in page and "truncated image" in page
-    assert "8 imported" in page
+    assert "8 imported" in page and status["import_url"] in page
+    files = client.get(status["import_url"]).get_data(as_text=True)  # every file, named
+    assert "data/Train/REAL/broken.jpg" in files and "truncated image" in files
     index = client.get("/admin/datasets/").get_data(as_text=True)
     assert "kaggle-upload" in index
     uploads = Path(app.instance_path) / "uploads"

@@ -77,6 +77,7 @@ def test_buckets_and_order(zoo):
     assert buckets["ood_low"] == "ood"
     assert buckets["audit_real"] == "audit"
     assert queue.counts() == {
+        "requested": 0,
         "label_issue": 2,
         "misclassified": 2,
         "uncertain": 4,

@@ -125,6 +125,7 @@ def test_counts_endpoint(auth, client, scored):
     auth.login("reviewer")
     data = client.get("/api/v1/queue/counts").get_json()
     assert data["counts"] == {
+        "requested": 0,
         "label_issue": 1,
         "misclassified": 1,
         "uncertain": 3,

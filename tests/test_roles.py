@@ -19,7 +19,15 @@ from webapp.extensions import db
 from webapp.models import User
 
 # The API description is public: it holds no data, and scripts read it before they have a token.
-PUBLIC = {"static", "auth.login", "auth.logout", "api_admin.openapi_json", "api_admin.docs"}
+# The favicon: browsers fetch it before anyone logs in, and it is a static picture.
+PUBLIC = {
+    "static",
+    "main.favicon",
+    "auth.login",
+    "auth.logout",
+    "api_admin.openapi_json",
+    "api_admin.docs",
+}
 ANY_LOGGED_IN = {"main.index"}  # sends each role on to its own start page
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 ROLES = ("anonymous", "reviewer", "admin")

@@ -107,7 +107,7 @@ class Config:
         self.AUTO_ACTIVATE_BETTER = os.environ.get("REALFAKE_AUTO_ACTIVATE", "0") == "1"
         # Review queue.
         self.QUEUE_BUCKETS = os.environ.get(
-            "REALFAKE_QUEUE_BUCKETS", "label_issue,misclassified,uncertain,ood,audit"
+            "REALFAKE_QUEUE_BUCKETS", "requested,label_issue,misclassified,uncertain,ood,audit"
         ).split(",")
         self.UNCERTAIN_LOW = _float_env("REALFAKE_UNCERTAIN_LOW", 0.35)
         self.UNCERTAIN_HIGH = _float_env("REALFAKE_UNCERTAIN_HIGH", 0.65)

@@ -102,6 +102,8 @@ class Dataset(db.Model):
     evaluation_only: Mapped[bool] = mapped_column(default=False)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Archived datasets stay stored but leave reviewers' filters and new trainings.
+    archived_at: Mapped[datetime | None]
 
     def __repr__(self) -> str:
         return f"<Dataset {self.name}{' eval-only' if self.evaluation_only else ''}>"
@@ -111,6 +113,11 @@ class Image(db.Model):
     """One distinct image content, stored once under its SHA-256 however often it is imported."""
 
     __tablename__ = "images"
+    __table_args__ = (
+        # The image browser: format and size filters, and keyset pages sorted by size.
+        Index("ix_images_format_bytes", "format", "bytes"),
+        Index("ix_images_bytes_id", "bytes", "id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     # The dataset it first arrived in; other datasets link it through DatasetImage.
@@ -155,7 +162,9 @@ class ImportRun(db.Model):
 
     __tablename__ = "imports"
     id: Mapped[int] = mapped_column(primary_key=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    # NULL once the dataset is gone (a failed or empty import removes the dataset it created).
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"), index=True)
+    dataset_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     source: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), default=JobState.RUNNING)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -214,6 +223,8 @@ class Prediction(db.Model):
         Index("ix_predictions_version_pfake", "model_version_id", "p_fake"),
         # The newest prediction id of a version, in O(log n): part of the queue's fingerprint.
         Index("ix_predictions_version_id", "model_version_id", "id"),
+        # The image browser's out-of-distribution sort and filter.
+        Index("ix_predictions_version_ood", "model_version_id", "ood_score", "image_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
@@ -374,3 +385,43 @@ class WorkerPresence(db.Model):
 
     def __repr__(self) -> str:
         return f"<WorkerPresence {self.identity} seen {self.seen_at:%H:%M:%S}>"
+
+
+class AuditEvent(db.Model):
+    """One entry of the audit trail: who did what, when, to what.
+
+    Review decisions live in their own append-only table and are read from there; this table holds
+    everything else (activations, imports, deletions, token and account changes) and the decisions
+    of deleted datasets, copied here before their rows go. ``username`` is kept as written, so an
+    entry still reads right after its account is renamed.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_action", "action", "created_at"),
+        Index("ix_audit_events_user", "user_id", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(80), default="", server_default="")
+    action: Mapped[str] = mapped_column(String(40))
+    image_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    summary: Mapped[str] = mapped_column(Text, default="", server_default="")
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    def __repr__(self) -> str:
+        return f"<AuditEvent {self.id} {self.action} {self.target}>"
+
+
+class ReviewRequest(db.Model):
+    """An admin's request that an image be reviewed (sent from the image browser): it puts the
+    image in the queue's ``requested`` bucket whatever its scores say."""
+
+    __tablename__ = "review_requests"
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

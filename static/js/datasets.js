@@ -17,10 +17,10 @@
           bar.value = 1;
           if (job.state === "succeeded") {
             text.textContent = job.imported + " imported, " + job.duplicates + " duplicates, " +
-              job.rejected + " rejected" + (job.warnings.length ? ", " + job.warnings.length + " warning(s)" : "");
-            if (job.detail_url) {
+              job.rejected + " rejected, " + job.skipped + " skipped" + (job.warnings.length ? ", " + job.warnings.length + " warning(s)" : "");
+            if (job.import_url) {
               var link = document.createElement("a");
-              link.href = job.detail_url; link.textContent = " See the report.";
+              link.href = job.import_url; link.textContent = " Every file of this import.";
               text.appendChild(link);
             }
           } else {

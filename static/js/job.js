@@ -1,31 +1,22 @@
-// Poll a job's JSON and update its page until it ends.
+// Poll a job's JSON and keep its page current until it ends: the bar, the status line (stage,
+// images/s, time left) and the log; once it ends, reload so the server writes the result.
 (function () {
   const root = document.getElementById("job");
   if (!root) return;
-  const finished = new Set(["succeeded", "failed", "cancelled"]);
-  function describe(p) {
-    const parts = [];
-    if (p.stage) parts.push(p.stage);
-    if (p.epoch !== undefined) parts.push(`epoch ${p.epoch}${p.epochs ? "/" + p.epochs : ""}`);
-    if (p.batch !== undefined) parts.push(`batch ${p.batch}${p.batches ? "/" + p.batches : ""}`);
-    if (p.images_per_s) parts.push(`${Math.round(p.images_per_s)} images/s`);
-    if (p.eta_s !== undefined && p.eta_s !== null) parts.push(`ETA ${Math.round(p.eta_s)} s`);
-    if (p.loss !== undefined) parts.push(`loss ${Number(p.loss).toFixed(4)}`);
-    return parts.join(" · ");
-  }
   async function poll() {
     const response = await fetch(root.dataset.url, { headers: { Accept: "application/json" } });
-    if (!response.ok) return;
+    if (!response.ok) { setTimeout(poll, 3000); return; }
     const job = await response.json();
+    const view = job.view;
     const state = document.getElementById("job-state");
     state.textContent = job.state;
     state.className = `badge state-${job.state}`;
-    if (job.progress.fraction !== undefined) document.getElementById("job-progress").value = job.progress.fraction;
-    document.getElementById("job-detail").textContent = describe(job.progress);
+    const bar = document.getElementById("job-progress");
+    if (bar && view.fraction !== null) bar.value = view.fraction;
+    document.getElementById("job-status").textContent = view.status;
     document.getElementById("job-log").textContent = job.log;
-    document.getElementById("job-error").textContent = job.error;
-    if (finished.has(job.state)) { if (!root.dataset.reloaded) { root.dataset.reloaded = "1"; location.reload(); } return; }
+    if (view.finished) { location.reload(); return; }
     setTimeout(poll, 1000);
   }
-  if (!finished.has(document.getElementById("job-state").textContent.trim())) poll();
+  if (root.dataset.finished !== "yes") poll();
 })();

@@ -24,6 +24,12 @@
       link.href = job.download_url;
       link.textContent = `Download ${result.file}`;
       cell.replaceChildren(link);
+      if (job.view_url) {
+        const open = document.createElement("a");
+        open.href = job.view_url;
+        open.textContent = "Open";
+        cell.prepend(open, " · ");
+      }
     } else if (job.state === "failed") {
       cell.textContent = "failed";
       cell.title = job.error;

@@ -35,6 +35,7 @@ class Desk:
     token_id: int
     reviewer_secret: str
     admin_secret: str
+    dataset_id: int = 0
 
 
 @pytest.fixture
@@ -69,6 +70,7 @@ def desk(app) -> Desk:
             token_id=token.id,
             reviewer_secret=reviewer_secret,
             admin_secret=admin_secret,
+            dataset_id=images[0].dataset_id,
         )
 
 

@@ -53,6 +53,36 @@ ATTACKS = {
         lambda d: f"/admin/versions/{d.spare_version}/activate",
         None,
     ),
+    "datasets.archive": (
+        "adam",
+        "POST",
+        lambda d: f"/admin/datasets/{d.dataset_id}/archive",
+        lambda d: {"data": {"archived": "1"}},
+    ),
+    "datasets.delete": (
+        "adam",
+        "POST",
+        lambda d: f"/admin/datasets/{d.dataset_id}/delete",
+        lambda d: {"data": {"confirm_name": "set"}},
+    ),
+    "people.create_user": (
+        "adam",
+        "POST",
+        lambda d: "/admin/users",
+        lambda d: {"data": {"username": "mallory", "password": "a long password", "role": "admin"}},
+    ),
+    "people.change_user": (
+        "adam",
+        "POST",
+        lambda d: "/admin/users/1",  # rita
+        lambda d: {"data": {"action": "disable"}},
+    ),
+    "browser.selection": (
+        "adam",
+        "POST",
+        lambda d: "/admin/images/selection",
+        lambda d: {"data": {"action": "review", "image_id": str(d.image_ids[0])}},
+    ),
     "api_admin.cancel_job": ("adam", "POST", lambda d: f"/api/v1/jobs/{d.job_id}/cancel", None),
     "api_admin.start_report": (
         "rita",

@@ -27,7 +27,7 @@ from tests.bad_inputs import (
 from tests.helpers import csrf_token
 from webapp.extensions import db
 from webapp.jobs import wait_for
-from webapp.models import Image, Job, JobState
+from webapp.models import Image, ImportRun, Job, JobState
 
 
 def upload(client, name: str, data: bytes):
@@ -107,8 +107,16 @@ def import_result(app, client, name: str, data: bytes) -> dict:
     job_id = int(response.headers["Location"].rsplit("job=", 1)[1])
     with app.app_context():
         job = wait_for(job_id, timeout=120, poll=0.1)
-        assert job.state == JobState.SUCCEEDED, job.error
-        return job.result
+        if job.state == JobState.SUCCEEDED:
+            return job.result
+        # Nothing could be imported: the job failed with a plain sentence (no traceback, no
+        # server path), and its import run keeps the report of every file.
+        assert job.state == JobState.FAILED, job.state
+        assert job.error.startswith("no image was imported: "), job.error
+        assert "Traceback" not in job.error and app.instance_path not in job.error
+        run = db.session.scalar(select(ImportRun).order_by(ImportRun.id.desc()))
+        assert run.state == JobState.FAILED and run.report["error"] == job.error
+        return run.report
 
 
 def reasons(result: dict) -> dict[str, str]:

@@ -10,12 +10,13 @@ from ..auth import admin_required
 from ..extensions import db
 from ..jobs import cancel, submit
 from ..models import ApiToken, Dataset, Image, Job, ModelVersion, Prediction, ReviewDecision, User
-from ..services import versions
+from ..services import audit_trail, job_views, versions
 from ..services.comparison import (
     compare_versions,
     count_verdict_changes,
     previous_version,
     verdict_changes,
+    verdict_shift,
 )
 from ..services.plots import confusion_matrix_svg, reliability_svg, roc_svg, training_curves_svg
 from ..services.tokens import create_token
@@ -28,6 +29,17 @@ def _count(statement) -> int:
     return db.session.scalar(statement) or 0
 
 
+def _standing_decisions() -> int:
+    """Decisions that stand, as reviewers count theirs: undo rows, the decisions they reverted
+    and skips do not count."""
+    undone = select(ReviewDecision.reverts_id).where(ReviewDecision.reverts_id.is_not(None))
+    return _count(
+        select(func.count(ReviewDecision.id)).where(
+            ReviewDecision.choice.not_in(("undo", "skip")), ReviewDecision.id.not_in(undone)
+        )
+    )
+
+
 @bp.route("/")
 @admin_required
 def overview():
@@ -37,7 +49,7 @@ def overview():
         "images": _count(select(func.count(Image.id))),
         "datasets": _count(select(func.count(Dataset.id))),
         "labelled": _count(select(func.count(Image.id)).where(Image.label != "unknown")),
-        "decisions": _count(select(func.count(ReviewDecision.id))),
+        "decisions": _standing_decisions(),
         "scored": _count(
             select(func.count(Prediction.id)).where(Prediction.model_version_id == active.id)
         )
@@ -45,7 +57,9 @@ def overview():
         else 0,
     }
     jobs = db.session.scalars(select(Job).order_by(Job.id.desc()).limit(8)).all()
-    return render_template("admin/overview.html", counts=counts, active=active, jobs=jobs)
+    return render_template(
+        "admin/overview.html", counts=counts, active=active, jobs=jobs, views=_views(jobs)
+    )
 
 
 @bp.route("/versions")
@@ -64,6 +78,8 @@ def versions_page():
         training=training,
         active=versions.active_version(),
         labels_moved=versions.labels_changed_since(versions.active_version()),
+        lineage={v.name: versions.lineage(v) for v in comparison["versions"]},
+        trained_on={v.name: versions.training_data(v) for v in comparison["versions"]},
     )
 
 
@@ -85,6 +101,8 @@ def version_plots(comparison: dict) -> dict:
                 m["confusion_matrix"], f"{name} · {title}"
             )
     for version in comparison["versions"]:
+        if version.kind == "head":
+            continue  # fitted in one pass: no epochs, and its parent's curves are not its own
         plots["training"][version.name] = training_curves_svg(
             version.history, f"{version.name} · loss and accuracy per epoch"
         )
@@ -94,19 +112,30 @@ def version_plots(comparison: dict) -> dict:
 @bp.route("/versions/<name>/changes")
 @admin_required
 def verdict_changes_page(name: str):
-    """Images whose verdict changed between version ``name`` and the one before it."""
+    """Images whose verdict differs between version ``name`` and another one: ``against`` (the
+    active version, from the activation page) or else the version made before it."""
     version = _version_or_404(name)
-    previous = previous_version(version)
+    against = request.args.get("against")
+    previous = _version_or_404(against) if against else previous_version(version)
     after = request.args.get("after", 0, type=int)
     rows = verdict_changes(version, previous, after=after, limit=200) if previous else []
     return render_template(
         "admin/verdict_changes.html",
         version=version,
         previous=previous,
+        against=against,
         rows=rows,
         total=count_verdict_changes(version, previous),
+        thumbnails=_thumbnail_hashes([row["image_id"] for row in rows]),
         next_after=rows[-1]["image_id"] if len(rows) == 200 else None,
     )
+
+
+def _thumbnail_hashes(image_ids: list[int]) -> dict[int, str]:
+    if not image_ids:
+        return {}
+    rows = db.session.execute(select(Image.id, Image.sha256).where(Image.id.in_(image_ids)))
+    return {image_id: sha256 for image_id, sha256 in rows}
 
 
 def _version_or_404(name: str) -> ModelVersion:
@@ -117,17 +146,43 @@ def _version_or_404(name: str) -> ModelVersion:
 
 
 def activate_with_scoring(version: ModelVersion, user_id: int | None) -> Job | None:
-    """Activate (promote or roll back); start scoring when the version has not scored yet."""
+    """Activate (promote or roll back), recorded in the audit trail with how the verdicts
+    moved; start scoring when the version has not scored yet."""
+    before = versions.active_version()
+    shift = verdict_shift(version, before)
     versions.activate(version)
+    audit_trail.record(
+        "activation",
+        version.name,
+        f"{version.name} activated instead of {before.name if before else 'none'}: "
+        f"{shift['real_to_fake']} verdicts real to fake, {shift['fake_to_real']} fake to real",
+        user=db.session.get(User, user_id) if user_id else None,
+    )
+    db.session.commit()
     if _count(select(func.count(Prediction.id)).where(Prediction.model_version_id == version.id)):
         return None
     return submit("predict", {"version": version.name}, user_id=user_id)
 
 
-@bp.route("/versions/<name>/activate", methods=["POST"])
+@bp.get("/versions/<name>/activate")
+@admin_required
+def confirm_activate(name: str):
+    """The activation's confirmation: how many verdicts change, in which direction."""
+    version = _version_or_404(name)
+    active = versions.active_version()
+    return render_template(
+        "admin/activate.html",
+        version=version,
+        active=active,
+        shift=verdict_shift(version, active),
+        lineage=versions.lineage(version),
+    )
+
+
+@bp.post("/versions/<name>/activate")
 @admin_required
 def activate(name: str):
-    """Promote or roll back to version ``name``."""
+    """Promote or roll back to version ``name`` (after the confirmation page)."""
     version = _version_or_404(name)
     scoring = activate_with_scoring(version, current_user.id)
     flash(f"{version.name} is now active; the queue uses its scores.", "info")
@@ -156,14 +211,20 @@ def train():
 def jobs():
     """Recent jobs with their state and progress."""
     rows = db.session.scalars(select(Job).order_by(Job.id.desc()).limit(100)).all()
-    return render_template("admin/jobs.html", jobs=rows)
+    return render_template("admin/jobs.html", jobs=rows, views=_views(rows))
+
+
+def _views(rows) -> dict[int, job_views.JobView]:
+    """Each job in words, by id, for the jobs tables."""
+    return {job.id: job_views.describe(job) for job in rows}
 
 
 @bp.route("/jobs/<int:job_id>")
 @admin_required
 def job_page(job_id: int):
-    """One job: progress (polled), log and error."""
-    return render_template("admin/job.html", job=db.get_or_404(Job, job_id))
+    """One job: progress (polled), the result in sentences and links, the error if any, the log."""
+    job = db.get_or_404(Job, job_id)
+    return render_template("admin/job.html", job=job, view=job_views.describe(job))
 
 
 @bp.route("/jobs/<int:job_id>.json")
@@ -196,6 +257,7 @@ def job_to_dict(job: Job) -> dict:
         "created_at": job.created_at.isoformat() + "Z",
         "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
         "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+        "view": job_views.describe(job).as_json(),
     }
 
 
@@ -213,6 +275,10 @@ def tokens():
         except ValueError as error:
             flash(str(error), "error")
         else:
+            audit_trail.record(
+                "token-created", token.name, f"acts as {user.username}", user=current_user
+            )
+            db.session.commit()
             flash(f"Token {token.name!r} for {user.username} made: copy it now.", "info")
     rows = db.session.scalars(select(ApiToken).order_by(ApiToken.id.desc())).all()
     users = db.session.scalars(select(User).order_by(User.username)).all()
@@ -224,5 +290,9 @@ def tokens():
 def revoke_token(token_id: int):
     """Stop a token working."""
     token = revoke(db.get_or_404(ApiToken, token_id))
+    audit_trail.record(
+        "token-revoked", token.name, f"acted as {token.user.username}", user=current_user
+    )
+    db.session.commit()
     flash(f"Token {token.name!r} revoked.", "info")
     return redirect(url_for("admin.tokens"))

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
 from ..models import Dataset, DatasetImage, Image, ImportRun, Job, JobState
-from ..services import audit
+from ..services import audit, dataset_admin
 from ..services.importer import mark_interrupted_runs
 from ..services.importer_upload import UploadError, submit_upload
 from ..services.storage import servable_file, thumbnail_path, thumbnails_root
@@ -56,7 +56,7 @@ def index():
     ).all()
     watched = request.args.get("job", type=int)
     job_ids = sorted({job.id for job in running} | ({watched} if watched else set()))
-    recent = db.session.scalars(select(ImportRun).order_by(ImportRun.id.desc()).limit(10)).all()
+    recent = db.session.scalars(select(ImportRun).order_by(ImportRun.id.desc()).limit(15)).all()
     names = {dataset.id: dataset.name for dataset in datasets}
     return render_template(
         "datasets/index.html",
@@ -107,9 +107,13 @@ def job_status(job_id: int):
             "imported": result.get("imported"),
             "duplicates": result.get("duplicates"),
             "rejected": len(result.get("rejected", [])),
+            "skipped": result.get("skipped", 0),
             "warnings": result.get("warnings", []),
             "dataset": result.get("dataset") or (job.params or {}).get("dataset"),
             "detail_url": url_for("datasets.detail", dataset_id=dataset_id) if dataset_id else None,
+            "import_url": url_for("datasets.import_page", run_id=result["import_id"])
+            if result.get("import_id")
+            else None,
             "error": job.error.strip().splitlines()[-1] if job.error else "",
         }
     )
@@ -135,9 +139,16 @@ def detail(dataset_id: int):
     runs = db.session.scalars(
         select(ImportRun).where(ImportRun.dataset_id == dataset_id).order_by(ImportRun.id.desc())
     ).all()
-    samples = db.session.scalars(
-        select(Image).where(Image.id.in_(member)).order_by(Image.id).limit(24)
-    ).all()
+    samples = [
+        image
+        for label in ("real", "fake", "unknown")
+        for image in db.session.scalars(
+            select(Image)
+            .where(Image.id.in_(member), Image.label == label)
+            .order_by(Image.id)
+            .limit(12)
+        )
+    ]
     return render_template(
         "datasets/detail.html",
         dataset=dataset,
@@ -184,3 +195,77 @@ def thumbnail(sha256: str):
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/jpeg", max_age=86400)
+
+
+def _dataset_or_404(dataset_id: int) -> Dataset:
+    dataset = db.session.get(Dataset, dataset_id)
+    if dataset is None:
+        abort(404)
+    return dataset
+
+
+@bp.get("/imports/<int:run_id>")
+@admin_required
+def import_page(run_id: int):
+    """One import: what became of every file (imported, duplicate, rejected, skipped)."""
+    run = db.session.get(ImportRun, run_id)
+    if run is None:
+        abort(404)
+    imported = db.session.execute(
+        select(DatasetImage.original_path, Image.id, Image.label, Image.sha256)
+        .join(Image, Image.id == DatasetImage.image_id)
+        .where(DatasetImage.import_id == run.id)
+        .order_by(DatasetImage.original_path)
+        .limit(FILES_SHOWN)
+    ).all()
+    return render_template(
+        "datasets/import.html",
+        run=run,
+        report=run.report or {},
+        imported=imported,
+        shown=FILES_SHOWN,
+    )
+
+
+FILES_SHOWN = 2000
+
+
+@bp.get("/<int:dataset_id>/delete")
+@admin_required
+def confirm_delete(dataset_id: int):
+    """The confirmation page: what deleting the dataset removes, in numbers."""
+    dataset = _dataset_or_404(dataset_id)
+    return render_template(
+        "datasets/delete.html", dataset=dataset, counts=dataset_admin.deletion_counts(dataset)
+    )
+
+
+@bp.post("/<int:dataset_id>/delete")
+@admin_required
+def delete(dataset_id: int):
+    """Delete the dataset once its name was typed to confirm; decisions go to the audit trail."""
+    dataset = _dataset_or_404(dataset_id)
+    if request.form.get("confirm_name", "").strip() != dataset.name:
+        flash("Type the dataset's name to confirm the deletion; nothing was deleted.", "error")
+        return redirect(url_for("datasets.confirm_delete", dataset_id=dataset_id))
+    name = dataset.name
+    counts = dataset_admin.delete_dataset(dataset, current_user)
+    flash(
+        f"Dataset {name} deleted: {counts.images} images, {counts.predictions} predictions and "
+        f"{counts.decisions} decisions (copied to the audit trail first); "
+        f"{counts.shared} images kept because other datasets hold them.",
+        "info",
+    )
+    return redirect(url_for("datasets.index"))
+
+
+@bp.post("/<int:dataset_id>/archive")
+@admin_required
+def archive(dataset_id: int):
+    """Archive or restore a dataset (``archived=1`` or ``0``)."""
+    dataset = _dataset_or_404(dataset_id)
+    archived = request.form.get("archived") == "1"
+    dataset_admin.set_archived(dataset, archived, current_user)
+    state = "archived: hidden from reviewers and new trainings" if archived else "restored"
+    flash(f"Dataset {dataset.name} {state}.", "info")
+    return redirect(url_for("datasets.detail", dataset_id=dataset_id))

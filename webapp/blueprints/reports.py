@@ -38,6 +38,9 @@ def report_job_dict(job: Job) -> dict:
     return {
         **job_to_dict(job),
         "download_url": url_for("reports.download", job_id=job.id) if ready else None,
+        "view_url": url_for("reports.view", job_id=job.id)
+        if ready and (job.params or {}).get("format") == "html"
+        else None,
     }
 
 
@@ -79,3 +82,10 @@ def job_json(job_id: int):
 def download(job_id: int):
     """The finished file."""
     return report_jobs.send_report(report_job_or_404(job_id))
+
+
+@bp.route("/<int:job_id>/view")
+@reviewer_required
+def view(job_id: int):
+    """An HTML report shown in the browser tab (sandboxed: it runs no script)."""
+    return report_jobs.show_report(report_job_or_404(job_id))

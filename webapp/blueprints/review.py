@@ -49,7 +49,9 @@ def desk():
     return render_template(
         "review/desk.html",
         buckets=[(name, queue.BUCKET_TITLES[name]) for name in s.buckets],
-        datasets=db.session.scalars(select(Dataset.name).order_by(Dataset.name)).all(),
+        datasets=db.session.scalars(
+            select(Dataset.name).where(Dataset.archived_at.is_(None)).order_by(Dataset.name)
+        ).all(),
         splits=[split.value for split in Split],
         filters=filters,
         open_image=request.args.get("image", type=int),

@@ -87,6 +87,12 @@ def _print_report(report: dict) -> None:
         click.echo(f"  rejected {rejection['path']}: {rejection['reason']}")
     if len(report["rejected"]) > 50:
         click.echo(f"  ... and {len(report['rejected']) - 50} more (use --json for all)")
+    for skipped in report["skipped_files"][:50]:
+        click.echo(f"  skipped {skipped['path']}: {skipped['reason']}")
+    if len(report["skipped_files"]) > 50:
+        click.echo(f"  ... and {len(report['skipped_files']) - 50} more (use --json for all)")
+    if report["error"]:
+        click.secho(f"failed: {report['error']}", fg="red", err=True)
     for warning in report["warnings"]:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
 

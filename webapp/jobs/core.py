@@ -47,6 +47,11 @@ class JobCancelled(Exception):
     """Raised inside a handler when an admin asked to cancel its job."""
 
 
+class JobFailed(Exception):
+    """Raised inside a handler for a failure it can explain: the message, a plain sentence for
+    the person who started the job, is recorded as the job's error instead of a traceback."""
+
+
 def declare(kind: str, module: str, singleton: bool = False, resumable: bool = False) -> None:
     """Make ``kind`` known (see ``registry``); its handler is imported on first use."""
     _KINDS[kind] = JobKind(module, singleton, resumable)
@@ -297,6 +302,9 @@ def execute(job_id: int) -> None:
     except JobCancelled:
         context.log("cancelled")
         _finish(job_id, JobState.CANCELLED)
+    except JobFailed as error:
+        context.log(f"failed: {error}")
+        _finish(job_id, JobState.FAILED, error=str(error))
     except Exception as error:  # the job's row must say why it failed, whatever the error
         context.log(f"failed: {error!r}")
         _finish(job_id, JobState.FAILED, error=traceback.format_exc(limit=20))

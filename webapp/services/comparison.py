@@ -1,9 +1,10 @@
 """Versions side by side, measured from their stored predictions on the same images.
 
 Two yardsticks: the fixed test split (the test split of every trainable labelled image) and
-the reviewed images (at least one standing decision, judged by their effective labels). Each
-version is measured on the images every scored version has a prediction for, so the numbers
-compare like with like.
+the reviewed images (at least one standing decision, judged by their effective labels). Images
+any compared version trained or calibrated on are left out of both (a head refit trains on
+reviewed labels, and measuring it there would flatter it), and each version is measured on the
+images every scored version has a prediction for, so the numbers compare like with like.
 """
 
 from __future__ import annotations
@@ -31,6 +32,34 @@ class Yardstick:
     name: str
     ids: list[int] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    # Images left out because a compared version trained or calibrated on them.
+    excluded: int = 0
+    # Versions whose training images are not on record (they may have seen some of these).
+    unknown: list[str] = field(default_factory=list)
+
+
+def held_out(yardstick: Yardstick, versions: Sequence[ModelVersion]) -> Yardstick:
+    """``yardstick`` without the images any of ``versions`` trained or calibrated on, so a
+    version is never measured on what it has seen."""
+    from .versions import training_labels, training_labels_path
+
+    seen: set[int] = set()
+    unknown = []
+    for version in versions:
+        if not training_labels_path(version.name).exists():
+            unknown.append(version.name)
+            continue
+        saved = training_labels(version)
+        seen.update(saved["train_ids"].tolist())
+        seen.update(saved["val_ids"].tolist())
+    kept = [(i, y) for i, y in zip(yardstick.ids, yardstick.labels, strict=True) if i not in seen]
+    return Yardstick(
+        yardstick.name,
+        [i for i, _ in kept],
+        [y for _, y in kept],
+        excluded=len(yardstick.ids) - len(kept),
+        unknown=unknown,
+    )
 
 
 def fixed_test_split() -> Yardstick:
@@ -96,7 +125,14 @@ def measure(versions: Sequence[ModelVersion], yardstick: Yardstick) -> dict[str,
         metrics["roc"] = roc_points(labels, p_fake)
         metrics["reliability"] = reliability_curve(labels, p_fake)
         results[version.name] = metrics
-    return {"name": yardstick.name, "n_total": len(yardstick.ids), "n": len(common), **results}
+    return {
+        "name": yardstick.name,
+        "n_total": len(yardstick.ids),
+        "n": len(common),
+        "excluded": yardstick.excluded,
+        "unknown": yardstick.unknown,
+        **results,
+    }
 
 
 def previous_version(version: ModelVersion) -> ModelVersion | None:
@@ -126,6 +162,22 @@ def count_verdict_changes(version: ModelVersion, previous: ModelVersion | None) 
         return None
     query, _ = _changes_query(version, previous)
     return db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def verdict_shift(candidate: ModelVersion, current: ModelVersion | None) -> dict[str, int]:
+    """How activating ``candidate`` instead of ``current`` changes the verdicts: images going
+    real to fake and fake to real, among those both have scored (the confirmation's numbers)."""
+    shift = {"real_to_fake": 0, "fake_to_real": 0}
+    if current is None or current.id == candidate.id:
+        return shift
+    query, now = _changes_query(candidate, current)
+    changes = query.subquery()
+    rows = db.session.execute(
+        select(changes.c.verdict, func.count()).group_by(changes.c.verdict)
+    ).all()
+    for verdict_now, count in rows:
+        shift["real_to_fake" if verdict_now == "fake" else "fake_to_real"] += count
+    return shift
 
 
 def verdict_changes(
@@ -167,7 +219,7 @@ def compare_versions() -> dict[str, Any]:
         }
     return {
         "versions": versions,
-        "test": measure(versions, fixed_test_split()),
-        "reviewed": measure(versions, reviewed_images()),
+        "test": measure(versions, held_out(fixed_test_split(), versions)),
+        "reviewed": measure(versions, held_out(reviewed_images(), versions)),
         "changes": changes,
     }

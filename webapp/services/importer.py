@@ -21,12 +21,13 @@ from itertools import islice
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..jobs import JobCancelled, handler
-from ..models import Dataset, ImportRun, JobState, Label, Split, utcnow
+from ..jobs import JobCancelled, JobFailed, handler
+from ..models import Dataset, DatasetImage, Image, ImportRun, JobState, Label, Split, User, utcnow
+from . import audit_trail
 from .importer_db import BatchWriter, Item
 from .importer_report import ImportReport
 from .importer_sources import Limits, SourceError, default_dataset_name, open_source
@@ -151,6 +152,7 @@ def mark_interrupted_runs() -> int:
 def _start_run(dataset: Dataset, source: str) -> ImportRun:
     run = ImportRun(
         dataset_id=dataset.id,
+        dataset_name=dataset.name,
         source=source,
         state=JobState.RUNNING,
         report={"pid": os.getpid(), "host": socket.gethostname()},
@@ -204,26 +206,39 @@ def import_path(
     progress: Progress | None = None,
     workers: int | None = None,
     cache_size: int | None = None,
+    source_name: str | None = None,
+    user_id: int | None = None,
 ) -> ImportReport:
     """Import a folder, an image or a .zip/.tar/.tar.gz archive into ``dataset`` (default: its
     name) and return the report. ``label`` ("real"/"fake") overrides the layout's labels.
+    ``source_name`` is what the records call the source (a web upload's file name rather than
+    the server path it was saved to).
 
     Needs an application context. Raises SourceError when ``path`` cannot be read at all and
-    ImportRefused when the dataset's evaluation flag differs from ``evaluation_only``.
+    ImportRefused when the dataset's evaluation flag differs from ``evaluation_only``. Either
+    way, and when not one image could be read (the report's ``error`` says why), the run is
+    recorded as failed and a dataset left empty by it is removed.
     """
     if label not in (None, Label.REAL, Label.FAKE):
         raise ValueError(f"label must be 'real' or 'fake', not {label!r}")
     config = current_app.config
     started = time.perf_counter()
-    source = open_source(path, _limits(config))
+    shown = source_name or str(path)
+    name = dataset or default_dataset_name(Path(shown))
+    try:
+        source = open_source(path, _limits(config))
+    except SourceError as error:
+        _record_failed_run(name, shown, f"{Path(shown).name}: {error.reason}", user_id)
+        raise
     clean_stale_temporaries()
     mark_interrupted_runs()
-    target = _dataset(dataset or default_dataset_name(Path(path)), evaluation_only)
+    target = _dataset(name, evaluation_only)
     # Plain values from here on: after an interruption the ORM objects may not load again.
-    run_id = _start_run(target, str(path)).id
-    report = ImportReport(target.name, target.evaluation_only, str(path), import_id=run_id)
+    run_id, dataset_id = _start_run(target, shown).id, target.id
+    report = ImportReport(target.name, target.evaluation_only, shown, import_id=run_id)
     report.files = len(source.entries) + len(source.rejected)
-    report.skipped = source.skipped
+    for relative, reason in source.skipped_files:
+        report.skip(relative, reason)
     for relative, reason in source.rejected:
         report.reject(relative, reason)
     try:
@@ -237,12 +252,72 @@ def import_path(
         # If even that fails, the run stays 'running' and is marked interrupted later.
         with suppress(Exception):
             _end_run(run_id, report, JobState.CANCELLED if cause else JobState.FAILED)
+            remove_if_empty(dataset_id)
         if cause is not None and cause is not error:
             raise type(cause)() from error  # the caller sees the Ctrl-C (or cancel) it was
         raise
     report.elapsed_s = time.perf_counter() - started
-    _end_run(run_id, report, JobState.SUCCEEDED)
+    state = JobState.SUCCEEDED
+    if report.nothing_read:
+        report.error = report.failure_message()
+        state = JobState.FAILED
+    _end_run(run_id, report, state)
+    if state == JobState.FAILED:
+        remove_if_empty(dataset_id)
+    _audit_import(report, user_id)
     return report
+
+
+def _audit_import(report: ImportReport, user_id: int | None) -> None:
+    user = db.session.get(User, user_id) if user_id else None
+    outcome = report.error or (
+        f"{report.imported} imported, {report.duplicates} duplicates, "
+        f"{len(report.rejected)} rejected, {report.skipped} skipped"
+    )
+    audit_trail.record("import", report.dataset, f"{report.source}: {outcome}", user=user)
+    db.session.commit()
+
+
+def _record_failed_run(dataset: str, source: str, message: str, user_id: int | None) -> None:
+    """A run that could not even start (the archive is unreadable): kept, with its reason, so
+    the Imports table shows it; it belongs to no dataset."""
+    existing = db.session.scalar(select(Dataset.id).where(Dataset.name == dataset))
+    run = ImportRun(
+        dataset_id=existing,
+        dataset_name=dataset,
+        source=source,
+        state=JobState.FAILED,
+        finished_at=utcnow(),
+        report={"error": message, "dataset": dataset, "source": source},
+    )
+    db.session.add(run)
+    user = db.session.get(User, user_id) if user_id else None
+    audit_trail.record("import", dataset, f"{source}: {message}", user=user)
+    db.session.commit()
+
+
+def remove_if_empty(dataset_id: int) -> bool:
+    """Delete a dataset that holds no image and that no other import is filling (what a failed
+    or empty import leaves behind); its import runs keep their records and the dataset's name."""
+    members = db.session.scalar(
+        select(func.count()).select_from(DatasetImage).where(DatasetImage.dataset_id == dataset_id)
+    )
+    owned = db.session.scalar(
+        select(func.count()).select_from(Image).where(Image.dataset_id == dataset_id)
+    )
+    running = db.session.scalar(
+        select(func.count())
+        .select_from(ImportRun)
+        .where(ImportRun.dataset_id == dataset_id, ImportRun.state == JobState.RUNNING)
+    )
+    if members or owned or running:  # another import may be about to fill it
+        return False
+    db.session.execute(
+        update(ImportRun).where(ImportRun.dataset_id == dataset_id).values(dataset_id=None)
+    )
+    db.session.execute(delete(Dataset).where(Dataset.id == dataset_id))
+    db.session.commit()
+    return True
 
 
 def _interruption(error: BaseException) -> BaseException | None:
@@ -351,18 +426,40 @@ def import_job(context) -> dict:
         context.progress(done=done, total=total, fraction=round(done / total, 4) if total else 1)
         context.check_cancelled()
 
-    report = import_path(
-        params["path"],
-        dataset=params.get("dataset") or None,
-        label=params.get("label") or None,
-        evaluation_only=bool(params.get("evaluation_only")),
-        progress=progress,
-    )
+    try:
+        report = import_path(
+            params["path"],
+            dataset=params.get("dataset") or None,
+            label=params.get("label") or None,
+            evaluation_only=bool(params.get("evaluation_only")),
+            progress=progress,
+            source_name=params.get("source_name"),
+            user_id=context_user(context),
+        )
+    except (SourceError, ImportRefused) as error:
+        _delete_upload(params)
+        shown = params.get("source_name") or Path(params["path"]).name
+        reason = error.reason if isinstance(error, SourceError) else str(error)
+        raise JobFailed(f"{Path(shown).name}: {reason}") from error
+    _delete_upload(params)
+    if report.error:
+        raise JobFailed(report.error)
     context.log(
         f"imported {report.imported}, duplicates {report.duplicates}, "
         f"rejected {len(report.rejected)} into {report.dataset!r}"
     )
+    return report.as_json()
+
+
+def context_user(context) -> int | None:
+    """The user who started the job, for the audit trail."""
+    from ..models import Job
+
+    job = db.session.get(Job, context.job_id)
+    return job.user_id if job is not None else None
+
+
+def _delete_upload(params: dict) -> None:
     upload = params.get("delete_after")
     if upload and Path(upload).resolve().is_relative_to(uploads_root().resolve()):
         shutil.rmtree(upload, ignore_errors=True)
-    return report.as_json()

@@ -231,6 +231,7 @@ class BatchWriter:
         self.redo.extend(i.index for i in duplicates if i.outcome.sha256 in missing_pixels)
         duplicates[:] = [i for i in duplicates if i.outcome.sha256 not in missing_pixels]
         self.report.duplicates += len(duplicates)
+        self.report.duplicate_files.extend(item.path for item in duplicates)
 
     def _record_labels(self, duplicates: list[Item], stored: dict) -> None:
         """A labelled copy of an unlabelled image labels it; a copy with the other label is a

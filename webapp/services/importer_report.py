@@ -24,6 +24,12 @@ class ImportReport:
     linked: int = 0
     skipped: int = 0
     rejected: list[dict[str, str]] = field(default_factory=list)
+    # Every file not imported is named: duplicates (content already stored) and skipped files
+    # (documents, system files: never meant to be images) with their reason.
+    duplicate_files: list[str] = field(default_factory=list)
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
+    # Set when the import failed as a whole (nothing readable): a plain sentence for people.
+    error: str = ""
     by_label: Counter = field(default_factory=Counter)
     by_split: Counter = field(default_factory=Counter)
     conflicts: dict[int, str] = field(default_factory=dict)
@@ -34,6 +40,21 @@ class ImportReport:
     def reject(self, path: str, reason: str) -> None:
         """Record a file that was not imported, and why."""
         self.rejected.append({"path": path, "reason": reason})
+
+    def skip(self, path: str, reason: str) -> None:
+        """Record a file that was skipped as not meant to be an image, and why."""
+        self.skipped_files.append({"path": path, "reason": reason})
+        self.skipped = len(self.skipped_files)
+
+    def failure_message(self) -> str:
+        """Why an import that read no image failed, in a sentence that names the files."""
+        if self.files + self.skipped == 0:
+            return "no image was imported: the upload holds no files (an empty archive or folder)"
+        refused = [f"{r['path']} ({r['reason']})" for r in self.rejected]
+        refused += [f"{s['path']} (skipped: {s['reason']})" for s in self.skipped_files]
+        shown = "; ".join(refused[:EXAMPLES])
+        more = f"; and {len(refused) - EXAMPLES} more" if len(refused) > EXAMPLES else ""
+        return f"no image was imported: {shown}{more}"
 
     @property
     def nothing_read(self) -> bool:
@@ -77,6 +98,9 @@ class ImportReport:
             "warnings": self.warnings(),
             "linked": self.linked,
             "skipped": self.skipped,
+            "skipped_files": list(self.skipped_files),
+            "duplicate_files": list(self.duplicate_files),
+            "error": self.error,
             "files": self.files,
             "label_conflicts": len(self.conflicts),
             "leakage": {name: len(ids) for name, ids in sorted(self.leakage.items())},

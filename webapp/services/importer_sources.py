@@ -8,6 +8,7 @@ so a hostile member name cannot write anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -44,7 +45,14 @@ LOCAL_HEADER_SIZE = 30
 
 
 class SourceError(Exception):
-    """The path cannot be imported at all (missing, unreadable, not a known archive)."""
+    """The path cannot be imported at all (missing, unreadable, not a known archive).
+
+    ``reason`` is the message without the path, for pages that must not show server paths."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,13 @@ class Source:
     kind: str  # folder | file | zip | tar
     entries: list[Entry] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
-    skipped: int = 0
+    # Files that are not images and were never meant to be (documents, OS litter), with why.
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        """How many files were skipped as not meant to be images."""
+        return len(self.skipped_files)
 
     @property
     def archive(self) -> str | None:
@@ -149,10 +163,20 @@ def default_dataset_name(path: Path) -> str:
 
 def is_junk(relative_path: str) -> bool:
     """Hidden files, OS metadata (``.DS_Store``, ``__MACOSX/``) and sidecar documents."""
+    return junk_reason(relative_path) is not None
+
+
+def junk_reason(relative_path: str) -> str | None:
+    """Why a file is skipped rather than imported (a document, system or hidden file), or None."""
     parts = relative_path.split("/")
     if relative_path.lower().endswith(DOCUMENT_SUFFIXES):
-        return True
-    return any(part.startswith(".") or part.lower() in JUNK_NAMES for part in parts if part)
+        suffix = relative_path.rsplit(".", 1)[-1].lower()
+        return f"a .{suffix} document, not an image"
+    if any(part.lower() in JUNK_NAMES for part in parts if part):
+        return "operating-system metadata, not an image"
+    if any(part.startswith(".") for part in parts if part):
+        return "a hidden file"
+    return None
 
 
 def normal_member_name(name: str) -> str:
@@ -173,7 +197,7 @@ def open_source(path: Path | str, limits: Limits) -> Source:
     """List what ``path`` holds, refusing what is unsafe; raises SourceError if unreadable."""
     path = Path(path)
     if not path.exists():
-        raise SourceError(f"{path}: no such file or folder")
+        raise SourceError(path, "no such file or folder")
     if path.is_dir():
         return _list_folder(path, limits)
     lowered = path.name.lower()
@@ -189,8 +213,9 @@ def open_source(path: Path | str, limits: Limits) -> Source:
 
 
 def _add(source: Source, name: str, kind: str, ref: Any, size: int, limits: Limits) -> None:
-    if is_junk(name):
-        source.skipped += 1
+    reason = junk_reason(name)
+    if reason is not None:
+        source.skipped_files.append((name, reason))
     elif size == 0:
         source.rejected.append((name, "zero-byte file"))
     elif size > limits.max_file_bytes:
@@ -206,7 +231,7 @@ def _list_folder(path: Path, limits: Limits) -> Source:
     try:
         walked = list(os.walk(path, onerror=_raise))
     except OSError as error:
-        raise SourceError(f"{path}: cannot read the folder ({error.strerror})") from error
+        raise SourceError(path, f"cannot read the folder ({error.strerror})") from error
     for folder, subfolders, files in walked:
         subfolders.sort()
         for name in sorted(files):
@@ -249,13 +274,22 @@ def _check_total(path: Path, total: int, limits: Limits, ratio: bool = True) -> 
         )
 
 
+def _unreadable(kind: str, path: Path, error: Exception) -> str:
+    """Why an archive cannot be opened, in words (an empty file says so; no server path)."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            return f"not a readable {kind} archive: the file is empty (0 bytes)"
+    detail = str(error).replace(str(path), path.name)
+    return f"not a readable {kind} archive ({detail})"
+
+
 def _list_zip(path: Path, limits: Limits) -> Source:
     source = Source(path, "zip")
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, OSError) as error:
-        raise SourceError(f"{path}: not a readable zip archive ({error})") from error
+        raise SourceError(path, _unreadable("zip", path, error)) from error
     try:
         _check_total(path, sum(info.file_size for info in infos), limits, ratio=False)
     except _ArchiveBomb as bomb:
@@ -310,7 +344,7 @@ def _list_tar(path: Path, limits: Limits) -> Source:
         return Source(path, "tar", rejected=[(path.name, str(bomb))])
     except (tarfile.TarError, OSError, EOFError) as error:
         if not source.entries:
-            raise SourceError(f"{path}: not a readable tar archive ({error})") from error
+            raise SourceError(path, _unreadable("tar", path, error)) from error
         source.rejected.append((path.name, f"damaged archive: stopped reading at {error}"))
     return source  # in stream order, the order tasks() reads them
 

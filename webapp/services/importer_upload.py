@@ -31,6 +31,8 @@ class Upload:
     folder: Path
     import_path: Path
     default_name: str
+    # What the records call it: the uploaded file's name, never the server path.
+    source_name: str = ""
 
 
 def uploads_root() -> Path:
@@ -63,7 +65,7 @@ def save_upload(files: list[FileStorage]) -> Upload:
         target = folder / name.name
         folder.mkdir(parents=True)
         files[0].save(target)
-        return Upload(folder, target, default_dataset_name(target))
+        return Upload(folder, target, default_dataset_name(target), name.name)
     images = folder / "files"
     used: set[Path] = set()
     for index, storage in enumerate(files):
@@ -75,7 +77,8 @@ def save_upload(files: list[FileStorage]) -> Upload:
         storage.save(images / relative)
     top = {path.parts[0] for path in used}
     default = next(iter(top)) if len(top) == 1 and len(used) > 1 else f"upload-{folder.name}"
-    return Upload(folder, images, default)
+    shown = str(next(iter(used))) if len(used) == 1 else f"{len(used)} uploaded files"
+    return Upload(folder, images, default, shown)
 
 
 def submit_upload(
@@ -98,5 +101,6 @@ def submit_upload(
         "label": label or None,
         "evaluation_only": bool(evaluation_only),
         "delete_after": str(upload.folder),
+        "source_name": upload.source_name,
     }
     return submit("import", params, user_id=user_id)

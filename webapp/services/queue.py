@@ -3,6 +3,7 @@
 From the active model version's stored scores, each image falls in the first of these buckets (order
 and thresholds from the configuration) that it meets:
 
+- ``requested``: an admin sent it to review from the image browser (``review_requests``);
 - ``label_issue``: labelled, and the out-of-sample label-issue score reaches the threshold;
 - ``misclassified``: labelled, and the verdict disagrees with the label;
 - ``uncertain``: calibrated p(fake) inside the uncertain band;
@@ -10,10 +11,10 @@ and thresholds from the configuration) that it meets:
 - ``audit``: a random share (``audit_key`` below the rate) of the confident verdicts of both
   classes.
 
-Unlabelled images can only meet the last three. Within a bucket the most informative item comes
-first (see ``_SORT_KEYS``), ties broken by image id, so the CLI, the API and the review screen all
-give the same order. Images decided enough times (see :mod:`webapp.services.labels`) leave the
-queue.
+Unlabelled images can only meet ``requested`` and the last three. Within a bucket the most
+informative item comes first (see ``_SORT_KEYS``), ties broken by image id, so the CLI, the API
+and the review screen all give the same order. Images decided enough times (see
+:mod:`webapp.services.labels`) leave the queue.
 
 The queue is materialised in ``queue_entries``: rebuilt, in one INSERT ... SELECT, whenever the
 active version, its predictions, the imports or the queue settings change (a fingerprint of them is
@@ -71,12 +72,14 @@ from ..models import (
     QueueBuild,
     QueueEntry,
     ReviewDecision,
+    ReviewRequest,
     Split,
     utcnow,
 )
 from . import labels
 
 BUCKET_TITLES = {
+    "requested": "Sent to review by an admin",
     "label_issue": "Suspected label mistake",
     "misclassified": "Misclassified",
     "uncertain": "Uncertain",
@@ -213,6 +216,7 @@ def _labelled() -> ColumnElement[bool]:
 def _conditions(s: QueueSettings) -> dict[str, ColumnElement[bool]]:
     """SQL membership test of each bucket (without the precedence of earlier buckets)."""
     return {
+        "requested": Prediction.image_id.in_(select(ReviewRequest.image_id)),
         "label_issue": and_(
             _labelled(),
             Prediction.label_issue_score.is_not(None),
@@ -232,6 +236,7 @@ def _conditions(s: QueueSettings) -> dict[str, ColumnElement[bool]]:
 
 # Ascending sort key per bucket: the most informative item first.
 _SORT_KEYS = {
+    "requested": lambda: func.abs(Prediction.p_fake - 0.5),  # the closest call first
     "label_issue": lambda: -Prediction.label_issue_score,  # the strongest suspicion
     "misclassified": lambda: -func.abs(Prediction.p_fake - 0.5),  # the most confident mistake
     "uncertain": lambda: func.abs(Prediction.p_fake - 0.5),  # the closest to a coin toss
@@ -246,6 +251,8 @@ def reason(item: QueueItem | dict[str, Any], s: QueueSettings | None = None) -> 
     s = s or settings()
     bucket, label, verdict, p_fake = get("bucket"), get("label"), get("verdict"), get("p_fake")
     confidence = max(p_fake, 1 - p_fake)
+    if bucket == "requested":
+        return "An admin sent this image to review from the image browser."
     if bucket == "label_issue":
         oos = get("oos_p_fake")
         oos_text = f"out of sample the model gives p(fake) = {oos:.2f}" if oos is not None else ""
@@ -313,6 +320,8 @@ def _inputs_statement(named_version: bool) -> Select:
         select(func.count(ImportRun.id)).scalar_subquery().label("imports"),
         select(func.max(ImportRun.id)).scalar_subquery().label("last_import"),
         select(func.max(ImportRun.finished_at)).scalar_subquery().label("last_finish"),
+        select(func.count()).select_from(ReviewRequest).scalar_subquery().label("requests"),
+        select(func.max(ReviewRequest.created_at)).scalar_subquery().label("last_request"),
         select(last_build.c.model_version_id).scalar_subquery().label("built_version"),
         select(last_build.c.fingerprint).scalar_subquery().label("built_fingerprint"),
     )
@@ -324,6 +333,7 @@ def _digest(inputs, s: QueueSettings) -> str:
         inputs.version_id,
         inputs.newest_prediction,
         [str(inputs.imports), str(inputs.last_import), str(inputs.last_finish)],
+        [str(inputs.requests), str(inputs.last_request)],
         s.signature(),
     ]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()

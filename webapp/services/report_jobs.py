@@ -87,6 +87,19 @@ def send_report(job: Job):
     return send_file(path, as_attachment=True, download_name=path.name, max_age=0)
 
 
+def show_report(job: Job):
+    """A finished HTML report inline, for reading in the browser; 404 for other formats. The
+    page is sandboxed (no script, no forms), since it carries names that came with uploads."""
+    path = report_file(job)
+    if path is None or path.suffix != ".html":
+        abort(404, description=f"report job {job.id} has no HTML report to show")
+    response = send_file(path, mimetype="text/html", max_age=0)
+    response.headers["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    )
+    return response
+
+
 @handler("report")
 def report_job(context) -> dict[str, Any]:
     """Write a misclassification report or a labels export to ``instance/reports/``."""

@@ -66,12 +66,12 @@ def effective_labels_for(image_ids: Sequence[int] | None = None) -> dict[int, st
 
 
 def trainable_image_query(dataset_names: Sequence[str] | None = None):
-    """Images in the named (or all) datasets that are not evaluation-only."""
+    """Images in the named (or all) datasets that are neither evaluation-only nor archived."""
     query = select(Image.id, Image.split).where(
         ~Image.id.in_(
             select(DatasetImage.image_id)
             .join(Dataset, Dataset.id == DatasetImage.dataset_id)
-            .where(Dataset.evaluation_only.is_(True))
+            .where(Dataset.evaluation_only.is_(True) | Dataset.archived_at.is_not(None))
         )
     )
     if dataset_names:

@@ -141,3 +141,35 @@ def activate_if_due(candidate: ModelVersion, auto_activate_better: bool) -> bool
         activate(candidate)
         return True
     return False
+
+
+def training_data(version: ModelVersion) -> dict[str, int] | None:
+    """What ``version`` was fitted on: images in train and val, by class, and how many of its
+    training images carried a reviewer's label (None when its training labels are not on
+    record)."""
+    if not training_labels_path(version.name).exists():
+        return None
+    from .comparison import reviewed_image_ids
+
+    saved = training_labels(version)
+    train = saved["train_ids"].tolist()
+    reviewed = set(reviewed_image_ids())
+    return {
+        "train": len(train),
+        "val": int(saved["val_ids"].size),
+        "real": int((saved["train_labels"] == 0).sum()),
+        "fake": int((saved["train_labels"] == 1).sum()),
+        "reviewed": sum(1 for image_id in train if image_id in reviewed),
+    }
+
+
+def lineage(version: ModelVersion) -> str:
+    """Where a version comes from, in a sentence: a head refit names its parent."""
+    if version.kind == "head" and version.parent is not None:
+        return (
+            f"Head refit of {version.parent.name}: {version.parent.name}'s network (which "
+            f"started from {version.init_weights} weights) with a new classifier head fitted on "
+            "its cached features."
+        )
+    parent = f", after {version.parent.name}" if version.parent is not None else ""
+    return f"Full training from {version.init_weights} weights{parent}."

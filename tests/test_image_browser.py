@@ -1,0 +1,103 @@
+"""The image browser's service: filters, keyset pages that neither repeat nor skip, the full
+record, sending images to review (the queue's ``requested`` bucket) and to a new dataset."""
+
+from __future__ import annotations
+
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from tests.admin_factories import (
+    make_dataset,
+    make_decision,
+    make_image,
+    make_prediction,
+    make_version,
+)
+from webapp.services import image_browser, queue
+from webapp.services.image_browser import BrowseFilter
+
+
+@pytest.fixture
+def grid(app_ctx):
+    """Twelve images over two datasets, scored by v1 (active) and v2."""
+    first, second = make_dataset("first"), make_dataset("second")
+    v1, v2 = make_version("v1", active=True), make_version("v2")
+    images = []
+    for seed in range(12):
+        dataset = first if seed < 8 else second
+        image = make_image(dataset, "real" if seed % 2 else "fake", "test", seed=seed)
+        make_prediction(image, v1, (seed + 0.5) / 12, ood_score=seed / 10)
+        make_prediction(image, v2, 0.5)
+        images.append(image)
+    make_decision(images[0], "ann", "real", v1)
+    return images
+
+
+def ids(rows):
+    return [image.id for image, _ in rows]
+
+
+def all_pages(chosen: BrowseFilter, size: int) -> list[int]:
+    seen, after = [], ""
+    while True:
+        rows, after = image_browser.page(chosen, after=after, size=size)
+        seen += ids(rows)
+        if not after:
+            return seen
+
+
+@pytest.mark.parametrize("sort", list(image_browser.SORTS))
+def test_keyset_pages_cover_everything_once_in_order(grid, sort):
+    seen = all_pages(BrowseFilter(sort=sort), size=5)
+    assert sorted(seen) == sorted(image.id for image in grid)
+    if sort == "-p_fake":
+        assert seen == [image.id for image in reversed(grid)]
+
+
+def test_filters_narrow_the_grid(grid):
+    by = lambda **kw: set(ids(image_browser.page(BrowseFilter(**kw))[0]))  # noqa: E731
+    assert by(dataset="second") == {image.id for image in grid[8:]}
+    assert by(label="real", dataset="first") == {grid[i].id for i in (1, 3, 5, 7)}
+    assert by(verdict="fake") == {image.id for image in grid[6:]}
+    assert by(p_min=0.2, p_max=0.4) == {grid[i].id for i in (2, 3, 4)}
+    assert by(ood_min=1.05) == {grid[11].id}
+    assert by(reviewed="yes") == {grid[0].id}
+    assert len(by(reviewed="no")) == 11
+    assert by(format="png") == {image.id for image in grid}
+
+
+def test_filters_from_a_query_string_ignore_what_does_not_parse():
+    chosen = BrowseFilter.from_args(
+        MultiDict({"p_min": "lots", "sort": "drop table", "label": "real"})
+    )
+    assert (chosen.p_min, chosen.sort, chosen.label) == (None, "id", "real")
+
+
+def test_the_record_holds_every_versions_prediction_and_the_decisions(grid):
+    record = image_browser.image_record(grid[0])
+    assert [name for name, _, _ in record["predictions"]] == ["v1", "v2"]
+    assert [(d.choice, name, undone) for d, name, undone in record["decisions"]] == [
+        ("real", "ann", False)
+    ]
+    assert [name for _, name, _, _ in record["memberships"]] == ["first"]
+
+
+def test_sent_images_lead_the_review_queue(grid):
+    chosen = [grid[5].id, grid[9].id]
+    assert image_browser.send_to_review(chosen, user=None) == (2, 0)
+    assert image_browser.send_to_review(chosen, user=None) == (0, 2)
+    items = queue.list_items(limit=5)
+    assert [item.bucket for item in items[:2]] == ["requested", "requested"]
+    assert {item.image_id for item in items[:2]} == set(chosen)
+    assert queue.counts()["requested"] == 2
+
+
+def test_a_selection_becomes_an_evaluation_only_dataset(grid):
+    dataset = image_browser.new_evaluation_dataset("held out", [grid[1].id, grid[2].id], None)
+    assert dataset.evaluation_only
+    assert set(ids(image_browser.page(BrowseFilter(dataset="held out"))[0])) == {
+        grid[1].id,
+        grid[2].id,
+    }
+    with pytest.raises(ValueError, match="exists already"):
+        image_browser.new_evaluation_dataset("first", [grid[1].id], None)
