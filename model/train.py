@@ -73,6 +73,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     deterministic: bool = True
     progress_interval_s: float = 0.5  # least time between two per-batch progress reports
+    preset_name: str = "custom"  # the named recipe this configuration started from
 
     def __post_init__(self):
         if self.optimizer not in {"adam", "adamw", "sgd"}:
@@ -105,14 +106,10 @@ class TrainConfig:
     def preset(cls, name: str, **overrides) -> TrainConfig:
         """Named recipes: ``seed`` (224 px as the seed did), ``demo`` (64 px, minutes on a CPU),
         ``cifake`` (32 px CIFAKE from random weights; see ``bench/cifake_bench.py``)."""
-        recipes = {
-            "seed": {},
-            "demo": DEMO_RECIPE,
-            "cifake": CIFAKE_RECIPE,
-        }
+        recipes = RECIPES
         if name not in recipes:
             raise ValueError(f"unknown preset {name!r}: use {', '.join(recipes)}")
-        return cls(**{**recipes[name], **overrides})
+        return cls(**{**recipes[name], "preset_name": name, **overrides})
 
 
 DEMO_RECIPE: dict = {"image_size": 64, "epochs": 12, "batch_size": 32, "lr": 1e-3}
@@ -139,6 +136,10 @@ CIFAKE_RECIPE: dict = {
 ``bench/cifake_bench.py``. On this CPU the "imagenet" stem (about 270 images/s training on two
 idle cores with the small-conv gradient) beat the "medium" stem (about 3.5x slower per image,
 more accurate per image) at equal CPU time, and random crops cost accuracy in runs this short."""
+
+
+RECIPES: dict[str, dict] = {"seed": {}, "demo": DEMO_RECIPE, "cifake": CIFAKE_RECIPE}
+"""The presets by name (``TrainConfig.preset``)."""
 
 
 @dataclass

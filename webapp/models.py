@@ -204,6 +204,18 @@ class ModelVersion(db.Model):
     def __repr__(self) -> str:
         return f"<ModelVersion {self.name}{' active' if self.is_active else ''}>"
 
+    @property
+    def preset(self) -> str:
+        """The training recipe it started from ("custom" when none was named, as before)."""
+        args = self.train_args or {}
+        return args.get("preset") or args.get("preset_name") or "custom"
+
+    @property
+    def epochs(self) -> int | None:
+        """The epochs it was configured to train (None when not recorded)."""
+        value = (self.train_args or {}).get("epochs")
+        return None if value is None else int(value)
+
 
 class Prediction(db.Model):
     """A model version's scores for one image. One row per (image, version); never updated."""

@@ -64,6 +64,7 @@ def versions_page():
         training=training,
         active=versions.active_version(),
         labels_moved=versions.labels_changed_since(versions.active_version()),
+        presets=versions.TRAIN_PRESETS,
     )
 
 
@@ -145,6 +146,7 @@ def train():
         "image_size": request.form.get("image_size", type=int),
         "datasets": request.form.getlist("datasets"),
         "head_only": request.form.get("head_only") == "1",
+        "preset": request.form.get("preset") or None,
     }
     job = submit("train", params, user_id=current_user.id)
     flash(f"Training job {job.id} is {job.state}.", "info")

@@ -21,8 +21,14 @@ def group() -> None:
 
 
 @group.command("train")
-@click.option("--epochs", type=int, help="Epochs (default REALFAKE_EPOCHS).")
-@click.option("--image-size", type=int, help="Input size in pixels (default REALFAKE_IMAGE_SIZE).")
+@click.option(
+    "--epochs", type=int, help="Epochs (default REALFAKE_EPOCHS if set, else the preset's)."
+)
+@click.option(
+    "--image-size",
+    type=int,
+    help="Input size in pixels (default REALFAKE_IMAGE_SIZE if set, else the preset's).",
+)
 @click.option("--dataset", "datasets", multiple=True, help="Train on these datasets only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -133,6 +139,10 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _fmt_int(value) -> str:
+    return "n/a" if value is None else str(value)
+
+
 @group.command("list")
 def list_command() -> None:
     """Every version with its test accuracy; * marks the active one."""
@@ -141,7 +151,8 @@ def list_command() -> None:
         accuracy = test.get("accuracy")
         click.echo(
             f"{'*' if version.is_active else ' '} {version.name:<6} {version.kind:<5} "
-            f"size={version.image_size:<4} init={version.init_weights:<20} "
+            f"preset={version.preset:<6} size={version.image_size:<4} "
+            f"epochs={_fmt_int(version.epochs):<3} init={version.init_weights:<20} "
             f"n_train={version.n_train:<6} accuracy={_fmt(accuracy)} "
             f"created={version.created_at:%Y-%m-%d %H:%M}"
         )
