@@ -106,6 +106,9 @@ class Config:
         # A model.train.TrainConfig preset: "seed" (224 px as the study), "demo", "cifake".
         self.TRAIN_PRESET = os.environ.get("REALFAKE_TRAIN_PRESET", "seed")
         self.KFOLD = _int_env("REALFAKE_KFOLD", 5)
+        # Each version's FAKE threshold allows this share of real validation images to be called
+        # fake (its operating point).
+        self.TARGET_FPR = _float_env("REALFAKE_TARGET_FPR", 0.01)
         # Images per forward pass when scoring: memory grows with it (and with the image size).
         self.SCORE_BATCH = _int_env("REALFAKE_SCORE_BATCH", 256)
         self.AUTO_ACTIVATE_BETTER = os.environ.get("REALFAKE_AUTO_ACTIVATE", "0") == "1"

@@ -1,4 +1,4 @@
-"""``flask model train|predict|evaluate|list|activate|export-trainset|register``."""
+"""``flask model train|predict|evaluate|calibrate|list|activate|export-trainset|register``."""
 
 from __future__ import annotations
 
@@ -117,6 +117,38 @@ def evaluate_command(dataset, version_name, as_json) -> None:
     click.echo(format_metrics(metrics))
 
 
+@group.command("calibrate")
+@click.option("--dataset", required=True, help="Labelled dataset to refit on.")
+@click.option("--version", "version_name", help="Version to recalibrate (default: the active one).")
+@click.option(
+    "--target-fpr",
+    type=float,
+    help="Share of real images allowed to be called FAKE (default REALFAKE_TARGET_FPR).",
+)
+@click.option("--no-score", is_flag=True, help="Do not score every image with the new version.")
+def calibrate_command(dataset, version_name, target_fpr, no_score) -> None:
+    """Refit temperature and FAKE threshold on a labelled dataset; record a new version."""
+    try:
+        from ..services.recalibration import calibrate_on_dataset  # loads PyTorch
+
+        version = calibrate_on_dataset(dataset, version_name, target_fpr)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    fitted = version.metrics["calibration"]
+    point = fitted["operating_point"]
+    click.echo(
+        f"recorded {version.name} ({version.train_args['calibration_of']} recalibrated on "
+        f"{dataset}, {fitted['n']} images): temperature {version.temperature:.3f}, "
+        f"FAKE threshold {version.threshold:.4f} (FPR {point['fpr']:.3f}, TPR {point['tpr']:.3f}"
+        f" on {dataset})"
+    )
+    if not version.is_active:
+        click.echo(f"activate it with: flask --app wsgi model activate {version.name}")
+    if not no_score:
+        job = submit("predict", {"version": version.name})
+        click.echo(f"scoring job {job.id} ({job.state}) with {version.name}")
+
+
 def format_metrics(metrics: dict) -> str:
     """The seed's table: accuracy, then precision / recall / F1 per class."""
     if not metrics.get("n"):
@@ -125,6 +157,7 @@ def format_metrics(metrics: dict) -> str:
         f"{metrics['version']} on {metrics['dataset']}: n={metrics['n']} "
         f"accuracy={metrics['accuracy']:.4f} roc_auc={_fmt(metrics['roc_auc'])} "
         f"ece={metrics['ece']:.4f} brier={metrics['brier']:.4f}",
+        _operating_point_line(metrics),
         f"{'class':<6} {'precision':>9} {'recall':>7} {'f1':>7}",
     ]
     for name in ("real", "fake"):
@@ -133,6 +166,18 @@ def format_metrics(metrics: dict) -> str:
     matrix = metrics["confusion_matrix"]
     lines.append(f"confusion [[real→real, real→fake], [fake→real, fake→fake]] = {matrix}")
     return "\n".join(lines)
+
+
+def _operating_point_line(metrics: dict) -> str:
+    """The threshold, its ROC point, TPR at fixed FPRs and average precision, on one line."""
+    point = metrics.get("operating_point") or {}
+    rates = metrics.get("tpr_at_fpr") or {}
+    at = " ".join(f"tpr@fpr{level}={_fmt(value)}" for level, value in rates.items())
+    return (
+        f"threshold={_fmt(metrics.get('threshold'))} fpr={_fmt(point.get('fpr'))} "
+        f"tpr={_fmt(point.get('tpr'))} {at} "
+        f"average_precision={_fmt(metrics.get('average_precision'))}"
+    )
 
 
 def _fmt(value) -> str:

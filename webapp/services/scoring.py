@@ -241,7 +241,7 @@ def _store_predictions(version, rows, output, oos, issues, ood) -> dict[str, int
             "model_version_id": version.id,
             "p_fake": float(output["p_fake"][i]),
             "p_fake_raw": float(output["p_fake_raw"][i]),
-            "verdict": "fake" if output["p_fake"][i] >= 0.5 else "real",
+            "verdict": "fake" if output["p_fake"][i] >= version.threshold else "real",
             "oos_p_fake": _nan_to_none(oos[i]),
             "label_issue_score": _nan_to_none(issues[i]),
             "ood_score": _nan_to_none(ood[i]),

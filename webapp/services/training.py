@@ -22,7 +22,7 @@ from ..jobs import JobCancelled, handler, submit
 from ..models import ModelVersion
 from . import versions
 from .audit import channel_stats
-from .evaluation import evaluate_arrays
+from .evaluation import measure_at_operating_point
 from .pixel_cache import load_pixels
 from .trainset import TrainingSet, select_training_set
 
@@ -189,9 +189,12 @@ def register_checkpoint(trainset, config, network, meta, context=None) -> ModelV
     meta = {**meta, "version": name}
     save_checkpoint(path, network, meta)
     versions.save_training_labels(name, trainset)
-    metrics = {"val": evaluate_arrays(path, *trainset.val.as_arrays(), config.image_size)}
-    if len(trainset.test):
-        metrics["test"] = evaluate_arrays(path, *trainset.test.as_arrays(), config.image_size)
+    threshold, metrics = measure_at_operating_point(path, trainset, config.image_size)
+    if context is not None:
+        context.log(
+            f"FAKE threshold {threshold:.4f} for a false-positive rate of "
+            f"{metrics['val']['target_fpr']:.1%} on real validation images"
+        )
     moved = versions.labels_changed_since(versions.active_version())
     version = ModelVersion(
         name=name,
@@ -200,6 +203,7 @@ def register_checkpoint(trainset, config, network, meta, context=None) -> ModelV
         image_size=config.image_size,
         init_weights=meta["init_weights"],
         temperature=float(meta["temperature"]),
+        threshold=threshold,
         train_args={
             **config.to_dict(),
             "preset": config.preset_name,
