@@ -14,6 +14,10 @@ from ..models import ModelVersion
 from ..services import versions
 from .jobwait import wait_with_bar
 
+# model.perturb.PERTURBATIONS, spelled out so the CLI starts without loading PyTorch (a test
+# checks the two agree).
+PERTURBATIONS = ("jpeg75", "jpeg50", "resize50", "crop90")
+
 
 @click.group("model", help="Train, score with, evaluate and activate model versions.")
 def group() -> None:
@@ -32,7 +36,8 @@ def group() -> None:
 @click.option("--dataset", "datasets", multiple=True, help="Train on these datasets only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--preset", help="Training recipe: seed, demo or cifake (default REALFAKE_TRAIN_PRESET)."
+    "--preset",
+    help="Training recipe: seed, demo, cifake or cifake-robust (default REALFAKE_TRAIN_PRESET).",
 )
 @click.option(
     "--head-only",
@@ -103,12 +108,15 @@ def predict_command(version_name, wait) -> None:
 @click.option("--dataset", required=True, help="Dataset whose labelled images are measured.")
 @click.option("--version", "version_name", help="Version name (default: the active one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(dataset, version_name, as_json) -> None:
+@click.option(
+    "--perturb",
+    type=click.Choice(PERTURBATIONS),
+    help="Score re-encoded (JPEG quality 75 / 50), halved or 90%-cropped copies instead.",
+)
+def evaluate_command(dataset, version_name, as_json, perturb) -> None:
     """Metrics of a version on all labelled images of a dataset."""
     try:
-        from ..services.evaluation import evaluate_dataset  # loads PyTorch
-
-        metrics = evaluate_dataset(dataset, version_name)
+        metrics = _evaluate(dataset, version_name, perturb)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -149,12 +157,24 @@ def calibrate_command(dataset, version_name, target_fpr, no_score) -> None:
         click.echo(f"scoring job {job.id} ({job.state}) with {version.name}")
 
 
+def _evaluate(dataset: str, version_name: str | None, perturb: str | None) -> dict:
+    """Clean metrics, or metrics on perturbed copies (loads PyTorch either way)."""
+    if perturb:
+        from ..services.robustness import evaluate_perturbed
+
+        return evaluate_perturbed(dataset, perturb, version_name)
+    from ..services.evaluation import evaluate_dataset
+
+    return evaluate_dataset(dataset, version_name)
+
+
 def format_metrics(metrics: dict) -> str:
     """The seed's table: accuracy, then precision / recall / F1 per class."""
     if not metrics.get("n"):
         return f"{metrics.get('version')} on {metrics.get('dataset')}: no labelled images"
+    copies = f" ({metrics['perturb']} copies)" if metrics.get("perturb") else ""
     lines = [
-        f"{metrics['version']} on {metrics['dataset']}: n={metrics['n']} "
+        f"{metrics['version']} on {metrics['dataset']}{copies}: n={metrics['n']} "
         f"accuracy={metrics['accuracy']:.4f} roc_auc={_fmt(metrics['roc_auc'])} "
         f"ece={metrics['ece']:.4f} brier={metrics['brier']:.4f}",
         _operating_point_line(metrics),

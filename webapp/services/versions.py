@@ -13,7 +13,7 @@ from ..models import ModelVersion, utcnow
 
 # The names of model.train.TrainConfig's presets, here so pages can offer them without loading
 # PyTorch (a test checks the two lists agree).
-TRAIN_PRESETS = ("seed", "demo", "cifake")
+TRAIN_PRESETS = ("seed", "demo", "cifake", "cifake-robust")
 
 
 def models_dir() -> Path:
