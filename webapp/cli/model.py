@@ -327,3 +327,42 @@ def _trainset_of(meta: dict, folder, datasets):
             "pass --trainset with the folder it was trained on"
         )
     return trainset
+
+
+@group.group("weights", help="ImageNet weights for the network's starting point.")
+def weights_group() -> None:
+    pass
+
+
+@weights_group.command("fetch")
+@click.option("--url", help="Where to download from (default: the URL torchvision publishes).")
+@click.option("--sha256", help="Expected SHA-256 (default: the prefix the file name carries).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
+def weights_fetch_command(url, sha256, timeout) -> None:
+    """Download torchvision's ResNet18 ImageNet weights into its cache, checked by SHA-256."""
+    from flask import current_app
+
+    from model.network import WeightsError
+    from model.weights import FetchError, fetch_weights
+
+    try:
+        fetched = fetch_weights(url, sha256, timeout)
+    except FetchError as error:
+        raise click.ClickException(
+            f"{error}. No network? Nothing was changed: training starts from random weights "
+            "as before (or put the file in place by hand, see README)"
+        ) from error
+    except WeightsError as error:
+        raise click.ClickException(f"{error}. Nothing was changed.") from error
+    verb = "downloaded" if fetched.downloaded else "already present:"
+    click.echo(
+        f"{verb} {fetched.path} ({fetched.size_bytes / 1e6:.1f} MB, SHA-256 {fetched.sha256})"
+    )
+    configured = current_app.config.get("IMAGENET_WEIGHTS")
+    if configured:
+        click.echo(f"note: REALFAKE_IMAGENET_WEIGHTS={configured} is used instead of the cache")
+    else:
+        click.echo(
+            "the next training whose preset starts from ImageNet (init auto, e.g. seed, demo) "
+            f"uses them; its version records init imagenet:{fetched.sha256[:12]}"
+        )
