@@ -52,9 +52,26 @@ def group() -> None:
     help="Train with torchrun in N processes (DistributedDataParallel; one GPU each on CUDA).",
 )
 @click.option("--no-score", is_flag=True, help="Do not score every image after training.")
+@click.option(
+    "--oof-folds",
+    type=click.IntRange(min=2),
+    help="Before scoring, train K held-out networks so suspected label mistakes are judged "
+    "by networks that never saw the image (K trainings' time).",
+)
+@click.option("--oof-epochs", type=click.IntRange(min=1), help="Epochs of each held-out network.")
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
 def train_command(
-    epochs, image_size, datasets, seed, preset, head_only, nproc, no_score, wait
+    epochs,
+    image_size,
+    datasets,
+    seed,
+    preset,
+    head_only,
+    nproc,
+    no_score,
+    oof_folds,
+    oof_epochs,
+    wait,
 ) -> None:
     """Start a training job on the effective labels (one at a time)."""
     if head_only and nproc > 1:
@@ -68,6 +85,7 @@ def train_command(
         )
     params = {"epochs": epochs, "image_size": image_size, "datasets": list(datasets), "seed": seed}
     params.update(preset=preset, head_only=head_only, score=not no_score, nproc=nproc)
+    params.update(oof_folds=oof_folds, oof_epochs=oof_epochs)
     job = submit("train", params)
     click.echo(f"training job {job.id} ({job.state})")
     if wait:
@@ -80,6 +98,12 @@ def train_command(
 def _wait_for_scoring(version_name: str) -> None:
     from ..models import Job
 
+    held_out = db.session.scalar(
+        select(Job).where(Job.kind == "oof").order_by(Job.id.desc()).limit(1)
+    )
+    if held_out is not None and (held_out.params or {}).get("version") == version_name:
+        done = wait_with_bar(held_out.id, "held-out networks")
+        click.echo(f"{done.result['folds']} held-out networks over {done.result['images']} images")
     scoring = db.session.scalar(
         select(Job).where(Job.kind == "predict").order_by(Job.id.desc()).limit(1)
     )

@@ -141,7 +141,12 @@ def train_job(context) -> dict[str, Any]:
         version = register_checkpoint(trainset, config, network, meta, context)
     else:
         version = _train_here(context, trainset, config, mean, std)
-    if params.get("score", True):
+    if params.get("oof_folds"):  # held-out networks first; that job queues the scoring
+        oof = {"version": version.name, "folds": int(params["oof_folds"])}
+        submit(
+            "oof", {**oof, "epochs": params.get("oof_epochs"), "score": params.get("score", True)}
+        )
+    elif params.get("score", True):
         submit("predict", {"version": version.name})
     return {"version": version.name, "active": version.is_active, "metrics": version.metrics}
 
