@@ -21,6 +21,8 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from model.perturb import degrade_batch
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -32,20 +34,29 @@ class Augment:
     ``crop_padding`` pads by that many pixels (zeros) and crops back at a random offset;
     ``rotation`` is the largest angle in degrees; ``color_jitter`` the strength of brightness,
     contrast and saturation changes (0 = off; colour statistics can be a real cue for fakes).
+    ``rescale_p`` shrinks that share of images by a factor in [``rescale_min``, 1] and back;
+    ``jpeg_p`` re-encodes that share as JPEG at a quality in [``jpeg_quality_min``, 95]
+    (``model.perturb``: traces that survive re-compression and downsizing).
     """
 
     hflip: bool = True
     crop_padding: int = 0
     rotation: float = 0.0
     color_jitter: float = 0.0
+    rescale_p: float = 0.0
+    rescale_min: float = 0.5
+    jpeg_p: float = 0.0
+    jpeg_quality_min: int = 50
 
     @classmethod
     def preset(cls, name: str) -> Augment:
-        """Presets: ``seed`` (flip, 10 degree rotation, jitter 0.2), ``crop``, ``flip``, ``none``"""
+        """Presets: ``seed`` (flip, 10 degree rotation, jitter 0.2), ``crop``, ``flip``,
+        ``flip-degrade`` (flips, and a third each rescaled and JPEG re-encoded), ``none``"""
         presets = {
             "seed": cls(hflip=True, rotation=10.0, color_jitter=0.2),
             "crop": cls(hflip=True, crop_padding=4),
             "flip": cls(hflip=True),
+            "flip-degrade": cls(hflip=True, rescale_p=0.3, jpeg_p=0.3),
             "none": cls(hflip=False),
         }
         if name not in presets:
@@ -119,11 +130,28 @@ class TrainTransform(EvalTransform):
             ) * self.augment.rotation
             jitter = torch.rand(count, 3, generator=generator) * 2 - 1
             params["jitter"] = 1 + jitter * self.augment.color_jitter
+        params.update(self._draw_degradation(count, generator))
+        return params
+
+    def _draw_degradation(self, count: int, generator) -> dict:
+        """Draws for ``perturb.degrade_batch``, after the others (so adding it changed no
+        seeded run without it)."""
+        params, augment = {}, self.augment
+        if augment.rescale_p:
+            params["rescale"] = torch.rand(count, generator=generator) < augment.rescale_p
+            low = augment.rescale_min
+            params["scale"] = low + (1 - low) * torch.rand(count, generator=generator)
+        if augment.jpeg_p:
+            params["jpeg"] = torch.rand(count, generator=generator) < augment.jpeg_p
+            span = (augment.jpeg_quality_min, 96)
+            params["quality"] = torch.randint(*span, (count,), generator=generator)
         return params
 
     def apply(self, batch: torch.Tensor, params: dict) -> torch.Tensor:
         """Augment with parameters from ``draw`` (a row per image of ``batch``), then normalise."""
         batch = self.resize(batch)
+        if "rescale" in params or "jpeg" in params:
+            batch = degrade_batch(batch, params)
         if "crop" in params:
             batch = crop_at(batch, self.augment.crop_padding, params["crop"])
         if "flip" in params:

@@ -89,15 +89,21 @@ def _step(model, images, labels, optimizer, policy, loss_fn, scaler):
     return float(loss.detach()), logits.detach()
 
 
-def evaluate(model: nn.Module, loader, policy: Policy) -> dict:
-    """Logits, labels, mean cross-entropy and accuracy of ``model`` over ``loader``."""
+def evaluate(model: nn.Module, loader, policy: Policy, tta: bool = False) -> dict:
+    """Logits, labels, mean cross-entropy and accuracy of ``model`` over ``loader``.
+
+    ``tta``: each image's logits are the mean of its own and its mirror image's.
+    """
     model.eval()
     started = time.perf_counter()
     all_logits, all_labels = [], []
     with torch.inference_mode():
         for images, labels in loader:
             with policy.autocast():
-                logits = model(to_device(images, policy))
+                batch = to_device(images, policy)
+                logits = model(batch)
+                if tta:
+                    logits = (logits.float() + model(torch.flip(batch, dims=[-1])).float()) / 2
             all_logits.append(logits.float().cpu())
             if labels is not None:
                 all_labels.append(labels)

@@ -1,6 +1,9 @@
 """Classification metrics for the REAL/FAKE call, computed with scikit-learn.
 
-Probabilities are p_fake (class 1); the verdict is FAKE when ``p_fake >= threshold``.
+Probabilities are p_fake (class 1); the verdict is FAKE when ``p_fake >= threshold``. A version's
+threshold is its operating point: fitted on validation images for a target false-positive rate on
+real images (:func:`threshold_for_fpr`), because calling a real photograph fake is the costly
+mistake, and 0.5 says nothing about how often that happens.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     brier_score_loss,
     confusion_matrix,
     precision_recall_fscore_support,
@@ -16,6 +20,7 @@ from sklearn.metrics import (
 )
 
 CLASS_NAMES = ("real", "fake")
+FPR_LEVELS = (0.01, 0.05)  # the false-positive rates ``tpr_at_fpr`` reports
 
 
 def _inputs(labels, p_fake) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +56,12 @@ def classification_metrics(labels, p_fake, threshold: float = 0.5) -> dict:
     two_classes = len(np.unique(labels)) == 2
     return {
         "n": int(labels.size),
+        "threshold": float(threshold),
+        "operating_point": operating_point(labels, p_fake, threshold),
+        "tpr_at_fpr": tpr_at_fpr(labels, p_fake) if two_classes else None,
+        "average_precision": float(average_precision_score(labels, p_fake))
+        if two_classes
+        else None,
         "accuracy": float(accuracy_score(labels, predicted)) if labels.size else None,
         "roc_auc": float(roc_auc_score(labels, p_fake)) if two_classes else None,
         "ece": expected_calibration_error(labels, p_fake) if labels.size else None,
@@ -106,3 +117,44 @@ def roc_points(labels, p_fake) -> dict | None:
     fpr, tpr, thresholds = roc_curve(labels, p_fake, pos_label=1)
     thresholds = np.minimum(thresholds, 1.0)  # sklearn puts +inf first
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
+
+
+def threshold_for_fpr(labels, p_fake, target_fpr: float) -> float:
+    """The lowest FAKE threshold whose false-positive rate on the real images is <= target.
+
+    With n real images at most ``floor(target_fpr * n)`` of them may score at or above it, so
+    the threshold sits just above the next-highest real score. Returns 0.5 when either class is
+    missing (nothing to fit on).
+    """
+    labels, p_fake = _inputs(labels, p_fake)
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"the target false-positive rate must be in [0, 1), got {target_fpr}")
+    real = np.sort(p_fake[labels == 0])[::-1]
+    if real.size == 0 or not (labels == 1).any():
+        return 0.5
+    allowed = int(np.floor(target_fpr * real.size + 1e-9))
+    if allowed >= real.size:
+        return float(real[-1])
+    return float(np.nextafter(real[allowed], np.inf))
+
+
+def operating_point(labels, p_fake, threshold: float) -> dict:
+    """The ROC point of a threshold: false-positive rate on real, true-positive rate on fake."""
+    labels, p_fake = _inputs(labels, p_fake)
+    flagged = p_fake >= threshold
+    real, fake = labels == 0, labels == 1
+    return {
+        "threshold": float(threshold),
+        "fpr": float(flagged[real].mean()) if real.any() else None,
+        "tpr": float(flagged[fake].mean()) if fake.any() else None,
+    }
+
+
+def tpr_at_fpr(labels, p_fake, levels=FPR_LEVELS) -> dict | None:
+    """The best true-positive rate reachable at each false-positive rate in ``levels`` (keys are
+    the rates as strings, ``{"0.01": ..., "0.05": ...}``); None with one class."""
+    points = roc_points(labels, p_fake)
+    if points is None:
+        return None
+    fpr, tpr = np.asarray(points["fpr"]), np.asarray(points["tpr"])
+    return {f"{level:g}": float(tpr[fpr <= level + 1e-12].max()) for level in levels}

@@ -1,7 +1,8 @@
 """The network: torchvision's ResNet18 with a two-way head (REAL, FAKE).
 
 ImageNet weights are used when they are present on disk (a file named in the configuration, checked
-by SHA-256, or torchvision's own cache under TORCH_HOME); nothing is ever downloaded. Without them
+by SHA-256, or torchvision's own cache under TORCH_HOME); nothing is downloaded here (that is the
+explicit ``flask model weights fetch``, ``model.weights``). Without them
 the network starts from random weights, and the returned init string says which happened.
 
 Stems: ``"imagenet"`` is torchvision's (7x7 stride-2 convolution and max-pool: the residual stages
@@ -65,9 +66,34 @@ def build_model(
     return model, init_used
 
 
+def checkpoints_dir() -> Path:
+    """torch.hub's folder of downloaded weights (under TORCH_HOME)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 def torchvision_cache_path() -> Path:
-    """Where torchvision keeps downloaded ResNet18 weights (under TORCH_HOME); maybe absent."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_RESNET18_FILE
+    """Where torchvision keeps downloaded ResNet18 weights (under TORCH_HOME); maybe absent.
+
+    torchvision's own file name first; else another ``resnet18-<hex>.pth`` there (as
+    ``flask model weights fetch --url`` stores one), whose hash is checked like any.
+    """
+    published = checkpoints_dir() / TORCHVISION_RESNET18_FILE
+    if published.is_file():
+        return published
+    others = sorted(checkpoints_dir().glob("resnet18-*.pth"))
+    named = [path for path in others if hash_in_name(path.name)]
+    return named[0] if named else published
+
+
+def hash_in_name(name: str) -> str | None:
+    """The SHA-256 prefix a torchvision weights file name carries (``name-<hex>.pth``)."""
+    match = _HASH_IN_NAME.search(name)
+    return match.group(1) if match else None
+
+
+def load_imagenet(path: Path) -> None:
+    """Check that ``path`` loads into a torchvision ResNet18 (WeightsError if not)."""
+    _load_imagenet(resnet18(weights=None), path)
 
 
 def file_sha256(path: Path) -> str:
@@ -83,8 +109,7 @@ def _check_sha256(path: Path, expected: str | None) -> str:
     """The file's digest; raises when it differs from ``expected`` or the hash in its name."""
     digest = file_sha256(path)
     if expected is None:
-        match = _HASH_IN_NAME.search(path.name)
-        expected = match.group(1) if match else None
+        expected = hash_in_name(path.name)
     if expected is not None and not digest.startswith(expected.lower()):
         raise WeightsError(
             f"SHA-256 mismatch for {path}: expected {expected}, file has {digest}; "

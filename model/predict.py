@@ -140,7 +140,7 @@ class Predictor:
         done = 0
         with torch.inference_mode():
             for batch, _ in loader:
-                batch_features, batch_logits = self._forward(batch)
+                batch_features, batch_logits = self._forward_with_tta(batch)
                 count = batch_logits.shape[0]
                 logits[done : done + count] = batch_logits
                 features[done : done + count] = batch_features
@@ -148,6 +148,16 @@ class Predictor:
                 if on_batch is not None:
                     on_batch(done, total)
         return self._output(logits, features)
+
+    def _forward_with_tta(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``_forward``, averaged with the mirror image's when the checkpoint says ``tta: flip``
+        (the training measured and calibrated it that way)."""
+        features, logits = self._forward(batch)
+        if self.meta.get("tta") == "flip":
+            mirrored_features, mirrored_logits = self._forward(torch.flip(batch, dims=[-1]))
+            features = (features + mirrored_features) / 2
+            logits = (logits + mirrored_logits) / 2
+        return features, logits
 
     def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         count = batch.shape[0]

@@ -79,7 +79,7 @@ def test_train_then_score_every_image(tiny_dataset, worker):
     assert len(predictions) == n_images
     for prediction in predictions:
         assert 0.0 <= prediction.p_fake <= 1.0
-        assert prediction.verdict == ("fake" if prediction.p_fake >= 0.5 else "real")
+        assert prediction.verdict == ("fake" if prediction.p_fake >= version.threshold else "real")
         assert prediction.label_issue_score is not None
         assert prediction.ood_score is not None
     # scoring again adds nothing: one row per (image, version), never overwritten

@@ -48,6 +48,12 @@ def _int_env(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _optional_int_env(name: str) -> int | None:
+    """The integer in ``name``, or None when the variable is unset or empty (no choice made)."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else None
+
+
 class Config:
     """Production defaults; every value can be overridden by an environment variable."""
 
@@ -94,11 +100,15 @@ class Config:
         self.MODEL_DEVICE = os.environ.get("REALFAKE_DEVICE", "auto")
         self.IMAGENET_WEIGHTS = os.environ.get("REALFAKE_IMAGENET_WEIGHTS", "")
         self.IMAGENET_WEIGHTS_SHA256 = os.environ.get("REALFAKE_IMAGENET_WEIGHTS_SHA256", "")
-        self.DEFAULT_IMAGE_SIZE = _int_env("REALFAKE_IMAGE_SIZE", 224)
-        self.DEFAULT_EPOCHS = _int_env("REALFAKE_EPOCHS", 5)
+        # Size and epochs set in the environment override the preset's; None: the preset's own.
+        self.DEFAULT_IMAGE_SIZE = _optional_int_env("REALFAKE_IMAGE_SIZE")
+        self.DEFAULT_EPOCHS = _optional_int_env("REALFAKE_EPOCHS")
         # A model.train.TrainConfig preset: "seed" (224 px as the study), "demo", "cifake".
         self.TRAIN_PRESET = os.environ.get("REALFAKE_TRAIN_PRESET", "seed")
         self.KFOLD = _int_env("REALFAKE_KFOLD", 5)
+        # Each version's FAKE threshold allows this share of real validation images to be called
+        # fake (its operating point).
+        self.TARGET_FPR = _float_env("REALFAKE_TARGET_FPR", 0.01)
         # Images per forward pass when scoring: memory grows with it (and with the image size).
         self.SCORE_BATCH = _int_env("REALFAKE_SCORE_BATCH", 256)
         # Inference engine and training precision: measured on first use and kept in the

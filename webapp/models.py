@@ -193,13 +193,16 @@ class ModelVersion(db.Model):
     name: Mapped[str] = mapped_column(String(40), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     is_active: Mapped[bool] = mapped_column(default=False, index=True)
-    kind: Mapped[str] = mapped_column(String(16), default="full")  # full | head
+    kind: Mapped[str] = mapped_column(String(16), default="full")  # full | head | calib
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     checkpoint_path: Mapped[str] = mapped_column(Text)
     architecture: Mapped[str] = mapped_column(String(40), default="resnet18")
     image_size: Mapped[int]
     init_weights: Mapped[str] = mapped_column(String(40))  # "imagenet" | "random"
     temperature: Mapped[float] = mapped_column(default=1.0)
+    # The operating point: FAKE when calibrated p_fake >= threshold (0.5 for older versions).
+    # Fitted on validation images for REALFAKE_TARGET_FPR; read it through this attribute.
+    threshold: Mapped[float] = mapped_column(default=0.5, server_default=text("0.5"))
     train_args: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
@@ -212,6 +215,18 @@ class ModelVersion(db.Model):
 
     def __repr__(self) -> str:
         return f"<ModelVersion {self.name}{' active' if self.is_active else ''}>"
+
+    @property
+    def preset(self) -> str:
+        """The training recipe it started from ("custom" when none was named, as before)."""
+        args = self.train_args or {}
+        return args.get("preset") or args.get("preset_name") or "custom"
+
+    @property
+    def epochs(self) -> int | None:
+        """The epochs it was configured to train (None when not recorded)."""
+        value = (self.train_args or {}).get("epochs")
+        return None if value is None else int(value)
 
 
 class Prediction(db.Model):

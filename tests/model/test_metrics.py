@@ -6,8 +6,10 @@ import pytest
 from model.metrics import (
     classification_metrics,
     expected_calibration_error,
+    operating_point,
     reliability_curve,
     roc_points,
+    threshold_for_fpr,
 )
 
 LABELS = [0, 0, 0, 1, 1, 1]
@@ -18,6 +20,10 @@ def test_metrics_of_a_hand_computed_case():
     metrics = classification_metrics(LABELS, P_FAKE)
     assert set(metrics) == {
         "n",
+        "threshold",
+        "operating_point",
+        "tpr_at_fpr",
+        "average_precision",
         "accuracy",
         "roc_auc",
         "ece",
@@ -66,3 +72,34 @@ def test_mismatched_or_bad_labels_are_rejected():
         classification_metrics([0, 1], [0.5])
     with pytest.raises(ValueError, match="0 \\(real\\) or 1"):
         classification_metrics(np.array([0, 2]), [0.5, 0.5])
+
+
+def test_threshold_for_a_target_false_positive_rate():
+    rng = np.random.default_rng(0)
+    real = rng.uniform(0.0, 0.9, 200)  # 200 real: 1% allows 2 above the threshold
+    fake = rng.uniform(0.3, 1.0, 300)
+    labels = np.r_[np.zeros(200, int), np.ones(300, int)]
+    p_fake = np.r_[real, fake]
+    threshold = threshold_for_fpr(labels, p_fake, 0.01)
+    assert (real >= threshold).sum() == 2
+    assert (real >= np.sort(real)[-3]).sum() == 3  # any lower threshold flags a third
+    assert threshold > np.sort(real)[-3]
+    point = operating_point(labels, p_fake, threshold)
+    assert point["fpr"] == pytest.approx(0.01)
+    assert point["tpr"] == pytest.approx((fake >= threshold).mean())
+    assert threshold_for_fpr(labels, p_fake, 0.0) > real.max()
+    assert threshold_for_fpr([1, 1], [0.2, 0.3], 0.01) == 0.5  # no real images: no fit
+    with pytest.raises(ValueError, match="false-positive rate"):
+        threshold_for_fpr(labels, p_fake, 1.5)
+
+
+def test_metrics_at_a_threshold_and_the_rates_at_fixed_false_positives():
+    metrics = classification_metrics(LABELS, P_FAKE, threshold=0.8)
+    # At 0.8: reals 0.1, 0.7, 0.25 all real; fakes 0.85, 0.95 caught, 0.35 missed.
+    assert metrics["confusion_matrix"] == [[3, 0], [1, 2]]
+    assert metrics["threshold"] == 0.8
+    assert metrics["operating_point"] == {"threshold": 0.8, "fpr": 0.0, "tpr": pytest.approx(2 / 3)}
+    # With no false positive allowed the best is 2 of 3 fakes (above 0.7, the top real score).
+    assert metrics["tpr_at_fpr"] == {"0.01": pytest.approx(2 / 3), "0.05": pytest.approx(2 / 3)}
+    # Average precision: fakes at ranks 1, 2 (precision 1, 1) and 0.35 at rank 4 (3/4).
+    assert metrics["average_precision"] == pytest.approx((1 + 1 + 3 / 4) / 3)

@@ -80,6 +80,7 @@ def versions_page():
         labels_moved=versions.labels_changed_since(versions.active_version()),
         lineage={v.name: versions.lineage(v) for v in comparison["versions"]},
         trained_on={v.name: versions.training_data(v) for v in comparison["versions"]},
+        presets=versions.TRAIN_PRESETS,
     )
 
 
@@ -200,6 +201,7 @@ def train():
         "image_size": request.form.get("image_size", type=int),
         "datasets": request.form.getlist("datasets"),
         "head_only": request.form.get("head_only") == "1",
+        "preset": request.form.get("preset") or None,
     }
     job = submit("train", params, user_id=current_user.id)
     flash(f"Training job {job.id} is {job.state}.", "info")

@@ -1,4 +1,4 @@
-"""``flask model train|predict|evaluate|list|activate|export-trainset|register``."""
+"""``flask model train|predict|evaluate|calibrate|list|activate|export-trainset|register``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from ..models import ModelVersion
 from ..services import versions
 from .jobwait import wait_with_bar
 
+# model.perturb.PERTURBATIONS, spelled out so the CLI starts without loading PyTorch (a test
+# checks the two agree).
+PERTURBATIONS = ("jpeg75", "jpeg50", "resize50", "crop90")
+
 
 @click.group("model", help="Train, score with, evaluate and activate model versions.")
 def group() -> None:
@@ -21,12 +25,19 @@ def group() -> None:
 
 
 @group.command("train")
-@click.option("--epochs", type=int, help="Epochs (default REALFAKE_EPOCHS).")
-@click.option("--image-size", type=int, help="Input size in pixels (default REALFAKE_IMAGE_SIZE).")
+@click.option(
+    "--epochs", type=int, help="Epochs (default REALFAKE_EPOCHS if set, else the preset's)."
+)
+@click.option(
+    "--image-size",
+    type=int,
+    help="Input size in pixels (default REALFAKE_IMAGE_SIZE if set, else the preset's).",
+)
 @click.option("--dataset", "datasets", multiple=True, help="Train on these datasets only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--preset", help="Training recipe: seed, demo or cifake (default REALFAKE_TRAIN_PRESET)."
+    "--preset",
+    help="Training recipe: seed, demo, cifake or cifake-robust (default REALFAKE_TRAIN_PRESET).",
 )
 @click.option(
     "--head-only",
@@ -41,9 +52,26 @@ def group() -> None:
     help="Train with torchrun in N processes (DistributedDataParallel; one GPU each on CUDA).",
 )
 @click.option("--no-score", is_flag=True, help="Do not score every image after training.")
+@click.option(
+    "--oof-folds",
+    type=click.IntRange(min=2),
+    help="Before scoring, train K held-out networks so suspected label mistakes are judged "
+    "by networks that never saw the image (K trainings' time).",
+)
+@click.option("--oof-epochs", type=click.IntRange(min=1), help="Epochs of each held-out network.")
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
 def train_command(
-    epochs, image_size, datasets, seed, preset, head_only, nproc, no_score, wait
+    epochs,
+    image_size,
+    datasets,
+    seed,
+    preset,
+    head_only,
+    nproc,
+    no_score,
+    oof_folds,
+    oof_epochs,
+    wait,
 ) -> None:
     """Start a training job on the effective labels (one at a time)."""
     if head_only and nproc > 1:
@@ -57,6 +85,7 @@ def train_command(
         )
     params = {"epochs": epochs, "image_size": image_size, "datasets": list(datasets), "seed": seed}
     params.update(preset=preset, head_only=head_only, score=not no_score, nproc=nproc)
+    params.update(oof_folds=oof_folds, oof_epochs=oof_epochs)
     job = submit("train", params)
     click.echo(f"training job {job.id} ({job.state})")
     if wait:
@@ -69,6 +98,12 @@ def train_command(
 def _wait_for_scoring(version_name: str) -> None:
     from ..models import Job
 
+    held_out = db.session.scalar(
+        select(Job).where(Job.kind == "oof").order_by(Job.id.desc()).limit(1)
+    )
+    if held_out is not None and (held_out.params or {}).get("version") == version_name:
+        done = wait_with_bar(held_out.id, "held-out networks")
+        click.echo(f"{done.result['folds']} held-out networks over {done.result['images']} images")
     scoring = db.session.scalar(
         select(Job).where(Job.kind == "predict").order_by(Job.id.desc()).limit(1)
     )
@@ -97,12 +132,15 @@ def predict_command(version_name, wait) -> None:
 @click.option("--dataset", required=True, help="Dataset whose labelled images are measured.")
 @click.option("--version", "version_name", help="Version name (default: the active one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(dataset, version_name, as_json) -> None:
+@click.option(
+    "--perturb",
+    type=click.Choice(PERTURBATIONS),
+    help="Score re-encoded (JPEG quality 75 / 50), halved or 90%-cropped copies instead.",
+)
+def evaluate_command(dataset, version_name, as_json, perturb) -> None:
     """Metrics of a version on all labelled images of a dataset."""
     try:
-        from ..services.evaluation import evaluate_dataset  # loads PyTorch
-
-        metrics = evaluate_dataset(dataset, version_name)
+        metrics = _evaluate(dataset, version_name, perturb)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -111,14 +149,59 @@ def evaluate_command(dataset, version_name, as_json) -> None:
     click.echo(format_metrics(metrics))
 
 
+@group.command("calibrate")
+@click.option("--dataset", required=True, help="Labelled dataset to refit on.")
+@click.option("--version", "version_name", help="Version to recalibrate (default: the active one).")
+@click.option(
+    "--target-fpr",
+    type=float,
+    help="Share of real images allowed to be called FAKE (default REALFAKE_TARGET_FPR).",
+)
+@click.option("--no-score", is_flag=True, help="Do not score every image with the new version.")
+def calibrate_command(dataset, version_name, target_fpr, no_score) -> None:
+    """Refit temperature and FAKE threshold on a labelled dataset; record a new version."""
+    try:
+        from ..services.recalibration import calibrate_on_dataset  # loads PyTorch
+
+        version = calibrate_on_dataset(dataset, version_name, target_fpr)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    fitted = version.metrics["calibration"]
+    point = fitted["operating_point"]
+    click.echo(
+        f"recorded {version.name} ({version.train_args['calibration_of']} recalibrated on "
+        f"{dataset}, {fitted['n']} images): temperature {version.temperature:.3f}, "
+        f"FAKE threshold {version.threshold:.4f} (FPR {point['fpr']:.3f}, TPR {point['tpr']:.3f}"
+        f" on {dataset})"
+    )
+    if not version.is_active:
+        click.echo(f"activate it with: flask --app wsgi model activate {version.name}")
+    if not no_score:
+        job = submit("predict", {"version": version.name})
+        click.echo(f"scoring job {job.id} ({job.state}) with {version.name}")
+
+
+def _evaluate(dataset: str, version_name: str | None, perturb: str | None) -> dict:
+    """Clean metrics, or metrics on perturbed copies (loads PyTorch either way)."""
+    if perturb:
+        from ..services.robustness import evaluate_perturbed
+
+        return evaluate_perturbed(dataset, perturb, version_name)
+    from ..services.evaluation import evaluate_dataset
+
+    return evaluate_dataset(dataset, version_name)
+
+
 def format_metrics(metrics: dict) -> str:
     """The seed's table: accuracy, then precision / recall / F1 per class."""
     if not metrics.get("n"):
         return f"{metrics.get('version')} on {metrics.get('dataset')}: no labelled images"
+    copies = f" ({metrics['perturb']} copies)" if metrics.get("perturb") else ""
     lines = [
-        f"{metrics['version']} on {metrics['dataset']}: n={metrics['n']} "
+        f"{metrics['version']} on {metrics['dataset']}{copies}: n={metrics['n']} "
         f"accuracy={metrics['accuracy']:.4f} roc_auc={_fmt(metrics['roc_auc'])} "
         f"ece={metrics['ece']:.4f} brier={metrics['brier']:.4f}",
+        _operating_point_line(metrics),
         f"{'class':<6} {'precision':>9} {'recall':>7} {'f1':>7}",
     ]
     for name in ("real", "fake"):
@@ -129,8 +212,24 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _operating_point_line(metrics: dict) -> str:
+    """The threshold, its ROC point, TPR at fixed FPRs and average precision, on one line."""
+    point = metrics.get("operating_point") or {}
+    rates = metrics.get("tpr_at_fpr") or {}
+    at = " ".join(f"tpr@fpr{level}={_fmt(value)}" for level, value in rates.items())
+    return (
+        f"threshold={_fmt(metrics.get('threshold'))} fpr={_fmt(point.get('fpr'))} "
+        f"tpr={_fmt(point.get('tpr'))} {at} "
+        f"average_precision={_fmt(metrics.get('average_precision'))}"
+    )
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def _fmt_int(value) -> str:
+    return "n/a" if value is None else str(value)
 
 
 @group.command("list")
@@ -141,7 +240,8 @@ def list_command() -> None:
         accuracy = test.get("accuracy")
         click.echo(
             f"{'*' if version.is_active else ' '} {version.name:<6} {version.kind:<5} "
-            f"size={version.image_size:<4} init={version.init_weights:<20} "
+            f"preset={version.preset:<6} size={version.image_size:<4} "
+            f"epochs={_fmt_int(version.epochs):<3} init={version.init_weights:<20} "
             f"n_train={version.n_train:<6} accuracy={_fmt(accuracy)} "
             f"created={version.created_at:%Y-%m-%d %H:%M}"
         )
@@ -251,6 +351,45 @@ def _trainset_of(meta: dict, folder, datasets):
             "pass --trainset with the folder it was trained on"
         )
     return trainset
+
+
+@group.group("weights", help="ImageNet weights for the network's starting point.")
+def weights_group() -> None:
+    pass
+
+
+@weights_group.command("fetch")
+@click.option("--url", help="Where to download from (default: the URL torchvision publishes).")
+@click.option("--sha256", help="Expected SHA-256 (default: the prefix the file name carries).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
+def weights_fetch_command(url, sha256, timeout) -> None:
+    """Download torchvision's ResNet18 ImageNet weights into its cache, checked by SHA-256."""
+    from flask import current_app
+
+    from model.network import WeightsError
+    from model.weights import FetchError, fetch_weights
+
+    try:
+        fetched = fetch_weights(url, sha256, timeout)
+    except FetchError as error:
+        raise click.ClickException(
+            f"{error}. No network? Nothing was changed: training starts from random weights "
+            "as before (or put the file in place by hand, see README)"
+        ) from error
+    except WeightsError as error:
+        raise click.ClickException(f"{error}. Nothing was changed.") from error
+    verb = "downloaded" if fetched.downloaded else "already present:"
+    click.echo(
+        f"{verb} {fetched.path} ({fetched.size_bytes / 1e6:.1f} MB, SHA-256 {fetched.sha256})"
+    )
+    configured = current_app.config.get("IMAGENET_WEIGHTS")
+    if configured:
+        click.echo(f"note: REALFAKE_IMAGENET_WEIGHTS={configured} is used instead of the cache")
+    else:
+        click.echo(
+            "the next training whose preset starts from ImageNet (init auto, e.g. seed, demo) "
+            f"uses them; its version records init imagenet:{fetched.sha256[:12]}"
+        )
 
 
 from .tune import tune_command  # noqa: E402  (its own module: it measures, it does not queue)

@@ -14,7 +14,7 @@ from model.threads import configure_threads, describe
 @click.option(
     "--image-size",
     type=click.IntRange(min=16),
-    help="Input size in pixels (default: the active version's, else REALFAKE_IMAGE_SIZE).",
+    help="Input size in pixels (default: the active version's, else REALFAKE_IMAGE_SIZE, else 224).",
 )
 @click.option("--no-compile", is_flag=True, help="Leave torch.compile out (it takes minutes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -66,7 +66,7 @@ def _network_for(image_size: int | None):
     if active is not None and image_size in (None, active.image_size):
         model, meta = load_checkpoint(active.checkpoint_path)
         return model, meta, f"version {active.name}"
-    size = image_size or int(current_app.config["DEFAULT_IMAGE_SIZE"])
+    size = image_size or int(current_app.config.get("DEFAULT_IMAGE_SIZE") or 224)
     model, _ = build_model(init="random")
     meta = {
         "image_size": size,

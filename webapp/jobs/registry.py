@@ -10,6 +10,7 @@ from .core import declare
 declare("import", "webapp.services.importer", resumable=True)
 declare("train", "webapp.services.training", singleton=True)
 declare("predict", "webapp.services.scoring", resumable=True)
+declare("oof", "webapp.services.oof_training", singleton=True)
 declare("report", "webapp.services.report_jobs")
 declare("heatmap", "webapp.services.heatmap_jobs")
 declare("sleep", "webapp.services.demo_jobs")

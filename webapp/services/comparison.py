@@ -121,8 +121,10 @@ def measure(versions: Sequence[ModelVersion], yardstick: Yardstick) -> dict[str,
             results[version.name] = None
             continue
         p_fake = [scores[version.name][i] for i in common]
-        metrics = classification_metrics(labels, p_fake)
+        metrics = classification_metrics(labels, p_fake, version.threshold)
         metrics["roc"] = roc_points(labels, p_fake)
+        if metrics["roc"] is not None:
+            metrics["roc"]["operating_point"] = metrics["operating_point"]
         metrics["reliability"] = reliability_curve(labels, p_fake)
         results[version.name] = metrics
     return {

@@ -14,7 +14,7 @@ from flask import current_app
 
 from model.calibration import apply_temperature, fit_temperature
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.metrics import classification_metrics
+from model.metrics import classification_metrics, threshold_for_fpr
 from model.scores import fit_head
 
 from ..extensions import db
@@ -47,20 +47,26 @@ def train_head(context) -> dict[str, Any]:
     val_ids, val_labels = parts["val"]
     val_logits = head.logits(features[_rows(position, val_ids)])
     temperature = fit_temperature(val_logits, val_labels) if len(val_ids) else 1.0
+    target = float(current_app.config["TARGET_FPR"])
+    val_p_fake = apply_temperature(val_logits, temperature)
+    threshold = threshold_for_fpr(val_labels, val_p_fake, target) if len(val_ids) else 0.5
     metrics = {}
     for name, (part_ids, part_labels) in parts.items():
         if len(part_ids):
             logits = head.logits(features[_rows(position, part_ids)])
             metrics[name] = classification_metrics(
-                part_labels, apply_temperature(logits, temperature)
+                part_labels, apply_temperature(logits, temperature), threshold
             )
-    version = _register(context, parent, trainset, head, temperature, metrics)
+    if "val" in metrics:
+        metrics["val"]["target_fpr"] = target
+    version = _register(context, parent, trainset, head, (temperature, threshold), metrics)
     if context.params.get("score", True):
         submit("predict", {"version": version.name})
     return {"version": version.name, "active": version.is_active, "metrics": metrics}
 
 
-def _register(context, parent, trainset, head, temperature, metrics) -> ModelVersion:
+def _register(context, parent, trainset, head, calibration, metrics) -> ModelVersion:
+    temperature, threshold = calibration
     model, meta = load_checkpoint(parent.checkpoint_path)
     head.apply_to(model)
     name = versions.next_version_name()
@@ -84,6 +90,7 @@ def _register(context, parent, trainset, head, temperature, metrics) -> ModelVer
         image_size=parent.image_size,
         init_weights=parent.init_weights,
         temperature=float(temperature),
+        threshold=float(threshold),
         train_args={**(parent.train_args or {}), "head_only": True, "labels_moved": moved},
         metrics=metrics,
         history=parent.history,

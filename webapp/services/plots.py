@@ -202,8 +202,22 @@ def roc_svg(curves: Sequence[tuple[str, dict | None, float | None]], title: str 
             parts.append(
                 frame.polyline(list(zip(points["fpr"], points["tpr"], strict=True)), color(index))
             )
+            parts.append(_operating_point_marker(frame, name, points, color(index)))
     parts += _legend(names, frame)
     return _svg(parts, title, 400)
+
+
+def _operating_point_marker(frame: Frame, name: str, points: dict, stroke: str) -> str:
+    """A dot at the version's operating point (its threshold's FPR and TPR), when known."""
+    point = points.get("operating_point") or {}
+    fpr, tpr, threshold = (_number(point.get(key)) for key in ("fpr", "tpr", "threshold"))
+    if fpr is None or tpr is None or threshold is None:
+        return ""
+    label = f"{name} at threshold {threshold:.3f}: FPR {fpr:.3f}, TPR {tpr:.3f}"
+    return (
+        f'<circle class="operating-point" cx="{frame.x(fpr):.1f}" cy="{frame.y(tpr):.1f}" r="4" '
+        f'fill="{stroke}" stroke="#111"><title>{escape(label)}</title></circle>'
+    )
 
 
 def _series(history: Sequence[dict], key: str) -> list[tuple[float, float]]:

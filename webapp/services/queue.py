@@ -9,7 +9,8 @@ and thresholds from the configuration) that it meets:
 - ``uncertain``: calibrated p(fake) inside the uncertain band;
 - ``ood``: out-of-distribution score at or above the threshold;
 - ``audit``: a random share (``audit_key`` below the rate) of the confident verdicts of both
-  classes.
+  classes: verdicts (made at the version's FAKE threshold) whose p(fake) lies outside the
+  uncertain band on the verdict's side.
 
 Unlabelled images can only meet ``requested`` and the last three. Within a bucket the most
 informative item comes first (see ``_SORT_KEYS``), ties broken by image id, so the CLI, the API
@@ -227,9 +228,14 @@ def _conditions(s: QueueSettings) -> dict[str, ColumnElement[bool]]:
             Prediction.p_fake >= s.uncertain_low, Prediction.p_fake <= s.uncertain_high
         ),
         "ood": and_(Prediction.ood_score.is_not(None), Prediction.ood_score >= s.ood_threshold),
+        # Confident: outside the uncertain band, on the side of the version's threshold that
+        # its verdict says (a REAL call between the band and a high threshold is not confident).
         "audit": and_(
             Prediction.audit_key < s.audit_rate,
-            or_(Prediction.p_fake < s.uncertain_low, Prediction.p_fake > s.uncertain_high),
+            or_(
+                and_(Prediction.verdict == Label.REAL, Prediction.p_fake < s.uncertain_low),
+                and_(Prediction.verdict == Label.FAKE, Prediction.p_fake > s.uncertain_high),
+            ),
         ),
     }
 

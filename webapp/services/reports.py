@@ -63,9 +63,12 @@ class Scope:
     dataset: Dataset | None = None
     split: str | None = None
 
-    def describe(self) -> dict[str, str | None]:
+    def describe(self) -> dict[str, str | float | None]:
+        """The scope as the report states it, with the version's FAKE threshold (its verdicts
+        were made at it)."""
         return {
             "version": self.version.name,
+            "threshold": self.version.threshold,
             "dataset": self.dataset.name if self.dataset else None,
             "split": self.split,
         }
@@ -212,6 +215,7 @@ class Tally:
     overrides: int = 0
     labels: array = field(default_factory=lambda: array("b"))
     p_fake: array = field(default_factory=lambda: array("d"))
+    threshold: float = 0.5  # the version's operating point
 
     def metrics(self) -> dict[str, Any]:
         """The version's metrics on the labelled, scored images of the scope."""
@@ -220,7 +224,7 @@ class Tally:
         if not self.labels:
             return {"n": 0}
         labels, p_fake = list(self.labels), list(self.p_fake)
-        metrics = classification_metrics(labels, p_fake)
+        metrics = classification_metrics(labels, p_fake, self.threshold)
         metrics["reliability"] = reliability_curve(labels, p_fake)
         return metrics
 
@@ -476,7 +480,7 @@ def write_misclassified(
     scope = resolve_scope(version_name, dataset_name, split)
     path = Path(path)
     partial = path.with_name(path.name + ".part")
-    tally = Tally()
+    tally = Tally(threshold=scope.version.threshold)
     try:
         WRITERS[fmt](partial, scope, tally, progress)
         partial.replace(path)

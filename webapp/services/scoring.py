@@ -197,6 +197,29 @@ def out_of_sample_scores(
     return oos, issues
 
 
+def held_out_network_scores(version: ModelVersion, image_ids: Sequence[int], p_fake: np.ndarray):
+    """Out-of-sample p_fake and label-issue scores from the version's out-of-fold networks
+    (``oof_training``) for the images it trained on, and from the version itself for the
+    labelled images it never saw; None when it has no out-of-fold file."""
+    from model.scores import label_issue_scores
+
+    from .labels import effective_labels
+    from .oof_training import load_out_of_fold
+    from .trainset import CLASS_INDEX
+
+    out_of_fold = load_out_of_fold(version)
+    if out_of_fold is None:
+        return None
+    labels = effective_labels(None)
+    oos = np.full(len(image_ids), np.nan)
+    issues = np.full(len(image_ids), np.nan)
+    for row, image_id in enumerate(image_ids):
+        if labels.get(image_id) in CLASS_INDEX:
+            oos[row] = out_of_fold.get(image_id, float(p_fake[row]))
+            issues[row] = label_issue_scores([CLASS_INDEX[labels[image_id]]], [oos[row]])[0]
+    return oos, issues
+
+
 def ood_scores(version: ModelVersion, image_ids: Sequence[int], features: np.ndarray) -> np.ndarray:
     """How unlike the version's training images each image is (a percentile in [0, 1])."""
     from model.scores import OODScorer
@@ -245,6 +268,9 @@ def predict_job(context) -> dict[str, Any]:
     context.progress(stage="out-of-sample")
     folds = int(current_app.config["KFOLD"])
     oos, issues = out_of_sample_scores(image_ids, output["features"], folds)
+    held_out = held_out_network_scores(version, image_ids, output["p_fake"])
+    if held_out is not None:
+        oos, issues = held_out
     stopwatch.lap("out_of_sample")
     context.progress(stage="out-of-distribution")
     ood = ood_scores(version, image_ids, output["features"])
@@ -268,7 +294,7 @@ def _store_predictions(version, rows, output, oos, issues, ood) -> dict[str, int
             "model_version_id": version.id,
             "p_fake": float(output["p_fake"][i]),
             "p_fake_raw": float(output["p_fake_raw"][i]),
-            "verdict": "fake" if output["p_fake"][i] >= 0.5 else "real",
+            "verdict": "fake" if output["p_fake"][i] >= version.threshold else "real",
             "oos_p_fake": _nan_to_none(oos[i]),
             "label_issue_score": _nan_to_none(issues[i]),
             "ood_score": _nan_to_none(ood[i]),

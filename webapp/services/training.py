@@ -23,7 +23,7 @@ from ..jobs import JobCancelled, handler, submit
 from ..models import ModelVersion
 from . import versions
 from .audit import channel_stats
-from .evaluation import evaluate_arrays
+from .evaluation import measure_at_operating_point
 from .pixel_cache import load_pixels
 from .trainset import TrainingSet, select_training_set
 
@@ -50,19 +50,55 @@ def fraction_of(fields: dict[str, Any]) -> dict[str, float]:
         return {}
 
 
-def train_config_from(params: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from job parameters, falling back to the app's configured defaults."""
+# Where a value the user chose can come from, by training parameter: the job's own parameter
+# (a CLI flag or the Versions page's field), then the environment, then the preset.
+_CHOSEN = {
+    "epochs": ("--epochs", "DEFAULT_EPOCHS", "REALFAKE_EPOCHS"),
+    "image_size": ("--image-size", "DEFAULT_IMAGE_SIZE", "REALFAKE_IMAGE_SIZE"),
+}
+
+
+def resolve_train_config(params: dict[str, Any]) -> tuple[TrainConfig, dict[str, str]]:
+    """TrainConfig from job parameters, and where its preset, size and epochs came from.
+
+    A preset is whole: each of its values holds unless the job's parameters (a flag, the
+    Versions page) or an explicit setting (``REALFAKE_IMAGE_SIZE`` / ``REALFAKE_EPOCHS`` set
+    in the environment, or the app's configuration) chooses that value; nothing falls back to a
+    global default over a preset's value.
+    """
     config = current_app.config
-    overrides = {
-        "epochs": int(params.get("epochs") or config["DEFAULT_EPOCHS"]),
-        "image_size": int(params.get("image_size") or config["DEFAULT_IMAGE_SIZE"]),
-        "device": config["MODEL_DEVICE"],
-        "weights_path": config["IMAGENET_WEIGHTS"] or None,
-        "weights_sha256": config["IMAGENET_WEIGHTS_SHA256"] or None,
-        "seed": int(params.get("seed") or 0),
+    preset = params.get("preset") or config["TRAIN_PRESET"]
+    sources = {"preset": "--preset" if params.get("preset") else "REALFAKE_TRAIN_PRESET"}
+    overrides: dict[str, Any] = {}
+    for key, (flag, config_key, variable) in _CHOSEN.items():
+        if params.get(key):
+            overrides[key], sources[key] = int(params[key]), flag
+        elif config.get(config_key):
+            overrides[key], sources[key] = int(config[config_key]), variable
+        else:
+            sources[key] = f"preset {preset}"
+    overrides.update(
+        device=config["MODEL_DEVICE"],
+        weights_path=config["IMAGENET_WEIGHTS"] or None,
+        weights_sha256=config["IMAGENET_WEIGHTS_SHA256"] or None,
+        seed=int(params.get("seed") or 0),
         **dict(params.get("options") or {}),
-    }
-    return TrainConfig.preset(params.get("preset") or config["TRAIN_PRESET"], **overrides)
+    )
+    return TrainConfig.preset(preset, **overrides), sources
+
+
+def train_config_from(params: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from job parameters (see :func:`resolve_train_config`)."""
+    return resolve_train_config(params)[0]
+
+
+def describe_settings(config: TrainConfig, sources: dict[str, str]) -> str:
+    """One log line naming the preset, size and epochs and where each came from."""
+    return (
+        f"preset {config.preset_name} ({sources['preset']}); "
+        f"image size {config.image_size} ({sources['image_size']}); "
+        f"epochs {config.epochs} ({sources['epochs']})"
+    )
 
 
 def measured_precision(config: TrainConfig, log=None) -> TrainConfig:
@@ -121,9 +157,10 @@ def train_job(context) -> dict[str, Any]:
         return train_head(context)
     trainset = select_training_set(params.get("datasets"))
     check_trainable(trainset)
-    config = measured_precision(train_config_from(params), context.log)
+    config, sources = resolve_train_config(params)
+    config = measured_precision(config, context.log)
     size = config.image_size
-    context.log(f"data: {trainset.label_counts()}; image size {size}; epochs {config.epochs}")
+    context.log(f"data: {trainset.label_counts()}; {describe_settings(config, sources)}")
     mean, std = channel_stats(trainset.train.ids, size)
     context.log(f"normalisation mean {np.round(mean, 4).tolist()} std {np.round(std, 4).tolist()}")
     if nproc > 1:
@@ -134,7 +171,12 @@ def train_job(context) -> dict[str, Any]:
         version = register_checkpoint(trainset, config, network, meta, context)
     else:
         version = _train_here(context, trainset, config, mean, std)
-    if params.get("score", True):
+    if params.get("oof_folds"):  # held-out networks first; that job queues the scoring
+        oof = {"version": version.name, "folds": int(params["oof_folds"])}
+        submit(
+            "oof", {**oof, "epochs": params.get("oof_epochs"), "score": params.get("score", True)}
+        )
+    elif params.get("score", True):
         submit("predict", {"version": version.name})
     return {"version": version.name, "active": version.is_active, "metrics": version.metrics}
 
@@ -182,9 +224,12 @@ def register_checkpoint(trainset, config, network, meta, context=None) -> ModelV
     meta = {**meta, "version": name}
     save_checkpoint(path, network, meta)
     versions.save_training_labels(name, trainset)
-    metrics = {"val": evaluate_arrays(path, *trainset.val.as_arrays(), config.image_size)}
-    if len(trainset.test):
-        metrics["test"] = evaluate_arrays(path, *trainset.test.as_arrays(), config.image_size)
+    threshold, metrics = measure_at_operating_point(path, trainset, config.image_size)
+    if context is not None:
+        context.log(
+            f"FAKE threshold {threshold:.4f} for a false-positive rate of "
+            f"{metrics['val']['target_fpr']:.1%} on real validation images"
+        )
     moved = versions.labels_changed_since(versions.active_version())
     version = ModelVersion(
         name=name,
@@ -193,7 +238,13 @@ def register_checkpoint(trainset, config, network, meta, context=None) -> ModelV
         image_size=config.image_size,
         init_weights=meta["init_weights"],
         temperature=float(meta["temperature"]),
-        train_args={**config.to_dict(), "datasets": trainset.datasets, "labels_moved": moved},
+        threshold=threshold,
+        train_args={
+            **config.to_dict(),
+            "preset": config.preset_name,
+            "datasets": trainset.datasets,
+            "labels_moved": moved,
+        },
         metrics=metrics,
         history=meta["history"],
         train_set_sha256=trainset.sha256(),

@@ -11,6 +11,10 @@ from sqlalchemy import func, select, update
 from ..extensions import db
 from ..models import ModelVersion, utcnow
 
+# The names of model.train.TrainConfig's presets, here so pages can offer them without loading
+# PyTorch (a test checks the two lists agree).
+TRAIN_PRESETS = ("seed", "demo", "cifake", "cifake-robust")
+
 
 def models_dir() -> Path:
     """Where checkpoints live, inside the instance folder."""

@@ -1,0 +1,43 @@
+"""Out-of-fold network probabilities on tiny separable images, some labels flipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.confident import rank_label_issues
+from model.out_of_fold import fold_assignment, out_of_fold_p_fake
+from tests.model.conftest import tiny_config
+
+
+def test_folds_are_stratified_and_cover_every_image():
+    labels = np.array([0] * 10 + [1] * 6)
+    assignment = fold_assignment(labels, 3)
+    assert sorted(set(assignment.tolist())) == [0, 1, 2]
+    for fold in range(3):
+        assert set(labels[assignment == fold].tolist()) == {0, 1}
+    with pytest.raises(ValueError, match="at least 5 images of each class"):
+        fold_assignment(np.array([0] * 10 + [1] * 4), 5)
+
+
+def test_held_out_networks_disagree_with_flipped_labels(tiny_data):
+    images = np.concatenate([tiny_data[0], tiny_data[2]])
+    truth = np.concatenate([tiny_data[1], tiny_data[3]])
+    given = truth.copy()
+    flipped = np.array([3, 17, 40])
+    given[flipped] = 1 - given[flipped]
+    reports = []
+    p_fake = out_of_fold_p_fake(
+        images,
+        given,
+        tiny_config(epochs=6),
+        *tiny_data[4:],
+        folds=2,
+        on_fold=lambda done, total: reports.append((done, total)),
+    )
+    assert reports == [(1, 2), (2, 2)]
+    assert not np.isnan(p_fake).any() and ((p_fake >= 0) & (p_fake <= 1)).all()
+    # The networks learn the truth from the other fold, so they side with it on the flips.
+    assert ((p_fake >= 0.5) == truth.astype(bool)).mean() >= 0.8
+    top = rank_label_issues(given, p_fake)[:6]
+    assert np.isin(flipped, top).sum() >= 2
