@@ -14,7 +14,7 @@ from model.threads import configure_threads, describe
 @click.option(
     "--image-size",
     type=click.IntRange(min=16),
-    help="Input size in pixels (default: the active version's, else REALFAKE_IMAGE_SIZE, else 224).",
+    help="Input size (default: the active version's, else REALFAKE_IMAGE_SIZE, else 224).",
 )
 @click.option("--no-compile", is_flag=True, help="Leave torch.compile out (it takes minutes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
