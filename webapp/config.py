@@ -104,7 +104,7 @@ class Config:
         self.AUTO_ACTIVATE_BETTER = os.environ.get("REALFAKE_AUTO_ACTIVATE", "0") == "1"
         # Review queue.
         self.QUEUE_BUCKETS = os.environ.get(
-            "REALFAKE_QUEUE_BUCKETS", "label_issue,misclassified,uncertain,ood,audit"
+            "REALFAKE_QUEUE_BUCKETS", "label_issue,evidence,misclassified,uncertain,ood,audit"
         ).split(",")
         self.UNCERTAIN_LOW = _float_env("REALFAKE_UNCERTAIN_LOW", 0.35)
         self.UNCERTAIN_HIGH = _float_env("REALFAKE_UNCERTAIN_HIGH", 0.65)
@@ -113,6 +113,10 @@ class Config:
         self.AUDIT_RATE = _float_env("REALFAKE_AUDIT_RATE", 0.02)
         self.LEASE_SECONDS = _int_env("REALFAKE_LEASE_SECONDS", 300)
         self.REVIEWS_PER_ITEM = _int_env("REALFAKE_REVIEWS_PER_ITEM", 1)
+        # Checks of one image: evidence read at import, near duplicates, how long a request waits.
+        self.EVIDENCE_AT_IMPORT = os.environ.get("REALFAKE_EVIDENCE_AT_IMPORT", "1") != "0"
+        self.NEAR_DUPLICATE_DISTANCE = _int_env("REALFAKE_NEAR_DUPLICATE_DISTANCE", 6)
+        self.CHECK_WAIT_SECONDS = _float_env("REALFAKE_CHECK_WAIT_SECONDS", 10.0)
 
 
 class TestConfig(Config):
