@@ -78,6 +78,7 @@ def test_buckets_and_order(zoo):
     assert buckets["audit_real"] == "audit"
     assert queue.counts() == {
         "label_issue": 2,
+        "evidence": 0,  # no image here carries evidence
         "misclassified": 2,
         "uncertain": 4,
         "ood": 2,

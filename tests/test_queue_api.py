@@ -126,6 +126,7 @@ def test_counts_endpoint(auth, client, scored):
     data = client.get("/api/v1/queue/counts").get_json()
     assert data["counts"] == {
         "label_issue": 1,
+        "evidence": 0,
         "misclassified": 1,
         "uncertain": 3,
         "ood": 1,

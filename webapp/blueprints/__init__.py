@@ -5,7 +5,8 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Import and register every blueprint."""
-    from . import admin, api, api_admin, auth, datasets, main, reports, review
+    from . import admin, api, api_admin, auth, check, datasets, main, reports, review
 
-    for module in (admin, api, api_admin, auth, datasets, main, reports, review):
+    for module in (admin, api, api_admin, auth, check, datasets, main, reports, review):
         app.register_blueprint(module.bp)
+    app.register_blueprint(check.api_bp)
