@@ -148,3 +148,38 @@ def test_the_page_shows_a_check_and_sends_it_to_review(client, auth, app, worker
     assert sent.status_code == 302
     with app.app_context():
         assert db.session.get(Check, check_id).sent_to_review_at is not None
+
+
+def test_a_check_lists_the_near_duplicate_reviewers_decided(client, bearer, worker, app, tmp_path):
+    from tests import evidence_factories as make
+    from tests.admin_factories import make_decision
+    from tests.bad_inputs import write_files
+    from webapp.services.importer import import_path
+
+    original = make.photo("astronaut")
+    with app.app_context():
+        import_path(write_files(tmp_path / "in", {"a.png": make.encode(original, "PNG")}), "news")
+        stored = db.session.scalar(select(Image).where(Image.file_name == "a.png"))
+        make_decision(stored, "desk-editor", "real")
+        stored_id = stored.id
+    resized = make.near_duplicates(original)["resized"]
+    body = post_check(client, bearer, resized, "forwarded.jpg").get_json()
+    assert [item["image_id"] for item in body["similar"]] == [stored_id]
+    assert body["similar"][0]["decision"] == "real" and body["similar"][0]["dataset"] == "news"
+    assert body["evidence"]["similar"]["weight"] == "strong"
+    assert "reviewed REAL" in body["evidence"]["similar"]["summary"]
+
+
+def test_the_desk_item_carries_the_evidence(client, auth, app, tmp_path):
+    from tests import evidence_factories as make
+    from tests.bad_inputs import write_files
+    from webapp.services.importer import import_path
+
+    auth.login("reviewer")
+    with app.app_context():
+        import_path(write_files(tmp_path / "in", {"g.png": make.generator_png()}), "gen")
+        image_id = db.session.scalar(select(Image.id))
+    item = client.get(f"/api/v1/review/items/{image_id}").get_json()
+    assert item["evidence"]["claims"] == "fake"
+    assert item["evidence"]["items"]["metadata"]["weight"] == "strong"
+    assert "parameters" in item["evidence"]["items"]["metadata"]["summary"]

@@ -3,8 +3,9 @@
 A manifest whose signature and hashes validate says who signed it and what the signer states
 (the claim generator, actions with an IPTC digital source type). Valid and stating trained
 algorithmic media is strong evidence of a generated image; valid and stating a digital capture is
-strong evidence of a photograph as far as the signer can be trusted (the signer is shown; the
-trust list is not checked here). A manifest that fails validation was altered after signing.
+strong evidence of a photograph only from a signer on the library's trust list (the signer is
+always shown; no trust list is configured by default, so such claims count as weak). A manifest
+that fails validation was altered after signing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from .metadata import CAPTURE_SOURCE_TYPES, GENERATED_SOURCE_TYPES
 
 MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff"}
 MARKER = b"c2pa"  # the JUMBF box label every manifest store carries
+# Validation codes about whether the signer is trusted, not about whether the file was altered.
+TRUST_CODES = ("signingCredential.untrusted",)
 
 
 def _library():
@@ -78,6 +81,8 @@ def _describe(reader) -> dict[str, Any]:
     sources = _source_types(manifest)
     state = reader.get_validation_state() or ""
     failures = _failures(reader)
+    untrusted = [item for item in failures if item.startswith(TRUST_CODES)]
+    failures = [item for item in failures if item not in untrusted]
     details = {
         "state": state,
         "claim_generator": generator,
@@ -85,6 +90,7 @@ def _describe(reader) -> dict[str, Any]:
         "issuer": signature.get("issuer"),
         "digital_source_types": sources,
         "failures": failures[:10],
+        "trusted": not untrusted,
     }
     if failures or state.lower() == "invalid":
         why = failures[0] if failures else state
@@ -94,6 +100,8 @@ def _describe(reader) -> dict[str, Any]:
     says = "fake" if lowered & GENERATED_SOURCE_TYPES else None
     says = says or ("real" if lowered & CAPTURE_SOURCE_TYPES else None)
     stated = f", digital source type {', '.join(sources)}" if sources else ""
-    summary = f"Valid Content Credentials signed by {signer} ({generator}){stated}."
-    weight = "strong" if says else "weak"
+    trust = "" if not untrusted else " The signer is on no trust list known here."
+    summary = f"Valid Content Credentials signed by {signer} ({generator}){stated}.{trust}"
+    # Nobody gains by falsely signing "generated"; "captured" counts only from a trusted signer.
+    weight = "strong" if says == "fake" or (says == "real" and not untrusted) else "weak"
     return finding("found", summary, weight, says=says, **details)
