@@ -35,6 +35,7 @@ EVIDENCE = {"model", "similar", "credentials", "metadata", "watermark", "phash"}
 @pytest.fixture
 def bearer(app):
     """The Authorization header of a reviewer's API token, with an active version in place."""
+    app.config["CHECK_WAIT_SECONDS"] = 120  # the worker's first check loads the network
     with app.app_context():
         make_active_version()
         _token, secret = create_token(make_user("scripter"), "checks")
@@ -129,6 +130,7 @@ def test_the_cli_refuses_a_non_image_with_status_1(runner, app, tmp_path):
 
 def test_the_page_shows_a_check_and_sends_it_to_review(client, auth, app, worker):
     auth.login("reviewer")
+    app.config["CHECK_WAIT_SECONDS"] = 120
     with app.app_context():
         make_active_version()
     page = client.get("/check/")

@@ -129,5 +129,6 @@ class TestConfig(Config):
         self.RATELIMIT_STORAGE_URI = "memory://"
         self.IMPORT_WORKERS = 2
         self.CACHE_SIZE = 32
+        self.CHECK_WAIT_SECONDS = 2.0  # tests that run a worker wait longer themselves
         self.DEFAULT_IMAGE_SIZE = 32
         self.KFOLD = 3

@@ -14,7 +14,7 @@ from tests.helpers import csrf_token, login, make_user
 from webapp.extensions import db
 from webapp.jobs import submit
 from webapp.jobs.queue import huey
-from webapp.models import ReviewDecision
+from webapp.models import Check, ReviewDecision
 from webapp.services import queue, tokens
 
 
@@ -35,6 +35,7 @@ class Desk:
     token_id: int
     reviewer_secret: str
     admin_secret: str
+    check_id: int = 0  # a check of images[2], not yet sent to review
 
 
 @pytest.fixture
@@ -59,6 +60,9 @@ def desk(app) -> Desk:
         job = submit("report", {"report": "labels", "format": "csv"}, user_id=adam.id)
         token, reviewer_secret = tokens.create_token(rita, "rita's script")
         _, admin_secret = tokens.create_token(adam, "adam's script")
+        check = Check(image_id=images[2].id, user_id=rita.id, file_name="c.jpg")
+        db.session.add(check)
+        db.session.commit()
         return Desk(
             image_ids=[image.id for image in images],
             spare_version="v2",
@@ -67,6 +71,7 @@ def desk(app) -> Desk:
             token_id=token.id,
             reviewer_secret=reviewer_secret,
             admin_secret=admin_secret,
+            check_id=check.id,
         )
 
 
