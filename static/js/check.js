@@ -65,7 +65,7 @@
   }
 
   async function send(file, results) {
-    const slot = element("div", "check-card", `Checking ${file.name || "pasted image"}…`);
+    const slot = element("div", "check-slot", `Checking ${file.name || "pasted image"}…`);
     results.prepend(slot);
     const form = new FormData();
     form.append("file", file, file.name || "pasted.png");
