@@ -179,3 +179,21 @@ def test_reports_carry_the_evidence_columns(app_ctx, tmp_path):
     assert "parameters" in rows[0]["evidence_metadata"]
     assert rows[0]["evidence_watermark"]
     assert set(reports.public_row(rows[0])) >= set(evidence.records.REPORT_COLUMNS)
+
+
+def test_flask_data_evidence_fills_in_images_stored_without_it(app_ctx, tmp_path):
+    import json
+
+    from tests.factories import make_image
+
+    app_ctx.config["EVIDENCE_AT_IMPORT"] = False
+    import_path(write_files(tmp_path / "in", {"real/g.png": make.generator_png()}), dataset="old")
+    make_image()  # a row made directly, original written
+    assert db.session.scalar(select(ImageEvidence)) is None
+    result = app_ctx.test_cli_runner().invoke(args=["data", "evidence", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"computed": 2, "missing_original": 0, "images": 2}
+    generated = db.session.scalar(select(Image).where(Image.file_name == "g.png"))
+    assert db.session.get(ImageEvidence, generated.id).claims == "fake"
+    again = app_ctx.test_cli_runner().invoke(args=["data", "evidence", "--json"])
+    assert json.loads(again.output)["images"] == 0

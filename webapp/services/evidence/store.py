@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from ...extensions import db
 from ...models import ImageEvidence, utcnow
@@ -46,3 +46,43 @@ def store(pairs: list[tuple[int, dict[str, Any] | None]]) -> int:
     if rows:
         db.session.execute(insert(ImageEvidence), rows)
     return len(rows)
+
+
+def missing_ids(limit: int | None = None) -> list[int]:
+    """Images that have no evidence row yet (imported before evidence existed, or with it off)."""
+    from ...models import Image
+
+    statement = (
+        select(Image.id)
+        .outerjoin(ImageEvidence, ImageEvidence.image_id == Image.id)
+        .where(ImageEvidence.image_id.is_(None))
+        .order_by(Image.id)
+    )
+    return list(db.session.scalars(statement.limit(limit) if limit else statement))
+
+
+def backfill(progress=None, batch: int = 200) -> dict[str, int]:
+    """Compute and store the evidence of every image that has none, from its stored original;
+    a missing original is counted, never fatal. Committed a batch at a time, so it can be
+    stopped and run again."""
+    from ...models import Image
+    from ..storage import original_path
+    from . import safe_compute
+
+    todo = missing_ids()
+    done = missing = 0
+    for start in range(0, len(todo), batch):
+        pairs = []
+        for image in db.session.scalars(
+            select(Image).where(Image.id.in_(todo[start : start + batch]))
+        ):
+            path = original_path(image)
+            if not path.is_file():
+                missing += 1
+                continue
+            pairs.append((image.id, safe_compute(path.read_bytes())))
+        done += store(pairs)
+        db.session.commit()
+        if progress is not None:
+            progress(min(start + batch, len(todo)), len(todo))
+    return {"computed": done, "missing_original": missing, "images": len(todo)}
