@@ -197,3 +197,23 @@ def test_flask_data_evidence_fills_in_images_stored_without_it(app_ctx, tmp_path
     assert db.session.get(ImageEvidence, generated.id).claims == "fake"
     again = app_ctx.test_cli_runner().invoke(args=["data", "evidence", "--json"])
     assert json.loads(again.output)["images"] == 0
+
+
+@pytest.mark.parametrize("size", [(512, 512), (517, 389)])
+def test_the_vectorised_decoder_gives_the_librarys_bits(size):
+    import io
+
+    import numpy as np
+    from imwatermark.maxDct import EmbedMaxDct
+    from PIL import Image as PILImage
+
+    from webapp.services.evidence import watermark
+
+    marked = np.asarray(PILImage.open(io.BytesIO(make.watermarked_png())).convert("RGB"))
+    plain = np.asarray(make.photo("coffee", 600).resize(size).convert("RGB"))
+    for rgb in (marked, plain):
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        for expected in watermark.MARKS.values():
+            library = EmbedMaxDct(watermarks=[], wmLen=len(expected)).decode(bgr)
+            ours = watermark.decode_bits(bgr, len(expected))
+            assert ours.tolist() == np.asarray(library, dtype=np.uint8).tolist()
