@@ -203,3 +203,12 @@ def test_a_checked_image_joins_the_queue_only_when_sent(client, bearer, worker, 
         queue.ensure_current()
         items = {item.image_id: item for item in queue.list_items(limit=50)}
         assert items[body["image_id"]].bucket == "uncertain"
+
+
+def test_a_file_over_the_image_limit_is_refused_before_it_is_read(client, bearer, app):
+    app.config["MAX_IMAGE_FILE_BYTES"] = 10_000
+    response = post_check(client, bearer, b"\xff\xd8\xff" + b"\0" * 200_000)
+    assert response.status_code == 413
+    assert "file too large" in response.get_json()["message"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Image.id))) == 0

@@ -8,7 +8,16 @@ slower it answers 202 with the check's URL, which returns the result once it is 
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
 from ..auth import reviewer_required
@@ -16,10 +25,12 @@ from ..extensions import db
 from ..models import Check
 from ..services import checking
 from ..services.evidence import TITLES
+from ..services.importer_worker import MAX_FILE_BYTES
 from ..services.openapi import document
 
 bp = Blueprint("check", __name__, url_prefix="/check")
 api_bp = Blueprint("check_api", __name__, url_prefix="/api/v1")
+MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and headers around the one file
 
 CHECK_SCHEMA = {
     "type": "object",
@@ -59,6 +70,9 @@ def _answer(check: Check, created: bool):
 
 
 def _created_check() -> Check:
+    limit = current_app.config.get("MAX_IMAGE_FILE_BYTES", MAX_FILE_BYTES)
+    if (request.content_length or 0) > limit + MULTIPART_OVERHEAD:
+        raise checking.CheckError(f"file too large: over {limit:,} bytes", 413)
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise checking.CheckError("send one image in the multipart field 'file'", 400)
@@ -68,7 +82,12 @@ def _created_check() -> Check:
 @api_bp.errorhandler(checking.CheckError)
 @bp.errorhandler(checking.CheckError)
 def _check_error(error: checking.CheckError):
-    titles = {400: "Bad Request", 409: "Conflict", 422: "Unprocessable Content"}
+    titles = {
+        400: "Bad Request",
+        409: "Conflict",
+        413: "Content Too Large",
+        422: "Unprocessable Content",
+    }
     title = titles.get(error.status, "Internal Server Error")
     return jsonify({"error": title, "message": str(error), "status": error.status}), error.status
 
