@@ -7,7 +7,8 @@ checkpoint is an untrained ResNet18 at ``--image-size`` (the time of a forward p
 on the weights), and a job worker in this process (a Huey consumer thread, as ``flask worker``
 runs). Then it times ``POST /api/v1/checks`` through the Flask test client: the first check
 (which loads the network in the worker) and the following ones, and the look-up alone
-(``similar.find``) for hashes that have stored near duplicates and hashes that have none.
+(``similar.find``) for hashes that have stored near duplicates and hashes that have none, and
+the two stages of a check in one process (store, score) without the job hand-off.
 
     python bench/check_bench.py [--images 100000] [--checks 10] [--lookups 200] [--image-size 224]
 """
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> None:
         db.session.remove()
     with running_worker(app):
         bench_checks(app, args.checks, args.image_size)
+    bench_stages(app, args.checks)
 
 
 def store_hashes(n_images: int) -> list[int]:
@@ -208,6 +210,28 @@ def bench_checks(app, checks: int, image_size: int) -> None:
         f"one check end to end (upload to JSON, 512x512 JPEG, model at {image_size} px): "
         f"first {times[0]:.0f} ms (loads the network), then p50 {percentile(rest, 50):.0f} ms, "
         f"p95 {percentile(rest, 95):.0f} ms over {len(rest)} checks"
+    )
+
+
+def bench_stages(app, checks: int) -> None:
+    """The two stages of a check in this one process, without the job hand-off: storing the
+    image (importer and evidence) and scoring it (network loaded already)."""
+    from webapp.services import checking
+    from webapp.services.checking.job import run_check
+
+    stored, scored = [], []
+    with app.app_context(), app.test_request_context("/"):
+        for index in range(checks):
+            data = photograph(1000 + index)
+            started = time.perf_counter()
+            check = checking.create(data, f"stage-{index}.jpg", None)
+            stored.append(ms_since(started))
+            started = time.perf_counter()
+            run_check(check.id)
+            scored.append(ms_since(started))
+    print(
+        f"stages in one process: store (import + evidence) p50 {percentile(stored, 50):.0f} ms, "
+        f"score p50 {percentile(scored, 50):.0f} ms over {checks} checks"
     )
 
 
