@@ -52,7 +52,7 @@ class Verdict:
 
     @property
     def word(self) -> str:
-        """ "fake" at or above the uncertain band, "real" below it, "uncertain" inside it."""
+        """ "fake" above the uncertain band, "real" below it, "uncertain" inside it."""
         if self.p_fake > self.high:
             return "fake"
         if self.p_fake < self.low:
@@ -186,14 +186,16 @@ def similar_finding(near: list[dict[str, Any]], has_hash: bool) -> dict[str, Any
     closest = near[0]
     labelled = decided[0] if decided else closest
     said = labelled["decision"] or labelled["label"]
+    known = said in ("real", "fake")
+    verb = "reviewed" if decided else "labelled"
     summary = (
         f"{len(near)} stored near duplicate(s); the closest at distance {closest['distance']} "
         f"({closest['file_name']}, {closest['dataset']}), "
-        f"{'reviewed' if decided else 'labelled'} {str(said).upper()}. "
-        "The same picture seen before is the strongest evidence there is."
+        + (f"{verb} {said.upper()}. " if known else "neither labelled nor reviewed yet. ")
+        + "The same picture seen before is the strongest evidence there is."
     )
-    weight = "strong" if said in ("real", "fake") else "weak"
-    return finding("found", summary, weight, says=said if said in ("real", "fake") else None)
+    weight = "strong" if known else "weak"
+    return finding("found", summary, weight, says=said if known else None)
 
 
 def model_finding(check: Check, result: dict[str, Any]) -> dict[str, Any]:
@@ -212,11 +214,9 @@ def model_finding(check: Check, result: dict[str, Any]) -> dict[str, Any]:
     )
     if result.get("out_of_distribution"):
         summary += f" Warning: {OOD_WARNING}."
-    weight = (
-        "weak"
-        if result.get("out_of_distribution") or result["verdict"] == "uncertain"
-        else ("strong")
-    )
+    # A confident call on a familiar image means something, but less than a signed manifest.
+    doubtful = result.get("out_of_distribution") or result["verdict"] == "uncertain"
+    weight = "weak" if doubtful else "moderate"
     says = result["verdict"] if result["verdict"] in ("real", "fake") else None
     return finding("found", summary, weight, says=says, heatmap=heatmap)
 

@@ -5,8 +5,9 @@ invisible watermarks of open-source generators, and the perceptual hash that fin
 duplicates. :func:`compute` runs at import for every image (in the import's worker processes);
 the result is stored in ``image_evidence`` and shown on the check page, the review desk and in
 reports. Every finding says what it found and how much it means (``weight``): "strong" evidence is
-hard to produce by accident (a valid signed manifest, a generator's own mark), "weak" evidence is
-easily added or removed (camera EXIF, stripped metadata), "none" means nothing was found.
+hard to produce by accident (a valid signed manifest, a generator's own mark, the same picture
+reviewed before), "moderate" is the model's confident call on a familiar image, "weak" evidence
+is easily added or removed (camera EXIF) or doubtful, "none" means nothing was found.
 
 No PyTorch here: the web process and the importer may run all of it.
 """
