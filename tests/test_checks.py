@@ -212,3 +212,38 @@ def test_a_file_over_the_image_limit_is_refused_before_it_is_read(client, bearer
     assert "file too large" in response.get_json()["message"]
     with app.app_context():
         assert db.session.scalar(select(func.count(Image.id))) == 0
+
+
+def test_an_image_unlike_the_training_data_carries_the_warning(client, bearer, worker, app, auth):
+    import numpy as np
+
+    from webapp.models import ModelVersion
+    from webapp.services import scoring, versions
+
+    with app.app_context():
+        version = db.session.scalar(select(ModelVersion))
+        # Training features packed around one direction: the network's features of any new
+        # picture point elsewhere, further out than every training image.
+        rng = np.random.default_rng(0)
+        features = np.abs(rng.normal(0, 0.01, (60, 512))) + np.eye(512)[0]
+        ids = np.arange(1000, 1060)
+        np.savez(scoring.features_path(version), ids=ids, features=features.astype(np.float32))
+        np.savez(
+            versions.training_labels_path(version.name),
+            train_ids=ids,
+            train_labels=ids % 2,
+            val_ids=ids[:0],
+            val_labels=ids[:0],
+        )
+    body = post_check(client, bearer, make_image_bytes(21)).get_json()
+    assert body["ood_score"] >= app.config["OOD_THRESHOLD"]
+    assert body["out_of_distribution"] is True
+    assert (
+        "unlike the training data: the verdict is unreliable"
+        in (body["evidence"]["model"]["summary"])
+    )
+    assert body["evidence"]["model"]["weight"] == "weak"
+    auth.login("reviewer")
+    page = client.get(f"/check/{body['id']}").get_data(as_text=True)
+    assert "unlike the training data: the verdict is unreliable" in page
+    assert 'id="send-to-review"' in page  # out of distribution: offered to the desk

@@ -20,27 +20,27 @@ from ...models import Check, Image, ModelVersion, Prediction
 from .. import scoring, versions
 from . import threshold_of, verdict_for
 
-_ood_index: dict[int, Any] = {}
+_ood_index: dict[tuple, Any] = {}
 _ood_lock = threading.Lock()
 
 
 def ood_scorer(version: ModelVersion):
-    """The OOD index over ``version``'s training features, built once per process (None when
-    the version stored no features)."""
+    """The OOD index over ``version``'s training features, built once per process and again
+    when its scoring job rewrites them (None when the version stored no features)."""
     from model.scores import OODScorer
 
+    path = scoring.features_path(version)
+    key = (version.id, version.name, path.stat().st_mtime_ns if path.exists() else None)
     with _ood_lock:
-        if version.id not in _ood_index:
+        if key not in _ood_index:
             _ood_index.clear()
-            try:
+            _ood_index[key] = None
+            if key[2] is not None:
                 ids, features = scoring.load_features(version)
-            except ValueError:
-                _ood_index[version.id] = None
-            else:
                 train = np.isin(ids, versions.training_ids(version))
-                fit = OODScorer().fit(features[train]) if train.sum() >= 2 else None
-                _ood_index[version.id] = fit
-        return _ood_index[version.id]
+                if train.sum() >= 2:
+                    _ood_index[key] = OODScorer().fit(features[train])
+        return _ood_index[key]
 
 
 def score(version: ModelVersion, image_id: int) -> tuple[float, float | None]:
