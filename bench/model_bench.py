@@ -6,18 +6,21 @@ network as the seed used it). Each measurement is the best of ``--repeats`` time
 a warm-up pass, which matters on a shared machine.
 
 Sections (``--sections``): ``loader`` (BatchLoader against per-image Dataset + DataLoader),
-``inference`` (model only, per engine, at 224 px and the demo size), ``end_to_end`` (the app's
-real scoring job, stored images to Prediction rows, against the model alone on the same images;
-see ``end_to_end_section``), ``training`` (eager fp32 against the fast path at 224 px, the demo
-size and CIFAKE's 32 px).
+``inference`` (model only at 224 px and the demo size: every candidate ``model.tuning`` times,
+eager, fused, TorchScript and ``torch.compile`` with freezing, in fp32 and bf16 at two batch
+sizes, and the one it chooses), ``end_to_end`` (the app's real scoring job, stored images to
+Prediction rows, with the chosen engine against eager fp32 and against the chosen engine alone;
+see ``end_to_end_section``), ``training`` (eager fp32 against what the app's training chooses by
+timed steps, at 224 px, the demo size and CIFAKE's 32 px). A last block prints the targets with
+what this run reached and the CPU it ran on (model name and the vector units that matter).
 
 Every row gives images/s by the wall clock and images per CPU-second of this process (all its
 threads): on a machine shared with other work the wall clock moves with their load, the CPU
 figure much less. The ratio columns compare each row with its baseline row on both clocks.
 
-    python bench/model_bench.py                     # 6-10 minutes on a 2-core CPU
+    python bench/model_bench.py                     # 10-20 minutes on a 2-core CPU
     python bench/model_bench.py --sections end_to_end --e2e-images 512
-    python bench/model_bench.py --sections inference --compile
+    python bench/model_bench.py --sections inference training --no-compile
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from model.device import cpu_has_fast_bf16, pick_device, precision_policy  # noq
 from model.engine import train_one_epoch  # noqa: E402
 from model.network import build_model  # noqa: E402
 from model.predict import Predictor  # noqa: E402
+from model.threads import configure_threads, describe  # noqa: E402
+from model.tuning import TuningResult, cpu_description, tune, tune_training  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -140,60 +145,85 @@ def loader_section(args) -> list[Line]:
         return rows_from([base, f"loader {size}px: BatchLoader (memmap)"], rates, base)
 
 
-def inference_rows(args, size: int, count: int) -> list[Row]:
-    """Model-only inference (uint8 array in, outputs out) for each engine at one input size."""
-    torch.manual_seed(0)
-    model, _ = build_model(init="random")
-    images = generated_images(count, size)
-    meta = meta_for(size)
-    device = pick_device(args.device)
-    fast = precision_policy(device)
-    baseline_policy = replace(fast, autocast_dtype=None, channels_last=False)
-    engines = [
-        ("eager fp32 (baseline)", "eager", baseline_policy),
-        (f"eager {fast.name}", "eager", fast),
-        (f"fused {fast.name}", "fused", fast),
-        (f"jit {fast.name}", "jit", fast),
-    ]
-    if args.compile:
-        engines.append((f"compile {fast.name}", "compile", fast))
+def tuned(args, size: int) -> TuningResult:
+    """The engine ``model.tuning`` chooses at ``size`` (measured once per run, then reused):
+    what the app's scoring runs after ``flask model tune`` or its first job."""
+    if size not in args.tuned:
+        torch.manual_seed(0)
+        model, _ = build_model(init="random")
+        engines = ("fused", "jit", "compile") if args.compile else ("fused", "jit")
+        args.tuned[size] = tune(
+            model, meta_for(size), args.device, engines=engines, batch_sizes=args.batch_sizes
+        )
+    return args.tuned[size]
+
+
+def inference_rows(args, size: int) -> list[Line]:
+    """Model-only inference (uint8 array in, outputs out): every candidate the tuner timed,
+    against eager fp32 timed in the same run, and which one it chose."""
+    result = tuned(args, size)
     base = f"inference {size}px: eager fp32 (baseline)"
-    runs = []
-    for _, engine, policy in engines:
-        predictor = Predictor(model, meta, engine=engine, policy=policy)
-        runs.append(lambda p=predictor: len(p.predict(images, batch_size=args.batch)))
-    rates = best_rates(runs, args.repeats)
-    return rows_from([f"inference {size}px: {label}" for label, _, _ in engines], rates, base)
+    rate = result.baseline_images_per_second
+    lines: list[Line] = [Row(base, rate, float("nan"), base)]
+    for m in result.measurements:
+        label = f"inference {size}px: {m.engine} {m.precision} bs{m.batch_size}"
+        if m.error:
+            lines.append(f"{label}: failed ({m.error})")
+            continue
+        lines.append(Row(label, m.images_per_second, float("nan"), base))
+        if not m.agrees:
+            lines.append(
+                f"{label}: disagrees with fp32 (p_fake {m.max_p_fake_error:.3g}): never chosen"
+            )
+        if m.engine == "compile":
+            lines.append(f"{label}: compilation {m.setup_seconds:.1f} s, paid once per process")
+    lines.append(
+        f"{size}px chosen: {result.engine} {result.precision} bs{result.batch_size}, "
+        f"{result.speedup:.2f}x eager fp32 (tuning took {result.seconds:.0f} s)"
+    )
+    return lines
 
 
 def inference_section(args) -> list[Line]:
     """Inference at 224 px and at the demo size."""
-    return inference_rows(args, 224, args.n224) + inference_rows(args, args.demo_size, args.n_demo)
+    return inference_rows(args, 224) + inference_rows(args, args.demo_size)
 
 
-def training_rows(args, size: int, count: int, batch: int) -> list[Row]:
-    """Training images/s (transform included), baseline against the fast path(s)."""
+def training_rows(args, size: int, count: int, batch: int) -> list[Line]:
+    """Training images/s (transform included): eager fp32 against what the app's training runs
+    at this size (``tune_training``: bf16 and the small-conv gradient only where faster)."""
     images = generated_images(count, size)
     labels = np.arange(count) % 2
     mean, std = channel_stats(images)
-    fast = precision_policy(pick_device(args.device))
-    baseline = replace(fast, autocast_dtype=None, channels_last=False)
-    patch = fast.device.type == "cpu"
+    device = pick_device(args.device)
+    choice = tune_training(size, batch, device)
+    fp32 = precision_policy(device, "fp32")
+    baseline = replace(fp32, autocast_dtype=None, channels_last=False)
+    chosen = precision_policy(device, choice["precision"])
+    patch = choice["small_conv_grad"]
     variants = [
         ("eager fp32 (baseline)", baseline, False, False),
-        (f"eager {fast.name}", fast, False, False),
-        ("fast path: + small-conv grad", fast, patch, False),
+        (f"eager {fp32.name}", fp32, False, False),
+        (
+            f"measured choice: {chosen.name}{' + small-conv grad' if patch else ''}",
+            chosen,
+            patch,
+            False,
+        ),
     ]
-    if args.compile:
-        variants.append((f"compile {fast.name} + small-conv grad", fast, patch, True))
+    if args.compile_training:
+        variants.append((f"compile {chosen.name}", chosen, patch, True))
     base = f"training {size}px bs{batch}: eager fp32 (baseline)"
     runs = [
         _training_run(images, labels, (mean, std), batch, policy, patched, compiled)
         for _, policy, patched, compiled in variants
     ]
     rates = best_rates(runs, args.repeats)
-    labels = [f"training {size}px bs{batch}: {label}" for label, *_ in variants]
-    return rows_from(labels, rates, base)
+    names = [f"training {size}px bs{batch}: {label}" for label, *_ in variants]
+    rows = rows_from(names, rates, base)
+    args.training[size] = (rows[0], rows[2])
+    measured = ", ".join(f"{k} {v:.1f}" for k, v in choice["rates"].items())
+    return [*rows, f"{size}px training choice from timed steps (img/s): {measured}"]
 
 
 def _training_run(images, labels, stats, batch, policy, patched, compiled) -> Callable[[], int]:
@@ -274,13 +304,20 @@ def end_to_end_rows(args, app, size: int) -> list[Line]:
     ids = list(db.session.scalars(select(Image.id).order_by(Image.id)))
     open_cache(size, ids)  # what the import did for its own size, outside the timing
     pixels = cache_for(size).read(ids)
-    fast = Predictor.from_checkpoint(version.checkpoint_path, device=app.config["MODEL_DEVICE"])
+    choice = tuned(args, size)
+    fast = Predictor.from_checkpoint(
+        version.checkpoint_path,
+        device=app.config["MODEL_DEVICE"],
+        precision=choice.precision,
+        engine=choice.engine,
+        batch_size=choice.batch_size,
+    )
     baseline_policy = replace(fast.policy, autocast_dtype=None, channels_last=False)
     eager = Predictor(fast.model, fast.meta, engine="eager", policy=baseline_policy)
     stages: dict[str, list[dict]] = {"eager": [], "fast": []}
 
     def model_only(predictor) -> Callable[[], int]:
-        return lambda: len(predictor.predict(pixels, batch_size=scoring.BATCH))
+        return lambda: len(predictor.predict(pixels))
 
     def prepare_job(predictor) -> Callable[[], None]:
         def prepare() -> None:
@@ -307,7 +344,7 @@ def end_to_end_rows(args, app, size: int) -> list[Line]:
     pending: list[int] = []
     labels = [
         f"model only {size}px: eager fp32 (baseline)",
-        f"model only {size}px: fast path ({fast.engine} {fast.policy.name})",
+        f"model only {size}px: fast path ({fast.engine} {fast.policy.name} bs{fast.batch_size})",
         f"end to end {size}px: eager fp32",
         f"end to end {size}px: fast path",
     ]
@@ -317,6 +354,7 @@ def end_to_end_rows(args, app, size: int) -> list[Line]:
         [None, None, prepare_job(eager), prepare_job(fast)],
     )
     rows = rows_from(labels[:2], rates[:2], labels[0]) + rows_from(labels[2:], rates[2:], labels[1])
+    args.end_to_end[size] = rows
     return rows + end_to_end_notes(size, rows, stages, len(ids))
 
 
@@ -327,7 +365,7 @@ def end_to_end_notes(size: int, rows: list[Row], stages: dict, count: int) -> li
         f"{size}px end to end fast / model only fast: {fast_job.wall / fast_model.wall:.2f}x "
         f"wall, {fast_job.cpu / fast_model.cpu:.2f}x CPU (target >= 0.8)",
         f"{size}px end to end fast / end to end eager fp32: {fast_job.wall / eager_job.wall:.2f}x "
-        f"wall, {fast_job.cpu / eager_job.cpu:.2f}x CPU (target >= 6)",
+        f"wall, {fast_job.cpu / eager_job.cpu:.2f}x CPU",
     ]
     for name, runs in stages.items():
         timed = runs[1:]  # the first is the warm-up
@@ -372,11 +410,35 @@ def print_rows(lines: list[Line]) -> None:
         base = rows.get(line.base)
         wall_ratio = line.wall / base.wall if base and base.wall else float("nan")
         cpu_ratio = line.cpu / base.cpu if base and base.cpu else float("nan")
-        print(
-            f"  {line.label:58s} {line.wall:8.1f} img/s {wall_ratio:5.2f}x"
-            f" | {line.cpu:8.1f} img/CPU-s {cpu_ratio:5.2f}x",
-            flush=True,
+        cpu = "" if np.isnan(line.cpu) else f" | {line.cpu:8.1f} img/CPU-s {cpu_ratio:5.2f}x"
+        print(f"  {line.label:58s} {line.wall:8.1f} img/s {wall_ratio:5.2f}x{cpu}", flush=True)
+
+
+def targets(args) -> list[str]:
+    """Issue 11's targets, each with what this run reached (ratios within this run)."""
+    bf16_units = cpu_has_fast_bf16()
+    kind = "bf16 matrix units" if bf16_units else "no bf16 units (AVX2-class)"
+    lines = [f"CPU: {cpu_description()}: {kind}"]
+    if 224 in args.end_to_end:
+        eager_model, fast_model, eager_job, fast_job = args.end_to_end[224]
+        want = 6.0 if bf16_units else 1.7
+        reached = fast_job.wall / eager_job.wall
+        lines.append(_target(f"inference end to end 224px >= {want}x eager fp32", reached, want))
+        ratio = fast_job.wall / fast_model.wall
+        lines.append(_target("inference end to end 224px >= 0.8x model-only fast path", ratio, 0.8))
+    for size, (baseline, chosen) in sorted(args.training.items()):
+        want = 3.0 if bf16_units and size == 224 else 1.0
+        what = f">= {want}x eager fp32" if want > 1 else "never slower than eager fp32"
+        lines.append(
+            _target(f"training {size}px {what}", chosen.wall / baseline.wall, want, slack=0.95)
         )
+    return lines
+
+
+def _target(what: str, reached: float, want: float, slack: float = 1.0) -> str:
+    """``slack`` < 1 forgives timing noise for a 'never slower' target (within 5%)."""
+    verdict = "met" if reached >= want * slack else "NOT met"
+    return f"target {what}: reached {reached:.2f}x: {verdict}"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -384,9 +446,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--demo-size", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=64, help="inference batch size")
-    parser.add_argument("--n224", type=int, default=48, help="images for inference at 224 px")
-    parser.add_argument("--n-demo", type=int, default=512, help="images for inference, demo size")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[16, 64], help="inference batches to try"
+    )
     parser.add_argument("--train224", type=int, default=32, help="images per training pass, 224")
     parser.add_argument("--train-demo", type=int, default=256, help="images per pass, demo size")
     parser.add_argument("--e2e-images", type=int, default=256, help="images, end to end")
@@ -398,19 +460,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="leave torch.compile out of the inference candidates (it compiles for minutes)",
+    )
+    parser.add_argument(
+        "--compile-training", action="store_true", help="also time torch.compile in training"
+    )
+    args = parser.parse_args(argv)
+    args.tuned, args.training, args.end_to_end = {}, {}, {}
+    return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    print(describe(configure_threads(args.threads)), flush=True)
     device = pick_device(args.device)
     print(
-        f"device {device}, policy {precision_policy(device).name}, torch "
-        f"{torch.__version__}, threads {torch.get_num_threads()}, fast bf16 "
-        f"{cpu_has_fast_bf16()}",
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"CPU {cpu_description()}, fast bf16 units {cpu_has_fast_bf16()}",
         flush=True,
     )
     started = time.perf_counter()
@@ -418,6 +488,9 @@ def main(argv=None) -> None:
     for name in args.sections:
         print(f"[{name}]", flush=True)
         print_rows(SECTIONS[name](args))
+    print("[targets]", flush=True)
+    for line in targets(args):
+        print(f"  {line}", flush=True)
     print(f"total {time.perf_counter() - started:.0f} s; {load_average()}")
 
 

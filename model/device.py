@@ -1,8 +1,10 @@
-"""Which device to run on and in which precision, decided once from what the hardware does well.
+"""Which device to run on and in which precision.
 
-bf16 autocast is only a win on CPUs with bf16 matrix units (AVX512-BF16 or AMX); on an AVX2 CPU
-it is several times *slower* than fp32, so it is used only when the CPU reports those units.
-``REALFAKE_PRECISION=fp32|bf16|auto`` overrides the choice (``bf16`` forces it, e.g. for tests).
+On CUDA ``auto`` is bf16 autocast (fp16 where bf16 is missing). On a CPU ``auto`` is fp32: bf16
+autocast is several times slower than fp32 on an AVX2-only CPU, and even with AMX eager bf16 can
+lose to fp32 at some sizes and batches, so whether bf16 pays on a CPU is *measured*
+(``model.tuning``), never guessed from CPU flags. ``REALFAKE_PRECISION=fp32|bf16|auto`` sets the
+precision where a caller passes none.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import torch
 PRECISION_ENV = "REALFAKE_PRECISION"
 
 
-def pick_device(preference: str = "auto") -> torch.device:
+def pick_device(preference: str | torch.device = "auto") -> torch.device:
     """The device to use: ``"auto"`` picks cuda, then mps, then cpu; a device name forces it."""
+    if isinstance(preference, torch.device):
+        preference = str(preference)
     preference = (preference or "auto").lower()
     if preference == "auto":
         if torch.cuda.is_available():
@@ -76,7 +80,7 @@ class Policy:
 
 
 def precision_policy(device: torch.device | str, precision: str | None = None) -> Policy:
-    """The fastest numerically safe policy for ``device``.
+    """The precision policy for ``device`` (see the module docstring for ``auto``).
 
     ``precision`` (or the ``REALFAKE_PRECISION`` environment variable when it is None) is
     ``"auto"``, ``"fp32"`` or ``"bf16"``; ``"fp16"`` is accepted on CUDA.
@@ -98,6 +102,4 @@ def precision_policy(device: torch.device | str, precision: str | None = None) -
 def _auto_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_fast_bf16():
-        return torch.bfloat16
-    return None
+    return None  # CPU and MPS: fp32 unless a measurement (model.tuning) chose bf16

@@ -316,6 +316,7 @@ def train(
     if len(train_images) < 2:
         raise ValueError("training needs at least two images")
     device = pick_device(config.device) if distributed is None else distributed.device
+    config = _measured_precision(config, device, distributed)
     policy = precision_policy(device, config.precision)
     if config.channels_last is not None:
         policy = replace(policy, channels_last=config.channels_last)
@@ -336,6 +337,22 @@ def train(
             should_stop,
             distributed,
         )
+
+
+def _measured_precision(config: TrainConfig, device, distributed) -> TrainConfig:
+    """``precision="auto"`` on a CPU: bf16 and the small-convolution gradient only where a few
+    timed steps at this size and batch show they are faster (``model.tuning.tune_training``).
+    Ranks of a distributed run must agree, so there ``auto`` stays the device's default."""
+    if config.precision != "auto" or device.type != "cpu" or distributed is not None:
+        return config
+    from model.tuning import tune_training
+
+    choice = tune_training(config.image_size, config.batch_size, device)
+    return replace(
+        config,
+        precision=choice["precision"],
+        small_conv_grad=config.small_conv_grad and choice["small_conv_grad"],
+    )
 
 
 def _for_rank(distributed: DistributedContext, on_progress, should_stop):

@@ -10,6 +10,9 @@ export REALFAKE_IMAGE_SIZE="${REALFAKE_IMAGE_SIZE:-64}"
 export REALFAKE_CACHE_SIZE="${REALFAKE_CACHE_SIZE:-64}"
 export REALFAKE_EPOCHS="${REALFAKE_EPOCHS:-12}"
 export REALFAKE_TRAIN_PRESET="${REALFAKE_TRAIN_PRESET:-demo}"
+# The engine is measured on the first scoring job; leaving torch.compile out keeps that to
+# seconds at 64 px (`flask model tune` measures it too, when minutes are fine).
+export REALFAKE_ENGINE_TUNING="${REALFAKE_ENGINE_TUNING:-quick}"
 FLASK=(.venv/bin/flask --app wsgi)
 INSTANCE="${REALFAKE_INSTANCE:-$PWD/instance}"
 mkdir -p "$INSTANCE"

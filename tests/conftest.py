@@ -25,6 +25,9 @@ import threading
 _SESSION_INSTANCE = tempfile.mkdtemp(prefix="realfake-tests-")
 os.environ["REALFAKE_INSTANCE"] = _SESSION_INSTANCE
 os.environ.pop("REALFAKE_REDIS_URL", None)
+# Every flask process a test starts scores with the fused fp32 network, as TestConfig does: the
+# same numbers on every CPU kind, and no minutes of engine measurement per test instance.
+os.environ["REALFAKE_ENGINE_TUNING"] = "off"
 os.environ.pop("REALFAKE_DATABASE_URL", None)
 TEST_DATABASE = os.environ.get("REALFAKE_TEST_DATABASE", "sqlite").strip() or "sqlite"
 

@@ -102,7 +102,8 @@ def test_repair_clears_what_dead_writers_left(app_ctx, runner, tmp_path):
     assert "worker died" in db.session.get(Job, job.id).error
     assert db.session.get(ImportRun, run.id).state == "interrupted"
     assert db.session.query(Lease).count() == 0
-    assert doctor(runner) == (0, {"repair": False, "findings": [], "problems_remaining": 0})
+    code, report = doctor(runner)
+    assert (code, report["findings"], report["problems_remaining"]) == (0, [], 0)
 
 
 def test_orphans_are_left_alone_while_an_import_may_adopt_them(app_ctx, runner, tmp_path):
@@ -180,3 +181,32 @@ def test_a_silent_heartbeat_from_another_host_counts_as_dead(app_ctx, runner):
     abandoned = checks(report)["abandoned-job"]
     assert [f["message"].split(" left")[0] for f in abandoned] == ["import"]
     assert "elsewhere:1" in abandoned[0]["message"] and "no heartbeat" in abandoned[0]["message"]
+
+
+def test_doctor_reports_the_running_workers_and_the_measured_engines(app_ctx, runner):
+    """Facts beside the findings: which workers run with which threads, what was measured."""
+    from webapp.jobs import presence
+    from webapp.services import engines
+
+    code, report = doctor(runner)
+    assert code == 0 and report["workers"] == [] and report["engines"] == {}
+    text = runner.invoke(args=["doctor"]).output
+    assert "no job worker is running" in text
+    identity = f"{socket.gethostname()}:{os.getpid()}"
+    presence.register(identity, "2 threads (2 of 2 cores usable), OpenMP wait policy PASSIVE")
+    entry = {
+        "engine": "compile",
+        "precision": "bf16",
+        "batch_size": 16,
+        "images_per_second": 400.0,
+        "speedup": 8.0,
+        "fingerprint": {"processor": "Test CPU"},
+    }
+    engines.tuning_file().write_text(json.dumps({"inference:cpu:224": entry}))
+    code, report = doctor(runner)
+    assert code == 0 and report["findings"] == []
+    assert [w["identity"] for w in report["workers"]] == [identity]
+    assert "wait policy PASSIVE" in report["workers"][0]["settings"]
+    assert report["engines"]["inference:cpu:224"].startswith("compile bf16 batch 16")
+    text = runner.invoke(args=["doctor"]).output
+    assert f"[info] worker {identity}: 2 threads" in text and "8.00x eager fp32" in text

@@ -101,6 +101,9 @@ class Config:
         self.KFOLD = _int_env("REALFAKE_KFOLD", 5)
         # Images per forward pass when scoring: memory grows with it (and with the image size).
         self.SCORE_BATCH = _int_env("REALFAKE_SCORE_BATCH", 256)
+        # Inference engine and training precision: measured on first use and kept in the
+        # instance folder (auto: torch.compile included; quick: without it; off: fused fp32).
+        self.ENGINE_TUNING = os.environ.get("REALFAKE_ENGINE_TUNING", "auto")
         self.AUTO_ACTIVATE_BETTER = os.environ.get("REALFAKE_AUTO_ACTIVATE", "0") == "1"
         # Review queue.
         self.QUEUE_BUCKETS = os.environ.get(
@@ -132,3 +135,5 @@ class TestConfig(Config):
         self.CHECK_WAIT_SECONDS = 2.0  # tests that run a worker wait longer themselves
         self.DEFAULT_IMAGE_SIZE = 32
         self.KFOLD = 3
+        # fp32 everywhere unless a test measures: the same numbers on every CPU kind.
+        self.ENGINE_TUNING = "off"

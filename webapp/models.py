@@ -367,6 +367,21 @@ class Job(db.Model):
         return f"<Job {self.id} {self.kind} {self.state}>"
 
 
+class WorkerPresence(db.Model):
+    """A running job worker (``host:pid``), refreshed while it runs, removed when it stops:
+    how ``--wait`` knows that a queued job has no worker to run it."""
+
+    __tablename__ = "workers"
+
+    identity: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settings: Mapped[str] = mapped_column(String(255), default="")
+
+    def __repr__(self) -> str:
+        return f"<WorkerPresence {self.identity} seen {self.seen_at:%H:%M:%S}>"
+
+
 class ImageEvidence(db.Model):
     """What an image's own bytes say about where it came from, computed once at import.
 

@@ -5,7 +5,7 @@ watermark, perceptual hash as four indexed 16-bit bands for near-duplicate look-
 one image someone asked about, scored by the check job.
 
 Revision ID: c7e1d2a9f405
-Revises: b4f2c8d17e30
+Revises: c7d1e5a9f2b4
 Create Date: 2026-12-01 09:40:00.000000
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c7e1d2a9f405'
-down_revision = 'b4f2c8d17e30'
+down_revision = 'c7d1e5a9f2b4'
 branch_labels = None
 depends_on = None
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..services.doctor import run_doctor
+from ..services.doctor import machine_status, run_doctor, status_lines
 
 
 @click.command(
@@ -20,13 +20,16 @@ from ..services.doctor import run_doctor
 def group(repair: bool, as_json: bool) -> None:
     doctor = run_doctor(repair=repair)
     remaining = doctor.remaining()
+    status = machine_status()
     if as_json:
         findings = [finding.as_json() for finding in doctor.findings]
         payload = {"repair": repair, "findings": findings, "problems_remaining": remaining}
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json.dumps({**payload, **status}, indent=2))
     else:
         for finding in doctor.findings:
             click.echo(finding.line())
+        for line in status_lines(status):
+            click.echo(line)
         repaired = sum(1 for finding in doctor.findings if finding.repaired)
         summary = f"doctor: {remaining} problem(s) remain"
         click.echo(summary + (f", {repaired} repaired" if repair else ""), err=True)

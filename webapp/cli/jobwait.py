@@ -1,14 +1,23 @@
-"""Waiting for a job from the command line, with a progress bar."""
+"""Waiting for a job from the command line, with a progress bar that counts what the job counts.
+
+The bar counts images (scoring, imports: ``done`` of ``total``) or optimizer steps (training:
+epochs times batches), so its rate reads as images/s or steps/s. A job still queued after
+``NO_WORKER_AFTER`` seconds with no job worker running gets one plain line saying so and how to
+start one, instead of a bar that never moves.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 from tqdm import tqdm
 
-from ..jobs import wait_for
+from ..jobs import presence, wait_for
 from ..models import Job, JobState
+
+NO_WORKER_AFTER = 2.0  # seconds a job may sit queued before the worker check
 
 
 def describe(job: Job) -> str:
@@ -22,14 +31,55 @@ def describe(job: Job) -> str:
     return " ".join(parts)
 
 
+def counted(progress: dict) -> tuple[int, int, str] | None:
+    """(done, total, unit) from a job's progress: steps for training, images otherwise; None
+    while the job reports nothing countable."""
+    try:
+        batches, epochs = int(progress["batches"]), int(progress["epochs"])
+        done = (int(progress["epoch"]) - 1) * batches + int(progress["batch"])
+        return min(done, batches * epochs), batches * epochs, "step"
+    except (KeyError, TypeError, ValueError):
+        pass
+    try:
+        return int(progress["done"]), int(progress["total"]), "img"
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class _Bar:
+    """A tqdm bar whose total and unit follow what the job reports (they change by stage)."""
+
+    def __init__(self, label: str) -> None:
+        self.bar = tqdm(desc=label, file=sys.stderr, leave=True, unit="img")
+        self.unit = None
+
+    def update(self, job: Job) -> None:
+        count = counted(job.progress or {})
+        if count is not None:
+            done, total, unit = count
+            if (unit, total) != (self.unit, self.bar.total):
+                self.bar.reset(total=total)
+                self.bar.unit, self.unit = unit, unit
+            self.bar.n = done
+        self.bar.set_postfix_str(describe(job), refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def wait_with_bar(job_id: int, label: str) -> Job:
     """Show a bar until the job ends; raise ClickException (exit 1) unless it succeeded."""
-    bar = tqdm(total=1000, desc=label, file=sys.stderr, unit="‰", leave=True)
+    bar = _Bar(label)
+    started, warned = time.monotonic(), False
 
     def update(job: Job) -> None:
-        fraction = float((job.progress or {}).get("fraction") or 0.0)
-        bar.n = int(1000 * min(max(fraction, 0.0), 1.0))
-        bar.set_postfix_str(describe(job), refresh=True)
+        nonlocal warned
+        bar.update(job)
+        queued_for = time.monotonic() - started
+        if job.state == JobState.QUEUED and not warned and queued_for >= NO_WORKER_AFTER:
+            warned = True  # checked once: a worker started later picks the job up silently
+            if not presence.running_workers():
+                tqdm.write(presence.no_worker_message(job.id), file=sys.stderr)
 
     try:
         job = wait_for(job_id, poll=0.5, on_progress=update)

@@ -251,3 +251,8 @@ def _trainset_of(meta: dict, folder, datasets):
             "pass --trainset with the folder it was trained on"
         )
     return trainset
+
+
+from .tune import tune_command  # noqa: E402  (its own module: it measures, it does not queue)
+
+group.add_command(tune_command)

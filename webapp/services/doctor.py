@@ -371,6 +371,33 @@ class Doctor:
             return str(path)
 
 
+def machine_status() -> dict:
+    """Facts, not findings: the running job workers with their thread settings, and the engine
+    choices measured on this instance (``engines``). Read without loading PyTorch."""
+    from ..jobs.presence import running_workers
+    from . import engines
+
+    workers = [
+        {"identity": row.identity, "settings": row.settings, "seen_at": row.seen_at.isoformat()}
+        for row in running_workers()
+    ]
+    measured = {
+        key: engines.describe_entry(entry) for key, entry in engines.stored_entries().items()
+    }
+    return {"workers": workers, "engines": measured}
+
+
+def status_lines(status: dict) -> list[str]:
+    """``machine_status`` as the lines the CLI prints."""
+    from ..jobs.presence import START_HINT
+
+    lines = [f"[info] worker {w['identity']}: {w['settings']}" for w in status["workers"]]
+    if not status["workers"]:
+        lines.append(f"[info] no job worker is running: queued jobs wait for `{START_HINT}`")
+    lines += [f"[info] engine {key}: {line}" for key, line in sorted(status["engines"].items())]
+    return lines
+
+
 def run_doctor(repair: bool = False) -> Doctor:
     """Run every check (and repair when asked); the Doctor holds the findings."""
     doctor = Doctor(repair=repair)

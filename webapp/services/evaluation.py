@@ -9,13 +9,12 @@ import numpy as np
 from sqlalchemy import select
 
 from model.metrics import classification_metrics
-from model.predict import Predictor
 
 from ..extensions import db
 from ..models import ModelVersion, Prediction
 from . import versions
 from .pixel_cache import load_pixels
-from .scoring import score_batch
+from .scoring import score_batch, tuned_predictor
 from .trainset import labelled_images
 
 
@@ -25,7 +24,7 @@ def evaluate_arrays(
     """Metrics of a checkpoint on the given images (run through the network, batch by batch)."""
     if len(image_ids) == 0:
         return {"n": 0}
-    predictor = Predictor.from_checkpoint(checkpoint_path)
+    predictor = tuned_predictor(checkpoint_path)
     ids = list(image_ids)
     batch = score_batch()
     p_fake = np.concatenate(

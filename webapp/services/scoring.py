@@ -31,16 +31,43 @@ _cache: dict[tuple[int, str], Predictor] = {}
 _cache_lock = threading.Lock()
 
 
-def get_predictor(version: ModelVersion) -> Predictor:
-    """The version's network, loaded once per process."""
+def get_predictor(version: ModelVersion, log=None) -> Predictor:
+    """The version's network, loaded once per process, in the engine, precision and batch size
+    measured fastest on this machine for its input size (``engines``; measured on first use)."""
     key = (version.id, version.checkpoint_path)
     with _cache_lock:
         if key not in _cache:
             _cache.clear()  # one network in memory at a time is plenty for a desk
-            _cache[key] = Predictor.from_checkpoint(
-                version.checkpoint_path, device=current_app.config["MODEL_DEVICE"]
-            )
+            _cache[key] = tuned_predictor(version.checkpoint_path, log=log)
         return _cache[key]
+
+
+def tuned_predictor(checkpoint_path, log=None) -> Predictor:
+    """A predictor for a checkpoint in this machine's measured fastest engine (``engines``);
+    the fused fp32 network when tuning is off."""
+    from model.checkpoint import load_checkpoint
+    from model.device import pick_device
+
+    from . import engines
+
+    model, meta = load_checkpoint(checkpoint_path)
+    device = pick_device(current_app.config["MODEL_DEVICE"])
+    choice = engines.inference_choice(model, meta, device, log=log)
+    if choice is None:
+        return Predictor(model, meta, device=device, precision="fp32", engine="fused")
+    if log is not None:
+        log(
+            f"engine {choice.engine} {choice.precision} batch {choice.batch_size}: measured "
+            f"{choice.images_per_second:.1f} img/s, {choice.speedup:.2f}x eager fp32"
+        )
+    return Predictor(
+        model,
+        meta,
+        device=device,
+        precision=choice.precision,
+        engine=choice.engine,
+        batch_size=choice.batch_size,
+    )
 
 
 def use_predictor(version: ModelVersion, predictor: Predictor) -> None:
@@ -207,6 +234,7 @@ def predict_job(context) -> dict[str, Any]:
     rows = db.session.execute(select(Image.id, Image.sha256).order_by(Image.id)).all()
     image_ids = [row.id for row in rows]
     context.log(f"scoring {len(image_ids)} images with {version.name}")
+    get_predictor(version, log=context.log)  # loaded (and measured, the first time) up front
 
     def progress(done: int, total: int) -> None:
         context.check_cancelled()

@@ -9,6 +9,7 @@ checkpoint it returns is registered the same way.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,34 @@ def train_config_from(params: dict[str, Any]) -> TrainConfig:
     return TrainConfig.preset(params.get("preset") or config["TRAIN_PRESET"], **overrides)
 
 
+def measured_precision(config: TrainConfig, log=None) -> TrainConfig:
+    """Resolve ``precision="auto"`` on a CPU to what this machine trains fastest at this size
+    and batch (``engines.training_choice``: stored, or a few timed steps now); fp32 when tuning
+    is off. An explicit precision, and any accelerator, are left as they are."""
+    from model.device import pick_device
+
+    from . import engines
+
+    device = pick_device(config.device)
+    if config.precision != "auto" or device.type != "cpu":
+        return config
+    choice = engines.training_choice(device, config.image_size, config.batch_size, log=log)
+    if choice is None:
+        return replace(config, precision="fp32")
+    if log is not None:
+        log(
+            f"training precision {choice['precision']}, small-conv gradient "
+            f"{'on' if choice['small_conv_grad'] else 'off'} (measured at {config.image_size} px "
+            f"batch {config.batch_size}: {choice['images_per_second']:.1f} img/s against "
+            f"{choice['baseline_images_per_second']:.1f} in fp32)"
+        )
+    return replace(
+        config,
+        precision=choice["precision"],
+        small_conv_grad=config.small_conv_grad and choice["small_conv_grad"],
+    )
+
+
 def check_trainable(trainset: TrainingSet) -> None:
     """Refuse a training set without labelled images of both classes in train and val."""
     for name, part in (("train", trainset.train), ("val", trainset.val)):
@@ -92,7 +121,7 @@ def train_job(context) -> dict[str, Any]:
         return train_head(context)
     trainset = select_training_set(params.get("datasets"))
     check_trainable(trainset)
-    config = train_config_from(params)
+    config = measured_precision(train_config_from(params), context.log)
     size = config.image_size
     context.log(f"data: {trainset.label_counts()}; image size {size}; epochs {config.epochs}")
     mean, std = channel_stats(trainset.train.ids, size)
