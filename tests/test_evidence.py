@@ -213,7 +213,20 @@ def test_the_vectorised_decoder_gives_the_librarys_bits(size):
     plain = np.asarray(make.photo("coffee", 600).resize(size).convert("RGB"))
     for rgb in (marked, plain):
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        assert watermark.block_scores(rgb, "RGB").tolist() == watermark.block_scores(bgr).tolist()
         for expected in watermark.MARKS.values():
             library = EmbedMaxDct(watermarks=[], wmLen=len(expected)).decode(bgr)
             ours = watermark.decode_bits(bgr, len(expected))
             assert ours.tolist() == np.asarray(library, dtype=np.uint8).tolist()
+
+
+def test_the_haar_band_is_pywavelets_to_the_last_bit():
+    import numpy as np
+    import pywt
+
+    from webapp.services.evidence import watermark
+
+    for seed in range(3):
+        channel = np.random.default_rng(seed).integers(0, 256, (388, 516)).astype(np.float64)
+        expected = pywt.dwt2(channel, "haar")[0]
+        assert np.array_equal(watermark.haar_approximation(channel), expected)
