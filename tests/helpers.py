@@ -56,6 +56,7 @@ def make_image_bytes(
 # The pages an admin opens (a job's page needs a job, so tests that create one add it).
 ADMIN_PAGES = [
     "/review/",
+    "/check/",
     "/admin/",
     "/admin/datasets/",
     "/admin/datasets/stats",

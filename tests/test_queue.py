@@ -79,6 +79,7 @@ def test_buckets_and_order(zoo):
     assert queue.counts() == {
         "requested": 0,
         "label_issue": 2,
+        "evidence": 0,  # no image here carries evidence
         "misclassified": 2,
         "uncertain": 4,
         "ood": 2,

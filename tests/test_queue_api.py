@@ -127,6 +127,7 @@ def test_counts_endpoint(auth, client, scored):
     assert data["counts"] == {
         "requested": 0,
         "label_issue": 1,
+        "evidence": 0,
         "misclassified": 1,
         "uncertain": 3,
         "ood": 1,

@@ -117,7 +117,8 @@ class Config:
         self.AUTO_ACTIVATE_BETTER = os.environ.get("REALFAKE_AUTO_ACTIVATE", "0") == "1"
         # Review queue.
         self.QUEUE_BUCKETS = os.environ.get(
-            "REALFAKE_QUEUE_BUCKETS", "requested,label_issue,misclassified,uncertain,ood,audit"
+            "REALFAKE_QUEUE_BUCKETS",
+            "requested,label_issue,evidence,misclassified,uncertain,ood,audit",
         ).split(",")
         self.UNCERTAIN_LOW = _float_env("REALFAKE_UNCERTAIN_LOW", 0.35)
         self.UNCERTAIN_HIGH = _float_env("REALFAKE_UNCERTAIN_HIGH", 0.65)
@@ -128,6 +129,10 @@ class Config:
         self.REVIEWS_PER_ITEM = _int_env("REALFAKE_REVIEWS_PER_ITEM", 1)
         # The desk accepts a decision only once its image has been on screen this long.
         self.DESK_MIN_DISPLAY_MS = _int_env("REALFAKE_DESK_MIN_DISPLAY_MS", 150)
+        # Checks of one image: evidence read at import, near duplicates, how long a request waits.
+        self.EVIDENCE_AT_IMPORT = os.environ.get("REALFAKE_EVIDENCE_AT_IMPORT", "1") != "0"
+        self.NEAR_DUPLICATE_DISTANCE = _int_env("REALFAKE_NEAR_DUPLICATE_DISTANCE", 6)
+        self.CHECK_WAIT_SECONDS = _float_env("REALFAKE_CHECK_WAIT_SECONDS", 10.0)
 
 
 class TestConfig(Config):
@@ -140,6 +145,7 @@ class TestConfig(Config):
         self.RATELIMIT_STORAGE_URI = "memory://"
         self.IMPORT_WORKERS = 2
         self.CACHE_SIZE = 32
+        self.CHECK_WAIT_SECONDS = 2.0  # tests that run a worker wait longer themselves
         self.DEFAULT_IMAGE_SIZE = 32
         self.KFOLD = 3
         # fp32 everywhere unless a test measures: the same numbers on every CPU kind.

@@ -11,7 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -440,3 +450,55 @@ class ReviewRequest(db.Model):
     )
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImageEvidence(db.Model):
+    """What an image's own bytes say about where it came from, computed once at import.
+
+    ``findings`` holds one entry per kind of evidence (content credentials, metadata, invisible
+    watermark, perceptual hash), each saying what was found and how much it means. The
+    perceptual hash is also kept as four 16-bit bands, each indexed, so the near duplicates of
+    an image are found among many stored ones by index look-ups, then a Hamming distance.
+    ``claims`` is what strong evidence alone says the image is (real, fake or None): the queue
+    puts an image whose label or verdict contradicts it in the "evidence disagrees" bucket.
+    """
+
+    __tablename__ = "image_evidence"
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    phash: Mapped[int | None] = mapped_column(BigInteger)  # signed 64-bit form of the hash
+    phash_band0: Mapped[int | None] = mapped_column(index=True)
+    phash_band1: Mapped[int | None] = mapped_column(index=True)
+    phash_band2: Mapped[int | None] = mapped_column(index=True)
+    phash_band3: Mapped[int | None] = mapped_column(index=True)
+    claims: Mapped[str | None] = mapped_column(String(8), index=True)
+    findings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<ImageEvidence {self.image_id} claims={self.claims}>"
+
+
+class Check(db.Model):
+    """One image someone asked about: stored in the ``checks`` dataset and scored at once.
+
+    ``result`` is filled by the check job (the web process never loads the network); until
+    then the check is pending. ``sent_to_review_at``: a person asked for the desk's opinion;
+    only then does the image enter the review queue.
+    """
+
+    __tablename__ = "checks"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    file_name: Mapped[str] = mapped_column(String(500), default="")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str] = mapped_column(Text, default="")
+    sent_to_review_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    image: Mapped[Image] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Check {self.id} image {self.image_id}>"

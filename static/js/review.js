@@ -530,7 +530,21 @@
     ]);
     facts(el.scoreFacts, prediction ? scoreRows(prediction) : [["Scores", "none yet"]]);
     facts(el.fileFacts, fileRows(item.file));
+    facts($("evidence-facts"), evidenceRows(item.evidence));
     showHistory(item.history);
+  }
+
+  // The image's stored evidence (credentials, metadata, watermark, near duplicates).
+  function evidenceRows(evidence) {
+    if (!evidence) return [["Evidence", "none stored"]];
+    const rows = Object.entries(evidence.items)
+      .filter(([, found]) => found)
+      .map(([kind, found]) => [evidence.titles[kind], `${found.summary} (${found.weight})`]);
+    for (const near of evidence.similar) {
+      rows.push([`Near duplicate · ${near.distance}`, `${near.file_name} (${near.dataset}): ${near.decision || near.label}`]);
+    }
+    if (evidence.claims) rows.push(["Strong evidence says", evidence.claims.toUpperCase()]);
+    return rows;
   }
 
   function scoreRows(p) {

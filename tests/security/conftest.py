@@ -14,7 +14,7 @@ from tests.helpers import csrf_token, login, make_user
 from webapp.extensions import db
 from webapp.jobs import submit
 from webapp.jobs.queue import huey
-from webapp.models import ReviewDecision
+from webapp.models import Check, ReviewDecision
 from webapp.services import queue, tokens
 
 
@@ -36,6 +36,7 @@ class Desk:
     reviewer_secret: str
     admin_secret: str
     dataset_id: int = 0
+    check_id: int = 0  # a check of images[2], not yet sent to review
 
 
 @pytest.fixture
@@ -62,6 +63,9 @@ def desk(app) -> Desk:
         job = submit("report", {"report": "labels", "format": "csv"}, user_id=adam.id)
         token, reviewer_secret = tokens.create_token(rita, "rita's script")
         _, admin_secret = tokens.create_token(adam, "adam's script")
+        check = Check(image_id=images[2].id, user_id=rita.id, file_name="c.jpg")
+        db.session.add(check)
+        db.session.commit()
         return Desk(
             image_ids=[image.id for image in images],
             spare_version="v2",
@@ -71,6 +75,7 @@ def desk(app) -> Desk:
             reviewer_secret=reviewer_secret,
             admin_secret=admin_secret,
             dataset_id=images[0].dataset_id,
+            check_id=check.id,
         )
 
 

@@ -111,6 +111,22 @@ ATTACKS = {
         lambda d: {"json": {}},
     ),
     "api.review_undo": ("rita", "POST", lambda d: "/api/v1/review/undo", lambda d: {"json": {}}),
+    "check_api.create_check": (
+        "rita",
+        "POST",
+        lambda d: "/api/v1/checks",
+        lambda d: {
+            "data": {"file": (io.BytesIO(make_image_bytes(7)), "c.jpg")},
+            "content_type": "multipart/form-data",
+        },
+    ),
+    "check_api.send_check_to_review": (
+        "rita",
+        "POST",
+        lambda d: f"/api/v1/checks/{d.check_id}/review",
+        None,
+    ),
+    "check.send_to_review": ("rita", "POST", lambda d: f"/check/{d.check_id}/review", None),
     "reports.index": (
         "rita",
         "POST",

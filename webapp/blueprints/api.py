@@ -16,6 +16,7 @@ from flask_login import current_user
 
 from ..auth import admin_required, reviewer_required
 from ..services import queue, reviews
+from ..services.evidence import records as evidence_records
 from ..services.queue import QueueError, QueueFilter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -223,6 +224,7 @@ def item_payload(
         "heatmap": url_for("review.heatmap", image_id=image_id),
         "desk": url_for("review.desk", image=image_id),
     }
+    details["evidence"] = evidence_records.for_image(image_id)
     if claim is not None:
         details["lease_expires_at"] = claim.expires_at.isoformat(timespec="seconds") + "Z"
     return details

@@ -1,4 +1,5 @@
-"""``flask data import PATH`` and ``flask data stats``: bring images in, and audit them."""
+"""``flask data import PATH``, ``flask data stats`` and ``flask data evidence``: bring images in,
+audit them, and read the evidence of images stored before it existed."""
 
 from __future__ import annotations
 
@@ -128,3 +129,24 @@ def _attach_demo() -> None:
 
 
 _attach_demo()
+
+
+@group.command("evidence")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def evidence_command(as_json) -> None:
+    """Compute the evidence (credentials, metadata, watermark, perceptual hash) of the stored
+    images that have none: those imported before evidence existed, or with it turned off."""
+    from ..services.evidence.store import backfill
+
+    def progress(done: int, total: int) -> None:
+        if not as_json:
+            click.echo(f"\revidence: {done}/{total}", nl=False)
+
+    counts = backfill(progress)
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    click.echo(
+        f"\nevidence computed for {counts['computed']} image(s); "
+        f"{counts['missing_original']} without their original"
+    )

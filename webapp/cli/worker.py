@@ -24,7 +24,13 @@ from ..jobs.recovery import recover_abandoned_jobs
     type=click.IntRange(min=1),
     help="PyTorch threads per job (default REALFAKE_THREADS, else the cores this process may use).",
 )
-def group(workers: int, worker_type: str, threads: int | None) -> None:
+@click.option(
+    "--max-delay",
+    default=1.0,
+    show_default=True,
+    help="Seconds an idle worker waits at most between looks for new jobs (a check waits on it).",
+)
+def group(workers: int, worker_type: str, threads: int | None, max_delay: float) -> None:
     # First, before any job imports PyTorch: OpenMP reads its wait policy when it loads.
     settings = describe(configure_threads(threads))
     app = current_app._get_current_object()
@@ -36,7 +42,9 @@ def group(workers: int, worker_type: str, threads: int | None) -> None:
     presence.register(identity, settings)
     stop = threading.Event()
     presence.keep_fresh(app, identity, stop)
-    consumer = Consumer(huey, workers=workers, worker_type=worker_type, periodic=False)
+    consumer = Consumer(
+        huey, workers=workers, worker_type=worker_type, periodic=False, max_delay=max_delay
+    )
     click.echo(
         f"worker {identity}: {workers} {worker_type}(s) on {type(huey.storage).__name__}; "
         f"{settings}"

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
 from ..models import Dataset, DatasetImage, Image, Label, utcnow
+from .evidence.store import store as store_evidence
 from .importer_report import EXAMPLES, ImportReport
 from .importer_worker import Outcome
 from .pixel_cache import PixelCache
@@ -116,6 +117,9 @@ class BatchWriter:
         stored = self._existing({item.outcome.sha256 for item in items})
         new, duplicates = self._classify(items, stored)
         inserted = self._insert_images(new)
+        store_evidence(
+            [(image_id, item.outcome.meta.get("evidence")) for image_id, item in inserted.values()]
+        )
         for item in new:
             if item.outcome.sha256 not in inserted:  # a concurrent import got there first
                 duplicates.append(item)

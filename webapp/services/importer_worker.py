@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from .evidence import safe_compute
 from .importer_jpeg import estimate_quality
 from .importer_sources import DamagedMember, UnsupportedCompression, read_zip_member
 from .pixel_cache import resize_for_model, to_rgb
@@ -90,6 +91,7 @@ class WorkerSettings:
     max_aspect: float
     max_file_bytes: int
     archive: str | None = None
+    evidence: bool = True  # read credentials, metadata, watermark and perceptual hash
 
     @classmethod
     def from_config(cls, config, root, cache_size: int, archive: str | None = None):
@@ -103,6 +105,7 @@ class WorkerSettings:
             max_aspect=config.get("MAX_IMAGE_ASPECT", 50.0),
             max_file_bytes=config.get("MAX_IMAGE_FILE_BYTES", MAX_FILE_BYTES),
             archive=archive,
+            evidence=bool(config.get("EVIDENCE_AT_IMPORT", True)),
         )
 
 
@@ -413,6 +416,8 @@ def process_one(index: int, kind: str, ref: Any, name: str, force: bool) -> Outc
             return Outcome(index, sha256, stored=True)
         meta, pixels, thumbnail = decode(data, name)
         meta["bytes"] = len(data)
+        if _settings.evidence:
+            meta["evidence"] = safe_compute(data)
         _store.save(sha256, meta, data, thumbnail)
         return Outcome(index, sha256, meta=meta, pixels=pixels)
     except Rejected as rejection:

@@ -5,6 +5,9 @@ and thresholds from the configuration) that it meets:
 
 - ``requested``: an admin sent it to review from the image browser (``review_requests``);
 - ``label_issue``: labelled, and the out-of-sample label-issue score reaches the threshold;
+- ``evidence``: strong evidence about the image (``image_evidence.claims``: valid content
+  credentials, generator traces, a watermark, camera metadata with a near duplicate reviewed
+  REAL) contradicts its label or the verdict;
 - ``misclassified``: labelled, and the verdict disagrees with the label;
 - ``uncertain``: calibrated p(fake) inside the uncertain band;
 - ``ood``: out-of-distribution score at or above the threshold;
@@ -12,9 +15,11 @@ and thresholds from the configuration) that it meets:
   classes: verdicts (made at the version's FAKE threshold) whose p(fake) lies outside the
   uncertain band on the verdict's side.
 
-Unlabelled images can only meet ``requested`` and the last three. Within a bucket the most
-informative item comes first (see ``_SORT_KEYS``), ties broken by image id, so the CLI, the API
-and the review screen all give the same order. Images decided enough times (see
+Unlabelled images can only meet ``requested``, the evidence bucket and the last three. Images
+that arrived through a check (the ``checks`` dataset) enter the queue only once someone sent them
+to review. Within a bucket the most informative item comes first (see ``_SORT_KEYS``), ties broken
+by image id, so the CLI, the API and the review screen all give the same order. Images decided
+enough times (see
 :mod:`webapp.services.labels`) leave the queue.
 
 The queue is materialised in ``queue_entries``: rebuilt, in one INSERT ... SELECT, whenever the
@@ -62,9 +67,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import (
+    Check,
     Dataset,
     DatasetImage,
     Image,
+    ImageEvidence,
     ImportRun,
     Label,
     Lease,
@@ -82,11 +89,13 @@ from . import labels
 BUCKET_TITLES = {
     "requested": "Sent to review by an admin",
     "label_issue": "Suspected label mistake",
+    "evidence": "Evidence disagrees",
     "misclassified": "Misclassified",
     "uncertain": "Uncertain",
     "ood": "Out of distribution",
     "audit": "Audit sample",
 }
+CHECKS_DATASET = "checks"  # where checked images are stored (webapp.services.checking)
 MAX_HELD = 8  # leases one reviewer may hold at once (the screen keeps 3)
 _CANDIDATES = 8  # items fetched per claim attempt, in case others take some meanwhile
 MAX_SKIPS_SERVED = 1_000_000  # "any number of skips" (a 32-bit bound parameter on PostgreSQL)
@@ -223,6 +232,13 @@ def _conditions(s: QueueSettings) -> dict[str, ColumnElement[bool]]:
             Prediction.label_issue_score.is_not(None),
             Prediction.label_issue_score >= s.label_issue_threshold,
         ),
+        "evidence": and_(
+            ImageEvidence.claims.is_not(None),
+            or_(
+                and_(_labelled(), ImageEvidence.claims != Image.label),
+                ImageEvidence.claims != Prediction.verdict,
+            ),
+        ),
         "misclassified": and_(_labelled(), Prediction.verdict != Image.label),
         "uncertain": and_(
             Prediction.p_fake >= s.uncertain_low, Prediction.p_fake <= s.uncertain_high
@@ -244,6 +260,7 @@ def _conditions(s: QueueSettings) -> dict[str, ColumnElement[bool]]:
 _SORT_KEYS = {
     "requested": lambda: func.abs(Prediction.p_fake - 0.5),  # the closest call first
     "label_issue": lambda: -Prediction.label_issue_score,  # the strongest suspicion
+    "evidence": lambda: -func.abs(Prediction.p_fake - 0.5),  # the most confident contradiction
     "misclassified": lambda: -func.abs(Prediction.p_fake - 0.5),  # the most confident mistake
     "uncertain": lambda: func.abs(Prediction.p_fake - 0.5),  # the closest to a coin toss
     "ood": lambda: -Prediction.ood_score,  # the least like the training data
@@ -265,6 +282,12 @@ def reason(item: QueueItem | dict[str, Any], s: QueueSettings | None = None) -> 
         return (
             f"Labelled {label.upper()}, but {oos_text or 'the model disagrees'}: "
             f"label-issue score {get('label_issue_score'):.2f} ≥ {s.label_issue_threshold:.2f}."
+        )
+    if bucket == "evidence":
+        return (
+            "Strong evidence (content credentials, generator traces, a watermark, or camera "
+            f"metadata and a near duplicate reviewed REAL) contradicts the label {label.upper()} "
+            f"or the model's {verdict.upper()}."
         )
     if bucket == "misclassified":
         return (
@@ -417,6 +440,13 @@ def _clear() -> None:
     db.session.execute(delete(QueueBuild))
 
 
+def _not_an_unsent_check() -> ColumnElement[bool]:
+    """Images that arrived through a check join the queue only once sent to review."""
+    checks_dataset = select(Dataset.id).where(Dataset.name == CHECKS_DATASET).scalar_subquery()
+    sent = exists().where(Check.image_id == Image.id, Check.sent_to_review_at.is_not(None))
+    return or_(Image.dataset_id != func.coalesce(checks_dataset, -1), sent)
+
+
 def _build_statement(version_id: int, s: QueueSettings):
     """INSERT INTO queue_entries SELECT ... over the version's predictions joined to images."""
     conditions = _conditions(s)
@@ -431,7 +461,8 @@ def _build_statement(version_id: int, s: QueueSettings):
             Prediction.verdict,
         )
         .join(Image, Image.id == Prediction.image_id)
-        .where(Prediction.model_version_id == version_id)
+        .outerjoin(ImageEvidence, ImageEvidence.image_id == Prediction.image_id)
+        .where(Prediction.model_version_id == version_id, _not_an_unsent_check())
         .subquery()
     )
     bucket_name = case(dict(enumerate(s.buckets)), value=scored.c.rank)

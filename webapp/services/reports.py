@@ -29,6 +29,8 @@ from ..extensions import db
 from ..models import Dataset, DatasetImage, Image, ModelVersion, Prediction, ReviewDecision, Split
 from ..models import User as UserRow
 from . import versions
+from .evidence import records as evidence_records
+from .evidence.records import REPORT_COLUMNS
 from .labels import effective_labels
 
 COLUMNS = (
@@ -44,6 +46,7 @@ COLUMNS = (
     "ood_score",
     "reasons",
     "decisions",
+    *REPORT_COLUMNS,  # what the image's own evidence says (webapp.services.evidence)
 )
 FORMATS = ("csv", "json", "html")
 LABEL_CHOICES = ("real", "fake", "unsure")
@@ -265,6 +268,7 @@ def iter_rows(scope: Scope, tally: Tally | None = None, progress: Progress | Non
         ids = [image.id for image in page]
         labels = effective_labels(ids)
         decisions = active_decisions(ids)
+        evidence = evidence_records.for_images(ids)
         for image in page:
             label = labels.get(image.id, image.label)
             tally.images += 1
@@ -276,6 +280,7 @@ def iter_rows(scope: Scope, tally: Tally | None = None, progress: Progress | Non
             dataset = scope.dataset.name if scope.dataset else image.dataset
             row = report_row(image, label, decisions.get(image.id, []), dataset)
             if row is not None:
+                row.update(evidence.get(image.id) or dict.fromkeys(REPORT_COLUMNS, ""))
                 tally.rows += 1
                 tally.misclassified += "misclassified" in row["reasons"]
                 tally.overrides += "override" in row["reasons"]
