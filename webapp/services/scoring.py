@@ -10,7 +10,6 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -157,32 +156,13 @@ def score_batch() -> int:
     return max(1, int(current_app.config.get("SCORE_BATCH") or BATCH))
 
 
-def prefetched_pixels(parts: list[Sequence[int]], size: int) -> Iterator[np.ndarray]:
-    """The cached pixels of each list of ids in turn, the next list read in a thread while the
-    caller runs the network on this one (the reads then cost no wall time of their own)."""
-    app = current_app._get_current_object()
-
-    def read(ids: Sequence[int]) -> np.ndarray:
-        with app.app_context():
-            return load_pixels(ids, size)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixel-prefetch") as pool:
-        pending = pool.submit(read, parts[0]) if parts else None
-        for index in range(len(parts)):
-            pixels = pending.result()
-            if index + 1 < len(parts):
-                pending = pool.submit(read, parts[index + 1])
-            yield pixels
-
-
 def run_network(version: ModelVersion, image_ids: Sequence[int], progress=None) -> dict[str, Any]:
     """Raw and calibrated p_fake and features for ``image_ids``, batch by batch from the cache."""
     predictor = get_predictor(version)
     batch = score_batch()
     raw, calibrated, features = [], [], []
-    parts = list(chunks(list(image_ids), batch))
-    for done, pixels in enumerate(prefetched_pixels(parts, version.image_size)):
-        output = predictor.predict(pixels)
+    for done, chunk in enumerate(chunks(list(image_ids), batch)):
+        output = predictor.predict(load_pixels(chunk, version.image_size))
         raw.append(output.p_fake_raw)
         calibrated.append(output.p_fake)
         features.append(output.features.astype(np.float32))
