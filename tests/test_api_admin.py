@@ -174,10 +174,14 @@ def test_activating_an_unscored_version_starts_scoring(client, world, app):
 
 def test_train_is_idempotent_and_checks_its_body(client, world, app):
     first = post(client, "/api/v1/train", "admin", world, json={"epochs": 1})
-    second = post(client, "/api/v1/train", "admin", world, json={"epochs": 3})
-    assert first.status_code == second.status_code == 202
-    assert first.get_json()["id"] == second.get_json()["id"]
+    again = post(client, "/api/v1/train", "admin", world, json={"epochs": 1})
+    other = post(client, "/api/v1/train", "admin", world, json={"epochs": 3})
+    assert first.status_code == again.status_code == 202
+    assert first.get_json()["id"] == again.get_json()["id"]
     assert first.get_json()["params"] == {"epochs": 1}
+    # Other parameters are not silently dropped: the queued training is named instead.
+    assert other.status_code == 409
+    assert f"training job {first.get_json()['id']}" in other.get_json()["message"]
     with app.app_context():
         assert len(db.session.scalars(select(Job).where(Job.kind == "train")).all()) == 1
     bad = post(client, "/api/v1/train", "admin", world, json={"epoch": 1})

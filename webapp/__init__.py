@@ -9,6 +9,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import inputs
 from .config import Config
 from .extensions import csrf, db, limiter, login_manager, migrate
 
@@ -26,6 +27,7 @@ def create_app(config: Config | None = None) -> Flask:
         static_folder=str(project_root / "static"),
     )
     app.config.from_object(config)
+    inputs.init_app(app)  # bounded <int:...> ids and guarded JSON, before any route is added
     os.makedirs(app.instance_path, exist_ok=True)
 
     db.init_app(app)

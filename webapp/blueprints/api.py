@@ -15,6 +15,7 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask_login import current_user
 
 from ..auth import admin_required, reviewer_required
+from ..inputs import int_arg, int_field, int_list, json_object, object_field, str_field
 from ..services import queue, reviews
 from ..services.queue import QueueError, QueueFilter
 
@@ -59,8 +60,8 @@ def _error(status: int, title: str, message: str):
 def queue_list():
     """The open queue in order: ``?bucket= &dataset= &split= &verdict= &limit= &offset=``."""
     filters = filters_from(request.args)
-    limit = _int_arg("limit", 50, 0, MAX_LIST)
-    offset = _int_arg("offset", 0, 0, None)
+    limit = int_arg("limit", 50, 0, MAX_LIST)
+    offset = int_arg("offset", 0, 0)
     items = queue.list_items(filters, limit=limit, offset=offset)
     return jsonify({"items": [item.to_dict() for item in items], "limit": limit, "offset": offset})
 
@@ -86,7 +87,9 @@ def filters_from(source: Mapping[str, Any]) -> QueueFilter:
         raw = source.get(name)
         if raw is None:
             return None
-        return str(raw).strip() or None
+        if not isinstance(raw, str):
+            abort(400, description=f"filter {name} must be a string")
+        return raw.strip() or None
 
     return QueueFilter(
         dataset=value("dataset"),
@@ -94,19 +97,6 @@ def filters_from(source: Mapping[str, Any]) -> QueueFilter:
         bucket=value("bucket"),
         verdict=value("verdict"),
     )
-
-
-def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
-    raw = request.args.get(name, "")
-    if raw == "":
-        return default
-    try:
-        number = int(raw)
-    except ValueError:
-        abort(400, description=f"{name} must be a whole number, not {raw!r}")
-    if number < low or (high is not None and number > high):
-        abort(400, description=f"{name} must be between {low} and {high or 'any'}")
-    return number
 
 
 # ----------------------------------------------------------------------------- review desk
@@ -119,15 +109,13 @@ def review_claim():
 
     ``image_id`` asks for one named image (opened from a link, or resolving an escalation).
     """
-    body = _json_body()
+    body = json_object()
     viewer = reviews.Viewer.of(current_user)
     if body.get("image_id") is not None:
-        claim = queue.claim_image(viewer.id, _int_field(body, "image_id"))
+        claim = queue.claim_image(viewer.id, int_field(body, "image_id"))
     else:
-        holding = body.get("holding") or []
-        if not isinstance(holding, list) or not all(isinstance(i, int) for i in holding):
-            abort(400, description="holding must be a list of image ids")
-        claim = queue.claim_next(viewer.id, filters_from(body.get("filters") or {}), holding)
+        holding = int_list(body, "holding") or []
+        claim = queue.claim_next(viewer.id, filters_from(object_field(body, "filters")), holding)
     if claim is None:
         return jsonify({"item": None})
     return jsonify({"item": item_payload(claim.image_id, viewer, claim)})
@@ -137,9 +125,7 @@ def review_claim():
 @reviewer_required
 def review_release():
     """Give back my leases: ``{"image_ids": [...]}``, or all of them without the field."""
-    image_ids = _json_body().get("image_ids")
-    if image_ids is not None and not isinstance(image_ids, list):
-        abort(400, description="image_ids must be a list")
+    image_ids = int_list(json_object(), "image_ids")
     return jsonify({"released": queue.release(current_user.id, image_ids)})
 
 
@@ -150,15 +136,15 @@ def review_decide():
 
     ``choice`` is real, fake, unsure or skip; ``model_version_id`` the version I was shown.
     """
-    body = _json_body()
+    body = json_object()
     version = body.get("model_version_id")
     viewer = reviews.Viewer.of(current_user)
     outcome = reviews.decide(
         viewer,
-        _int_field(body, "image_id"),
-        str(body.get("choice", "")),
-        note=str(body.get("note") or ""),
-        model_version_id=_int_field(body, "model_version_id") if version is not None else None,
+        int_field(body, "image_id"),
+        str_field(body, "choice"),
+        note=str_field(body, "note"),
+        model_version_id=int_field(body, "model_version_id") if version is not None else None,
     )
     result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
     return jsonify(result), 201
@@ -215,19 +201,3 @@ def item_payload(
     if claim is not None:
         details["lease_expires_at"] = claim.expires_at.isoformat(timespec="seconds") + "Z"
     return details
-
-
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None and request.content_length:
-        abort(400, description="the body must be JSON")
-    if body is not None and not isinstance(body, dict):
-        abort(400, description="the body must be a JSON object")
-    return body or {}
-
-
-def _int_field(body: Mapping[str, Any], name: str) -> int:
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        abort(400, description=f"{name} must be an integer id")
-    return value

@@ -7,6 +7,7 @@ Role checks are the UI's: reviewers read and export, admins also train, activate
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
@@ -15,7 +16,8 @@ from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
-from ..jobs import cancel, submit
+from ..inputs import int_arg, json_object
+from ..jobs import cancel
 from ..models import (
     Dataset,
     DatasetImage,
@@ -26,9 +28,10 @@ from ..models import (
     ReviewDecision,
     User,
 )
-from ..services import report_jobs, versions
+from ..services import blind_review, report_jobs, versions
 from ..services.labels import effective_labels
 from ..services.openapi import build_document, document, query_param
+from ..services.train_request import TrainRequestError, clean_train_params, start_training
 from .admin import activate_with_scoring, job_to_dict
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api/v1")
@@ -47,26 +50,12 @@ def _iso(moment) -> str | None:
 
 def page_args() -> tuple[int, int]:
     """``after`` and ``limit`` from the query string, checked."""
-    after = request.args.get("after", 0, type=int)
-    limit = request.args.get("limit", 100, type=int)
-    if limit < 1 or limit > MAX_PAGE:
-        abort(400, description=f"limit must be between 1 and {MAX_PAGE}")
-    return after, limit
+    return int_arg("after", 0), int_arg("limit", 100, 1, MAX_PAGE)
 
 
 def page(items: list[dict[str, Any]], limit: int, key: str = "id") -> dict[str, Any]:
     """A page of items and the cursor for the next one (None on the last page)."""
     return {"items": items, "next_after": items[-1][key] if len(items) == limit else None}
-
-
-def json_body() -> dict[str, Any]:
-    """The request's JSON object (an empty one when there is no body)."""
-    body = request.get_json(silent=True)
-    if body is None and request.data:
-        abort(400, description="the body must be JSON")
-    if body is not None and not isinstance(body, dict):
-        abort(400, description="the body must be a JSON object")
-    return body or {}
 
 
 def image_dict(image: Image, label: str) -> dict[str, Any]:
@@ -114,6 +103,16 @@ def decision_dict(decision: ReviewDecision, version_names: dict[int, str]) -> di
         "reverts_id": decision.reverts_id,
         "at": _iso(decision.created_at),
     }
+
+
+def visible_decisions(
+    decisions: Iterable[ReviewDecision], version_names: dict[int, str]
+) -> list[dict[str, Any]]:
+    """Decisions as the current user may see them (blind review hides other reviewers' votes
+    on images still waiting for reviews)."""
+    entries = [decision_dict(d, version_names) | {"user_id": d.user_id} for d in decisions]
+    shown = blind_review.redact_decisions(current_user, entries)
+    return [{key: value for key, value in entry.items() if key != "user_id"} for entry in shown]
 
 
 def version_dict(version: ModelVersion) -> dict[str, Any]:
@@ -197,7 +196,7 @@ def get_image(image_id: int):
             **image_dict(image, label),
             "datasets": list(datasets),
             "predictions": [prediction_dict(p, names[p.model_version_id]) for p in predictions],
-            "decisions": [decision_dict(d, names) for d in decisions],
+            "decisions": visible_decisions(decisions, names),
         }
     )
 
@@ -239,15 +238,15 @@ def list_decisions():
     revert)."""
     after, limit = page_args()
     query = select(ReviewDecision).where(ReviewDecision.id > after)
-    if request.args.get("image_id", type=int):
-        query = query.where(ReviewDecision.image_id == request.args.get("image_id", type=int))
+    image_id = int_arg("image_id", None, 1)
+    if image_id is not None:
+        query = query.where(ReviewDecision.image_id == image_id)
     if request.args.get("reviewer"):
         query = query.join(User, User.id == ReviewDecision.user_id).where(
             User.username == request.args["reviewer"]
         )
     rows = db.session.scalars(query.order_by(ReviewDecision.id).limit(limit)).all()
-    names = _version_names()
-    return jsonify(page([decision_dict(d, names) for d in rows], limit))
+    return jsonify(page(visible_decisions(rows, _version_names()), limit))
 
 
 def _visible_jobs():
@@ -353,12 +352,11 @@ def activate_version(name: str):
 def train():
     """Start training on the effective labels. While a training job is queued or running,
     asking again returns that job instead of starting another."""
-    body = json_body()
-    unknown = sorted(set(body) - set(TRAIN_PARAMS))
-    if unknown:
-        abort(400, description=f"unknown field(s) {', '.join(unknown)}; use {TRAIN_PARAMS}")
-    params = {key: body[key] for key in TRAIN_PARAMS if key in body}
-    job = submit("train", params, user_id=current_user.id)
+    try:
+        params = clean_train_params(json_object(), TRAIN_PARAMS)
+        job = start_training(params, current_user.id)
+    except TrainRequestError as error:
+        abort(error.status, description=str(error))
     return jsonify(job_to_dict(job)), 202
 
 
@@ -381,8 +379,12 @@ def train():
 @reviewer_required
 def start_report():
     """Start a misclassification report or labels export; download it when the job succeeds."""
+    body = json_object()
+    unknown = sorted(set(body) - set(report_jobs.REQUEST_FIELDS))
+    if unknown:
+        abort(400, description=f"unknown field(s) {', '.join(unknown)}")
     try:
-        job = report_jobs.start_report(json_body(), current_user)
+        job = report_jobs.start_report(body, current_user)
     except ValueError as error:
         abort(400, description=str(error))
     return jsonify(job_to_dict(job)), 202

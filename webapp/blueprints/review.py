@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
+from ..inputs import int_arg
 from ..models import Dataset, Image, Split
 from ..services import queue, reviews, storage
 
@@ -40,7 +41,7 @@ def desk():
         datasets=db.session.scalars(select(Dataset.name).order_by(Dataset.name)).all(),
         splits=[split.value for split in Split],
         filters=filters,
-        open_image=request.args.get("image", type=int),
+        open_image=int_arg("image", None, 1),
         has_model=queue.active_version_id() is not None,
         settings=s,
     )

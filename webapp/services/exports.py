@@ -21,6 +21,7 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import Dataset, Image
+from .csv_safe import safe_row
 from .labels import effective_labels
 from .reports import (
     Progress,
@@ -107,7 +108,7 @@ def write_labels_csv(
             writer = csv.writer(handle)
             writer.writerow(LABEL_COLUMNS)
             for _image, row in iter_label_rows(dataset_name, split, progress):
-                writer.writerow([row[column] for column in LABEL_COLUMNS])
+                writer.writerow(safe_row(row[column] for column in LABEL_COLUMNS))
                 counts[row["label"]] = counts.get(row["label"], 0) + 1
         partial.replace(path)
     finally:

@@ -31,7 +31,7 @@ from ..models import (
     User,
     utcnow,
 )
-from . import labels, queue, storage
+from . import blind_review, labels, queue, storage
 
 CHOICES = ("real", "fake", "unsure", "skip")
 UNDO = "undo"
@@ -396,24 +396,19 @@ def _state_from_history(image_id: int, rows) -> labels.ReviewState:
 
 def _history_entries(rows, viewer: User, state: labels.ReviewState) -> list[dict[str, Any]]:
     viewer_id = viewer.id
-    blind = not viewer.is_admin and labels.reviews_per_item() > 1 and not state.settled
-    entries = []
-    for row in rows:
-        hidden = blind and row["user_id"] != viewer_id
-        entry = {key: row[key] for key in _DECISION_FIELDS}
-        entries.append(
-            entry
-            | {
-                "created_at": row["created_at"].isoformat(timespec="seconds") + "Z",
-                "user": row["username"],
-                "mine": row["user_id"] == viewer_id,
-                "model_version": row["version_name"],
-                "undone": bool(row["undone"]),
-                "choice": "hidden" if hidden else row["choice"],
-                "note": "" if hidden else row["note"],
-            }
-        )
-    return entries
+    entries = [
+        {key: row[key] for key in _DECISION_FIELDS}
+        | {
+            "created_at": row["created_at"].isoformat(timespec="seconds") + "Z",
+            "user": row["username"],
+            "mine": row["user_id"] == viewer_id,
+            "model_version": row["version_name"],
+            "undone": bool(row["undone"]),
+        }
+        for row in rows
+    ]
+    settled = {row["image_id"] for row in rows} if state.settled else set()
+    return blind_review.redact_decisions(viewer, entries, settled=settled)
 
 
 @functools.cache
