@@ -42,6 +42,9 @@ def login():
         password = request.form.get("password", "")
         user = db.session.scalar(select(User).where(User.username == username))
         if user is not None and user.is_enabled and user.check_password(password):
+            if not user.session_token:  # a row written without the ORM's default
+                user.end_sessions()
+                db.session.commit()
             login_user(user, remember=bool(request.form.get("remember")))
             return redirect(_safe_next(request.args.get("next")))
         flash("Unknown user or wrong password.", "error")
@@ -51,6 +54,10 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
-    """End the session (POST, so a link on another site cannot log a user out)."""
+    """End the session and every other session of this user, remember-me cookies included
+    (POST, so a link on another site cannot log a user out)."""
+    if current_user.is_authenticated:
+        current_user.end_sessions()
+        db.session.commit()
     logout_user()
     return redirect(url_for("auth.login"))
