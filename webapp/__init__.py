@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from . import inputs
 from .config import Config
-from .extensions import csrf, db, limiter, login_manager, migrate
+from .extensions import csrf, db, login_manager, migrate
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -34,7 +34,6 @@ def create_app(config: Config | None = None) -> Flask:
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     login_manager.init_app(app)
     csrf.init_app(app)
-    limiter.init_app(app)
     with app.app_context():
         _configure_sqlite(db.engine)
 

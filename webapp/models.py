@@ -102,6 +102,18 @@ class User(UserMixin, db.Model):
         return f"<User {self.username} {self.role}>"
 
 
+class LoginFailure(db.Model):
+    """One failed login: the name tried and the address it came from. Kept in the database so
+    every web worker and process counts the same failures (login throttling); a successful
+    login deletes its name's rows, and rows older than a day are of no further use."""
+
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class ApiToken(db.Model):
     """A bearer token for scripts; only its SHA-256 is stored."""
 

@@ -5,6 +5,14 @@ Views and CLI commands call :func:`submit`; the worker runs the registered handl
 """
 
 from . import registry  # noqa: F401  (declares every job kind)
-from .core import JobCancelled, JobContext, cancel, handler, submit, wait_for
+from .core import JobCancelled, JobContext, TooManyJobs, cancel, handler, submit, wait_for
 
-__all__ = ["JobCancelled", "JobContext", "cancel", "handler", "submit", "wait_for"]
+__all__ = [
+    "JobCancelled",
+    "JobContext",
+    "TooManyJobs",
+    "cancel",
+    "handler",
+    "submit",
+    "wait_for",
+]
