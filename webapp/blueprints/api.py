@@ -15,9 +15,13 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask_login import current_user
 
 from ..auth import admin_required, reviewer_required
-from ..inputs import int_arg, int_field, int_list, json_object, object_field, str_field
+from ..inputs import MAX_ID, int_arg
 from ..services import queue, reviews
+from ..services.lookup import http_status
+from ..services.openapi import document, query_param
 from ..services.queue import QueueError, QueueFilter
+from . import api_schemas as schemas
+from .api_schemas import dump, parse_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -39,8 +43,9 @@ def _server_timing(response):
 
 @bp.errorhandler(QueueError)
 def _queue_error(error: QueueError):
-    status = 409 if isinstance(error, queue.ItemHeld) else 400
-    return _error(status, "Conflict" if status == 409 else "Bad Request", str(error))
+    status = 409 if isinstance(error, queue.ItemHeld) else http_status(error)
+    titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}
+    return _error(status, titles[status], str(error))
 
 
 @bp.errorhandler(reviews.ReviewError)
@@ -55,7 +60,24 @@ def _error(status: int, title: str, message: str):
 # ----------------------------------------------------------------------------- queue
 
 
+FILTER_QUERY = [  # a blank value means any
+    query_param("bucket", description="a queue bucket", enum=["", *queue.BUCKET_TITLES]),
+    query_param("dataset", description="dataset name"),
+    query_param("split", description="train, val or test", enum=["", "train", "val", "test"]),
+    query_param("verdict", description="the model's verdict", enum=["", "real", "fake"]),
+]
+
+
 @bp.get("/queue")
+@document(
+    query=[
+        *FILTER_QUERY,
+        query_param("limit", "integer", f"at most {MAX_LIST}", minimum=0, maximum=MAX_LIST),
+        query_param("offset", "integer", "items to skip", minimum=0, maximum=MAX_ID),
+    ],
+    response=schemas.QueuePage,
+    errors=(400, 404),
+)
 @reviewer_required
 def queue_list():
     """The open queue in order: ``?bucket= &dataset= &split= &verdict= &limit= &offset=``."""
@@ -63,21 +85,22 @@ def queue_list():
     limit = int_arg("limit", 50, 0, MAX_LIST)
     offset = int_arg("offset", 0, 0)
     items = queue.list_items(filters, limit=limit, offset=offset)
-    return jsonify({"items": [item.to_dict() for item in items], "limit": limit, "offset": offset})
+    listing = {"items": [item.to_dict() for item in items], "limit": limit, "offset": offset}
+    return jsonify(dump(schemas.QueuePage, listing))
 
 
 @bp.get("/queue/counts")
+@document(query=FILTER_QUERY, response=schemas.QueueCounts, errors=(400, 404))
 @reviewer_required
 def queue_counts():
     """Open items per bucket, in the configured order, with the same filters as the queue."""
     counts = queue.counts(filters_from(request.args))
-    return jsonify(
-        {
-            "counts": counts,
-            "titles": {name: queue.BUCKET_TITLES[name] for name in counts},
-            "total": sum(counts.values()),
-        }
-    )
+    summary = {
+        "counts": counts,
+        "titles": {name: queue.BUCKET_TITLES[name] for name in counts},
+        "total": sum(counts.values()),
+    }
+    return jsonify(dump(schemas.QueueCounts, summary))
 
 
 def filters_from(source: Mapping[str, Any]) -> QueueFilter:
@@ -103,54 +126,61 @@ def filters_from(source: Mapping[str, Any]) -> QueueFilter:
 
 
 @bp.post("/review/claim")
+@document(body=schemas.ClaimRequest, response=schemas.Claimed, errors=(400, 404, 409, 413))
 @reviewer_required
 def review_claim():
     """Lease the next item to me. Body: ``{"filters": {...}, "holding": [ids], "image_id": id}``.
 
     ``image_id`` asks for one named image (opened from a link, or resolving an escalation).
     """
-    body = json_object()
+    body = parse_body(schemas.ClaimRequest)
     viewer = reviews.Viewer.of(current_user)
-    if body.get("image_id") is not None:
-        claim = queue.claim_image(viewer.id, int_field(body, "image_id"))
+    if body.image_id is not None:
+        claim = queue.claim_image(viewer.id, body.image_id)
     else:
-        holding = int_list(body, "holding") or []
-        claim = queue.claim_next(viewer.id, filters_from(object_field(body, "filters")), holding)
-    if claim is None:
-        return jsonify({"item": None})
-    return jsonify({"item": item_payload(claim.image_id, viewer, claim)})
+        filters = body.filters.model_dump() if body.filters else {}
+        claim = queue.claim_next(viewer.id, filters_from(filters), body.holding or [])
+    item = item_payload(claim.image_id, viewer, claim) if claim is not None else None
+    return jsonify(dump(schemas.Claimed, {"item": item}))
 
 
 @bp.post("/review/release")
+@document(body=schemas.ReleaseRequest, response=schemas.Released, errors=(400, 413))
 @reviewer_required
 def review_release():
     """Give back my leases: ``{"image_ids": [...]}``, or all of them without the field."""
-    image_ids = int_list(json_object(), "image_ids")
-    return jsonify({"released": queue.release(current_user.id, image_ids)})
+    image_ids = parse_body(schemas.ReleaseRequest).image_ids
+    return jsonify(dump(schemas.Released, {"released": queue.release(current_user.id, image_ids)}))
 
 
 @bp.post("/review/decisions")
+@document(
+    body=schemas.DecisionRequest,
+    response=schemas.DecisionOutcome,
+    status=201,
+    errors=(400, 404, 409, 413),
+)
 @reviewer_required
 def review_decide():
     """Record my decision: ``{"image_id", "choice", "note", "model_version_id"}``.
 
     ``choice`` is real, fake, unsure or skip; ``model_version_id`` the version I was shown.
     """
-    body = json_object()
-    version = body.get("model_version_id")
+    body = parse_body(schemas.DecisionRequest)
     viewer = reviews.Viewer.of(current_user)
     outcome = reviews.decide(
         viewer,
-        int_field(body, "image_id"),
-        str_field(body, "choice"),
-        note=str_field(body, "note"),
-        model_version_id=int_field(body, "model_version_id") if version is not None else None,
+        body.image_id,
+        body.choice,
+        note=body.note or "",
+        model_version_id=body.model_version_id,
     )
     result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
-    return jsonify(result), 201
+    return jsonify(dump(schemas.DecisionOutcome, result)), 201
 
 
 @bp.post("/review/undo")
+@document(response=schemas.DecisionOutcome, status=201, errors=(404, 409))
 @reviewer_required
 def review_undo():
     """Undo my latest decision; the item comes back to me (``item``) unless someone holds it."""
@@ -162,28 +192,32 @@ def review_undo():
         result["item"] = item_payload(claim.image_id, viewer, claim)
     except queue.ItemHeld:
         result["item"] = None
-    return jsonify(result), 201
+    return jsonify(dump(schemas.DecisionOutcome, result)), 201
 
 
 @bp.get("/review/items/<int:image_id>")
+@document(response=schemas.ReviewItem, errors=(404,))
 @reviewer_required
 def review_item(image_id: int):
     """Everything the review screen shows about one image, with its decision history."""
-    return jsonify(item_payload(image_id, reviews.Viewer.of(current_user)))
+    item = item_payload(image_id, reviews.Viewer.of(current_user))
+    return jsonify(dump(schemas.ReviewItem, item))
 
 
 @bp.get("/review/stats")
+@document(response=schemas.ReviewerStats)
 @reviewer_required
 def review_stats():
     """My counts (today, all time) and my agreement with other reviewers."""
-    return jsonify(reviews.reviewer_stats(current_user.id))
+    return jsonify(dump(schemas.ReviewerStats, reviews.reviewer_stats(current_user.id)))
 
 
 @bp.get("/review/escalations")
+@document(response=schemas.Escalations)
 @admin_required
 def review_escalations():
     """Items whose reviewers disagree, waiting for an admin's decision."""
-    return jsonify({"items": reviews.escalations()})
+    return jsonify(dump(schemas.Escalations, {"items": reviews.escalations()}))
 
 
 def item_payload(

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
-from ..inputs import int_arg, json_object
+from ..inputs import MAX_ID, int_arg
 from ..jobs import cancel
 from ..models import (
     Dataset,
@@ -26,21 +26,34 @@ from ..models import (
     ModelVersion,
     Prediction,
     ReviewDecision,
+    Split,
     User,
 )
 from ..services import blind_review, report_jobs, versions
 from ..services.labels import effective_labels
+from ..services.lookup import http_status
 from ..services.openapi import build_document, document, query_param
 from ..services.train_request import TrainRequestError, clean_train_params, start_training
+from . import api_schemas as schemas
 from .admin import activate_with_scoring, job_to_dict
+from .api_schemas import dump, parse_body
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 500
 PAGING = [
-    query_param("after", "integer", "return items with an id above this one"),
-    query_param("limit", "integer", f"items per page (default 100, at most {MAX_PAGE})"),
+    query_param(
+        "after", "integer", "return items with an id above this one", minimum=0, maximum=MAX_ID
+    ),
+    query_param(
+        "limit",
+        "integer",
+        f"items per page (default 100, at most {MAX_PAGE})",
+        minimum=1,
+        maximum=MAX_PAGE,
+    ),
 ]
+SPLITS = [split.value for split in Split]
 TRAIN_PARAMS = ("epochs", "image_size", "datasets", "seed", "score", "preset", "head_only")
 
 
@@ -146,10 +159,11 @@ def _version_names() -> dict[int, str]:
 @document(
     query=[
         query_param("dataset", description="only images in this dataset"),
-        query_param("split", description="train, val or test"),
+        query_param("split", description="train, val or test", enum=SPLITS),
         *PAGING,
     ],
-    response="ImagePage",
+    response=schemas.ImagePage,
+    errors=(400, 404),
 )
 @reviewer_required
 def list_images():
@@ -166,11 +180,12 @@ def list_images():
         query = query.where(Image.split == request.args["split"])
     images = db.session.scalars(query).all()
     labels = effective_labels([image.id for image in images]) if images else {}
-    return jsonify(page([image_dict(i, labels.get(i.id, i.label)) for i in images], limit))
+    items = [image_dict(i, labels.get(i.id, i.label)) for i in images]
+    return jsonify(dump(schemas.ImagePage, page(items, limit)))
 
 
 @bp.get("/images/<int:image_id>")
-@document(response="Image")
+@document(response=schemas.ImageDetail, errors=(404,))
 @reviewer_required
 def get_image(image_id: int):
     """One image with every version's prediction and every review decision on it."""
@@ -191,20 +206,20 @@ def get_image(image_id: int):
         .order_by(Dataset.name)
     )
     label = effective_labels([image.id]).get(image.id, image.label)
-    return jsonify(
-        {
-            **image_dict(image, label),
-            "datasets": list(datasets),
-            "predictions": [prediction_dict(p, names[p.model_version_id]) for p in predictions],
-            "decisions": visible_decisions(decisions, names),
-        }
-    )
+    detail = {
+        **image_dict(image, label),
+        "datasets": list(datasets),
+        "predictions": [prediction_dict(p, names[p.model_version_id]) for p in predictions],
+        "decisions": visible_decisions(decisions, names),
+    }
+    return jsonify(dump(schemas.ImageDetail, detail))
 
 
 @bp.get("/predictions")
 @document(
     query=[query_param("version", description="version name (default: the active one)"), *PAGING],
-    response="PredictionPage",
+    response=schemas.PredictionPage,
+    errors=(400, 404),
 )
 @reviewer_required
 def list_predictions():
@@ -212,7 +227,7 @@ def list_predictions():
     try:
         version = versions.get_version(request.args.get("version") or None)
     except ValueError as error:
-        abort(404, description=str(error))
+        abort(http_status(error), description=str(error))
     after, limit = page_args()
     rows = db.session.scalars(
         select(Prediction)
@@ -220,17 +235,21 @@ def list_predictions():
         .order_by(Prediction.image_id)
         .limit(limit)
     ).all()
-    return jsonify(page([prediction_dict(p, version.name) for p in rows], limit, "image_id"))
+    items = [prediction_dict(p, version.name) for p in rows]
+    return jsonify(dump(schemas.PredictionPage, page(items, limit, "image_id")))
 
 
 @bp.get("/decisions")
 @document(
     query=[
-        query_param("image_id", "integer", "only decisions on this image"),
+        query_param(
+            "image_id", "integer", "only decisions on this image", minimum=1, maximum=MAX_ID
+        ),
         query_param("reviewer", description="only this reviewer's decisions"),
         *PAGING,
     ],
-    response="DecisionPage",
+    response=schemas.DecisionPage,
+    errors=(400,),
 )
 @reviewer_required
 def list_decisions():
@@ -246,7 +265,8 @@ def list_decisions():
             User.username == request.args["reviewer"]
         )
     rows = db.session.scalars(query.order_by(ReviewDecision.id).limit(limit)).all()
-    return jsonify(page(visible_decisions(rows, _version_names()), limit))
+    items = visible_decisions(rows, _version_names())
+    return jsonify(dump(schemas.DecisionPage, page(items, limit)))
 
 
 def _visible_jobs():
@@ -263,7 +283,8 @@ def _visible_jobs():
         query_param("state", description="queued, running, succeeded, failed, cancelled"),
         *PAGING,
     ],
-    response="JobPage",
+    response=schemas.JobPage,
+    errors=(400,),
 )
 @reviewer_required
 def list_jobs():
@@ -274,7 +295,7 @@ def list_jobs():
         if request.args.get(key):
             query = query.where(getattr(Job, key) == request.args[key])
     rows = db.session.scalars(query.order_by(Job.id).limit(limit)).all()
-    return jsonify(page([job_to_dict(job) for job in rows], limit))
+    return jsonify(dump(schemas.JobPage, page([job_to_dict(job) for job in rows], limit)))
 
 
 def _job_or_404(job_id: int) -> Job:
@@ -285,40 +306,32 @@ def _job_or_404(job_id: int) -> Job:
 
 
 @bp.get("/jobs/<int:job_id>")
-@document(response="Job")
+@document(response=schemas.Job, errors=(404,))
 @reviewer_required
 def get_job(job_id: int):
     """One job: state, progress, result, log and error."""
-    return jsonify(job_to_dict(_job_or_404(job_id)))
+    return jsonify(dump(schemas.Job, job_to_dict(_job_or_404(job_id))))
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
-@document(response="Job")
+@document(response=schemas.Job, errors=(404,))
 @admin_required
 def cancel_job(job_id: int):
     """Ask a job to stop (a queued one stops at once, a running one at its next check)."""
-    return jsonify(job_to_dict(cancel(_job_or_404(job_id))))
+    return jsonify(dump(schemas.Job, job_to_dict(cancel(_job_or_404(job_id)))))
 
 
 @bp.get("/versions")
-@document(response={"type": "array", "items": {"$ref": "#/components/schemas/Version"}})
+@document(response=[schemas.Version])
 @reviewer_required
 def list_versions():
     """Every model version, newest first, with metrics and training history."""
     rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))
-    return jsonify([version_dict(version) for version in rows])
+    return jsonify(dump(schemas.Version, [version_dict(version) for version in rows]))
 
 
 @bp.post("/versions/<name>/activate")
-@document(
-    response={
-        "type": "object",
-        "properties": {
-            "version": {"$ref": "#/components/schemas/Version"},
-            "scoring_job": {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"type": "null"}]},
-        },
-    }
-)
+@document(response=schemas.Activation, errors=(404, 429))
 @admin_required
 def activate_version(name: str):
     """Make a version the active one: promotion and rollback alike. Scoring starts if the
@@ -328,70 +341,43 @@ def activate_version(name: str):
     except ValueError as error:
         abort(404, description=str(error))
     scoring = activate_with_scoring(version, current_user.id)
-    return jsonify(
-        {"version": version_dict(version), "scoring_job": job_to_dict(scoring) if scoring else None}
-    )
+    activation = {
+        "version": version_dict(version),
+        "scoring_job": job_to_dict(scoring) if scoring else None,
+    }
+    return jsonify(dump(schemas.Activation, activation))
 
 
 @bp.post("/train")
-@document(
-    body={
-        "type": "object",
-        "properties": {
-            "epochs": {"type": "integer"},
-            "image_size": {"type": "integer"},
-            "datasets": {"type": "array", "items": {"type": "string"}},
-            "seed": {"type": "integer"},
-            "score": {"type": "boolean", "description": "score every image afterwards"},
-        },
-    },
-    response="Job",
-    status=202,
-)
+@document(body=schemas.TrainRequest, response=schemas.Job, status=202, errors=(400, 409, 413))
 @admin_required
 def train():
     """Start training on the effective labels. While a training job is queued or running,
     asking again returns that job instead of starting another."""
     try:
-        params = clean_train_params(json_object(), TRAIN_PARAMS)
+        body = parse_body(schemas.TrainRequest).model_dump(exclude_none=True)
+        params = clean_train_params(body, TRAIN_PARAMS)
         job = start_training(params, current_user.id)
     except TrainRequestError as error:
         abort(error.status, description=str(error))
-    return jsonify(job_to_dict(job)), 202
+    return jsonify(dump(schemas.Job, job_to_dict(job))), 202
 
 
 @bp.post("/reports")
-@document(
-    body={
-        "type": "object",
-        "required": ["format"],
-        "properties": {
-            "report": {"enum": list(report_jobs.REPORT_KINDS), "default": "misclassified"},
-            "format": {"enum": ["csv", "json", "html", "imagefolder"]},
-            "version": {"type": "string", "description": "default: the active version"},
-            "dataset": {"type": "string"},
-            "split": {"enum": ["train", "val", "test"]},
-        },
-    },
-    response="Job",
-    status=202,
-)
+@document(body=schemas.ReportRequest, response=schemas.Job, status=202, errors=(400, 404, 413, 429))
 @reviewer_required
 def start_report():
     """Start a misclassification report or labels export; download it when the job succeeds."""
-    body = json_object()
-    unknown = sorted(set(body) - set(report_jobs.REQUEST_FIELDS))
-    if unknown:
-        abort(400, description=f"unknown field(s) {', '.join(unknown)}")
+    body = parse_body(schemas.ReportRequest).model_dump(exclude_none=True)
     try:
         job = report_jobs.start_report(body, current_user)
     except ValueError as error:
-        abort(400, description=str(error))
-    return jsonify(job_to_dict(job)), 202
+        abort(http_status(error), description=str(error))
+    return jsonify(dump(schemas.Job, job_to_dict(job))), 202
 
 
 @bp.get("/reports/<int:job_id>/download")
-@document(response={"type": "string", "format": "binary"})
+@document(response={"type": "string", "format": "binary"}, errors=(404, 409))
 @reviewer_required
 def download_report(job_id: int):
     """The report file of a finished job (409 until it has succeeded)."""

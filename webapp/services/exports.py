@@ -23,6 +23,7 @@ from ..extensions import db
 from ..models import Dataset, Image
 from .csv_safe import safe_row
 from .labels import effective_labels
+from .lookup import UnknownName
 from .reports import (
     Progress,
     active_decisions,
@@ -44,7 +45,7 @@ def find_dataset(name: str | None) -> Dataset | None:
         return None
     dataset = db.session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
-        raise ValueError(f"unknown dataset {name!r}")
+        raise UnknownName(f"unknown dataset {name!r}")
     return dataset
 
 

@@ -75,6 +75,7 @@ from ..models import (
     utcnow,
 )
 from . import labels
+from .lookup import UnknownName
 
 BUCKET_TITLES = {
     "label_issue": "Suspected label mistake",
@@ -159,7 +160,7 @@ class QueueFilter:
             return None
         dataset_id = db.session.scalar(select(Dataset.id).where(Dataset.name == self.dataset))
         if dataset_id is None:
-            raise QueueError(f"unknown dataset {self.dataset!r}")
+            raise UnknownDataset(f"unknown dataset {self.dataset!r}")
         return dataset_id
 
 
@@ -791,6 +792,10 @@ def insert_lease(image_id: int, user_id: int, expires: datetime) -> bool:
     db.session.add(Lease(**values))
     db.session.flush()
     return True
+
+
+class UnknownDataset(QueueError, UnknownName):
+    """A filter names a dataset that does not exist."""
 
 
 class ItemHeld(QueueError):

@@ -31,6 +31,7 @@ from ..models import User as UserRow
 from . import blind_review, versions
 from .csv_safe import safe_row
 from .labels import effective_labels
+from .lookup import UnknownName
 
 COLUMNS = (
     "image_id",
@@ -82,7 +83,7 @@ def resolve_scope(
     if dataset_name:
         dataset = db.session.scalar(select(Dataset).where(Dataset.name == dataset_name))
         if dataset is None:
-            raise ValueError(f"unknown dataset {dataset_name!r}")
+            raise UnknownName(f"unknown dataset {dataset_name!r}")
     check_split(split)
     return Scope(version, dataset, split or None)
 

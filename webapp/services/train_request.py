@@ -15,6 +15,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..jobs import submit
 from ..models import Dataset, Job
+from .lookup import StateConflict, UnknownName
 
 # model.train.TrainConfig.preset's recipes (that module loads PyTorch, which the web never does;
 # tests/test_train_request.py checks the two lists agree).
@@ -35,6 +36,18 @@ class TrainRequestError(ValueError):
     status = 400
 
 
+class UnknownDatasets(TrainRequestError, UnknownName):
+    """Datasets named that do not exist."""
+
+    status = 404
+
+
+class HeldOutDatasets(TrainRequestError, StateConflict):
+    """Evaluation-only datasets asked to train on."""
+
+    status = 409
+
+
 class TrainingBusy(TrainRequestError):
     """Another training with other parameters is queued or running."""
 
@@ -50,16 +63,18 @@ def clean_train_params(raw: dict[str, Any], allowed: tuple[str, ...] = FIELDS) -
     if unknown:
         raise TrainRequestError(f"unknown field(s) {', '.join(unknown)}; use {', '.join(allowed)}")
     params: dict[str, Any] = {}
-    problems: list[str] = []
+    problems: list[TrainRequestError] = []
     for name in allowed:
         if raw.get(name) is None:
             continue
         try:
             params[name] = _clean(name, raw[name])
         except TrainRequestError as error:
-            problems.append(str(error))
+            problems.append(error)
+    if len(problems) == 1:
+        raise problems[0]  # keeps its status: 404 for a dataset that does not exist
     if problems:
-        raise TrainRequestError("; ".join(problems))
+        raise TrainRequestError("; ".join(map(str, problems)))
     return params
 
 
@@ -89,11 +104,11 @@ def _datasets(value: Any) -> list[str]:
     rows = {row.name: row for row in found}
     missing = [name for name in names if name not in rows]
     if missing:
-        raise TrainRequestError(f"no dataset {', '.join(map(repr, missing))}")
+        raise UnknownDatasets(f"no dataset {', '.join(map(repr, missing))}")
     held_out = [name for name in names if rows[name].evaluation_only]
     if held_out:
         listed = ", ".join(held_out)
-        raise TrainRequestError(f"evaluation-only datasets are never trained on: {listed}")
+        raise HeldOutDatasets(f"evaluation-only datasets are never trained on: {listed}")
     return names
 
 
