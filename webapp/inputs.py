@@ -2,13 +2,14 @@
 that says what is wrong, never a 500.
 
 Database ids are 64-bit integers: a larger number in a path can name nothing (404), in a query
-string or body it is a mistake (400). JSON nested deeper than the parser's recursion limit is
-refused like any other malformed body.
+string it is a mistake (400). JSON nested deeper than the parser's recursion limit is refused
+like any other malformed body. The fields of JSON bodies are checked by the API's pydantic
+models (``webapp/blueprints/api_schemas.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
 from typing import Any
 
 from flask import Flask, abort, request
@@ -16,6 +17,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
 MAX_ID = 2**63 - 1
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,20}")
 
 
 class IdConverter(IntegerConverter):
@@ -47,7 +49,7 @@ def init_app(app: Flask) -> None:
 def parse_int(raw: str, name: str, low: int = 0, high: int | None = MAX_ID) -> int:
     """A whole number written in ``raw`` within [low, high]; 400 saying why otherwise."""
     text = raw.strip()
-    if not text.lstrip("-").isdigit() or len(text) > 20:
+    if not WHOLE_NUMBER.fullmatch(text):
         abort(400, description=f"{name} must be a whole number, not {raw[:40]!r}")
     return check_range(int(text), name, low, high)
 
@@ -66,48 +68,6 @@ def int_arg(name: str, default: int | None, low: int = 0, high: int | None = MAX
     if raw.strip() == "":
         return default
     return parse_int(raw, name, low, high)
-
-
-def int_field(body: Mapping[str, Any], name: str, low: int = 1, high: int | None = MAX_ID) -> int:
-    """The JSON field ``name`` as a checked integer (booleans and numbers in strings refused)."""
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        abort(400, description=f"{name} must be an integer id")
-    return check_range(value, name, low, high)
-
-
-def int_list(body: Mapping[str, Any], name: str) -> list[int] | None:
-    """The JSON field ``name`` as a list of ids, or None when absent; 400 for anything else."""
-    value = body.get(name)
-    if value is None:
-        return None
-    ids_ok = isinstance(value, list) and all(
-        isinstance(item, int) and not isinstance(item, bool) and 1 <= item <= MAX_ID
-        for item in value
-    )
-    if not ids_ok:
-        abort(400, description=f"{name} must be a list of image ids")
-    return value
-
-
-def str_field(body: Mapping[str, Any], name: str, default: str = "") -> str:
-    """The JSON field ``name`` as text; absent or null gives ``default``; other types a 400."""
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        abort(400, description=f"{name} must be a string")
-    return value
-
-
-def object_field(body: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The JSON field ``name`` as an object (empty when absent or null); 400 otherwise."""
-    value = body.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        abort(400, description=f"{name} must be a JSON object")
-    return value
 
 
 def json_object() -> dict[str, Any]:

@@ -112,3 +112,18 @@ def test_a_reviewers_report_leaves_out_pending_votes_of_others(app, pending, wor
     assert "fake" not in bobs_row["decisions"] and SECRET_NOTE not in bobs_row["decisions"]
     (admins_row,) = report_for("adam")
     assert SECRET_NOTE in admins_row["decisions"]
+
+
+def test_agreement_figures_do_not_give_away_a_pending_vote(app, pending):
+    """With three reviews per item, bob's vote after ann's leaves the item pending: his
+    agreement figures must not tell him how ann voted (his history view hides it too)."""
+    app.config["REVIEWS_PER_ITEM"] = 3
+    decide(pending["client"], pending["secrets"]["bob"], pending["image_id"], "real")
+    client, bob = pending["client"], headers(pending["secrets"]["bob"])
+    assert client.get("/api/v1/review/stats", headers=bob).get_json()["agreement"] == {
+        "compared": 0,
+        "agreed": 0,
+        "rate": None,
+    }
+    history = client.get(f"/api/v1/review/items/{pending['image_id']}", headers=bob).get_json()
+    assert [e["choice"] for e in history["history"] if e["user"] == "ann"] == ["hidden"]

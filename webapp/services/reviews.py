@@ -297,11 +297,18 @@ def _count_statements() -> tuple[Select, Select]:
 
 
 def reviewer_stats(user_id: int) -> dict[str, Any]:
-    """Counts plus agreement: how often others' standing votes match the reviewer's."""
+    """Counts plus agreement: how often others' standing votes match the reviewer's.
+
+    Under blind review only settled images count: agreement on an image still waiting for
+    reviews (or for an admin) would tell the reviewer how the others voted on it.
+    """
     mine = labels.active_votes_query().where(ReviewDecision.user_id == user_id).subquery()
     image_ids = list(db.session.scalars(select(mine.c.image_id).distinct()))
+    required = labels.reviews_per_item()
     compared = agreed = 0
     for votes in labels.votes_by_image(image_ids).values():
+        if required > 1 and not labels.consensus(votes, required).settled:
+            continue
         standing = labels.consensus(votes, 1).votes
         my_vote = next((v for v in standing if v.user_id == user_id), None)
         if my_vote is None:
