@@ -93,6 +93,14 @@ def test_json_nested_too_deeply_is_a_400(app, desk, url):
     assert "JSON" in response.get_json()["message"]
 
 
+def test_claiming_an_image_that_does_not_exist_is_a_404(app, desk):
+    response = app.test_client().post(
+        "/api/v1/review/claim", json={"image_id": 999_999}, headers=bearer(desk.reviewer_secret)
+    )
+    assert response.status_code == 404
+    assert response.get_json()["message"] == "no image 999999"
+
+
 def test_a_valid_page_cursor_still_pages(app, desk):
     client = app.test_client()
     first = client.get("/api/v1/images?limit=2", headers=bearer(desk.reviewer_secret)).get_json()

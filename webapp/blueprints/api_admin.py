@@ -177,6 +177,8 @@ def list_images():
         members = select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset.id)
         query = query.where(Image.id.in_(members))
     if request.args.get("split"):
+        if request.args["split"] not in SPLITS:
+            abort(400, description=f"split must be one of {', '.join(SPLITS)}")
         query = query.where(Image.split == request.args["split"])
     images = db.session.scalars(query).all()
     labels = effective_labels([image.id for image in images]) if images else {}
@@ -349,7 +351,7 @@ def activate_version(name: str):
 
 
 @bp.post("/train")
-@document(body=schemas.TrainRequest, response=schemas.Job, status=202, errors=(400, 409, 413))
+@document(body=schemas.TrainRequest, response=schemas.Job, status=202, errors=(400, 404, 409, 413))
 @admin_required
 def train():
     """Start training on the effective labels. While a training job is queued or running,

@@ -312,7 +312,9 @@ class QueueFilters(Request):
 
 class ClaimRequest(Request):
     filters: QueueFilters | None = None
-    holding: list[Id] | None = Field(None, description="ids my screen already holds")
+    holding: list[Id] | None = Field(
+        None, max_length=queue.MAX_HELD, description="ids my screen already holds"
+    )
     image_id: Id | None = Field(None, description="ask for this image instead of the next one")
 
 

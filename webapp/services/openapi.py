@@ -163,9 +163,24 @@ def operation(
         "x-roles": roles or [],
     }
     if spec.get("body") is not None:
-        schema = components.ref(spec["body"], mode="validation")
-        result["requestBody"] = {"content": {"application/json": {"schema": schema}}}
+        model = spec["body"]
+        schema = components.ref(model, mode="validation")
+        required = bool(model.model_json_schema().get("required")) or _root_required(model)
+        result["requestBody"] = {
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
+        }
     return result
+
+
+def _root_required(model: type[BaseModel]) -> bool:
+    """Whether a body model accepts no empty body (every branch of a union needs a field)."""
+    schema = model.model_json_schema()
+    branches = schema.get("anyOf") or []
+    definitions = schema.get("$defs", {})
+    return bool(branches) and all(
+        definitions[branch["$ref"].rsplit("/", 1)[-1]].get("required") for branch in branches
+    )
 
 
 def build_document(app: Flask) -> dict[str, Any]:

@@ -739,8 +739,11 @@ def _still_open(version_id: int, image_id: int) -> bool:
 def claim_image(user_id: int, image_id: int) -> Claim:
     """Lease one named image to the user (opened directly, or brought back by an undo).
 
-    Raises :class:`ItemHeld` when another reviewer holds it.
+    Raises :class:`ItemHeld` when another reviewer holds it, :class:`UnknownImage` when there
+    is no such image.
     """
+    if db.session.get(Image, image_id) is None:
+        raise UnknownImage(f"no image {image_id}")
     version_id = ensure_current()
     entry = db.session.get(QueueEntry, (version_id, image_id)) if version_id else None
     bucket = entry.bucket if entry is not None and entry.is_open else None
@@ -796,6 +799,10 @@ def insert_lease(image_id: int, user_id: int, expires: datetime) -> bool:
 
 class UnknownDataset(QueueError, UnknownName):
     """A filter names a dataset that does not exist."""
+
+
+class UnknownImage(QueueError, UnknownName):
+    """A claim names an image that does not exist."""
 
 
 class ItemHeld(QueueError):
