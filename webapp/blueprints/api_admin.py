@@ -159,7 +159,7 @@ def _version_names() -> dict[int, str]:
 @document(
     query=[
         query_param("dataset", description="only images in this dataset"),
-        query_param("split", description="train, val or test", enum=SPLITS),
+        query_param("split", description="train, val or test (blank: any)", enum=["", *SPLITS]),
         *PAGING,
     ],
     response=schemas.ImagePage,
