@@ -62,10 +62,19 @@ def check_range(number: int, name: str, low: int, high: int | None) -> int:
     return number
 
 
-def int_arg(name: str, default: int | None, low: int = 0, high: int | None = MAX_ID) -> int | None:
-    """The query argument ``name`` as a checked whole number; ``default`` when absent or blank."""
-    raw = request.args.get(name, "")
-    if raw.strip() == "":
+def int_arg(
+    name: str,
+    default: int | None,
+    low: int = 0,
+    high: int | None = MAX_ID,
+    blank_is_absent: bool = True,
+) -> int | None:
+    """The query argument ``name`` as a checked whole number; ``default`` when absent (or blank,
+    as a page's empty form field sends it; the API, whose document says integer, refuses it)."""
+    if name not in request.args:
+        return default
+    raw = request.args[name]
+    if raw.strip() == "" and blank_is_absent:
         return default
     return parse_int(raw, name, low, high)
 

@@ -33,6 +33,7 @@ BAD_QUERIES = [
     "/api/v1/decisions?image_id=abc",
     "/api/v1/jobs?limit=ten",
     "/api/v1/jobs?after=--5",
+    "/api/v1/jobs?limit=",
     "/api/v1/jobs?after=%D9%A3",
     "/api/v1/queue?limit=-1",
 ]

@@ -82,8 +82,8 @@ FILTER_QUERY = [  # a blank value means any
 def queue_list():
     """The open queue in order: ``?bucket= &dataset= &split= &verdict= &limit= &offset=``."""
     filters = filters_from(request.args)
-    limit = int_arg("limit", 50, 0, MAX_LIST)
-    offset = int_arg("offset", 0, 0)
+    limit = int_arg("limit", 50, 0, MAX_LIST, blank_is_absent=False)
+    offset = int_arg("offset", 0, 0, blank_is_absent=False)
     items = queue.list_items(filters, limit=limit, offset=offset)
     listing = {"items": [item.to_dict() for item in items], "limit": limit, "offset": offset}
     return jsonify(dump(schemas.QueuePage, listing))

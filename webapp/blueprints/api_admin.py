@@ -63,7 +63,8 @@ def _iso(moment) -> str | None:
 
 def page_args() -> tuple[int, int]:
     """``after`` and ``limit`` from the query string, checked."""
-    return int_arg("after", 0), int_arg("limit", 100, 1, MAX_PAGE)
+    after = int_arg("after", 0, blank_is_absent=False)
+    return after, int_arg("limit", 100, 1, MAX_PAGE, blank_is_absent=False)
 
 
 def page(items: list[dict[str, Any]], limit: int, key: str = "id") -> dict[str, Any]:
@@ -259,7 +260,7 @@ def list_decisions():
     revert)."""
     after, limit = page_args()
     query = select(ReviewDecision).where(ReviewDecision.id > after)
-    image_id = int_arg("image_id", None, 1)
+    image_id = int_arg("image_id", None, 1, blank_is_absent=False)
     if image_id is not None:
         query = query.where(ReviewDecision.image_id == image_id)
     if request.args.get("reviewer"):
