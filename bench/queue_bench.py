@@ -48,7 +48,6 @@ def main() -> None:
     instance = Path(tempfile.mkdtemp(prefix="realfake-queue-bench-"))
     os.environ["REALFAKE_INSTANCE"] = str(instance)
     os.environ.pop("REALFAKE_DATABASE_URL", None)
-    os.environ["REALFAKE_LOGIN_RATE_LIMIT"] = "1000 per minute"
     try:
         run(args, instance)
     finally:

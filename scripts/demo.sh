@@ -53,4 +53,6 @@ while read -r name password; do
 done <"$logins"
 echo "  (logins are kept in ${logins}; Ctrl-C stops the desk and the worker)"
 echo
-.venv/bin/gunicorn --bind "${HOST}:${PORT}" --workers 2 --threads 4 --access-logfile - wsgi:app
+# gunicorn.conf.py puts the control socket in this instance's folder (not one path per machine).
+.venv/bin/gunicorn --config gunicorn.conf.py --bind "${HOST}:${PORT}" --workers 2 --threads 4 \
+  --access-logfile - wsgi:app

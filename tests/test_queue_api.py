@@ -106,18 +106,18 @@ def test_queue_filters(auth, client, scored, query, expected_positions):
 
 
 @pytest.mark.parametrize(
-    "query, message",
+    "query, status, message",
     [
-        ("bucket=everything", "unknown bucket"),
-        ("dataset=missing", "unknown dataset"),
-        ("limit=lots", "whole number"),
-        ("limit=-1", "between"),
+        ("bucket=everything", 400, "unknown bucket"),
+        ("dataset=missing", 404, "unknown dataset"),  # well formed; names nothing
+        ("limit=lots", 400, "whole number"),
+        ("limit=-1", 400, "between"),
     ],
 )
-def test_bad_queue_requests_say_why(auth, client, scored, query, message):
+def test_bad_queue_requests_say_why(auth, client, scored, query, status, message):
     auth.login("reviewer")
     response = client.get(f"/api/v1/queue?{query}")
-    assert response.status_code == 400
+    assert response.status_code == status
     assert message in response.get_json()["message"]
 
 
@@ -222,10 +222,10 @@ def test_decision_undo_and_stats_round_trip(app, auth, client, scored):
 @pytest.mark.parametrize(
     "body, status, message",
     [
-        ({"image_id": "seven", "choice": "real"}, 400, "integer id"),
-        ({"choice": "real"}, 400, "integer id"),
+        ({"image_id": "seven", "choice": "real"}, 400, "image_id: Input should be a valid integer"),
+        ({"choice": "real"}, 400, "image_id: Field required"),
         ({"image_id": 999999, "choice": "real"}, 404, "no image"),
-        ({"image_id": 1, "choice": "probably"}, 400, "choice must be"),
+        ({"image_id": 1, "choice": "probably"}, 400, "choice: Input should be 'real', 'fake'"),
         ({"image_id": 1, "choice": "real", "model_version_id": 77}, 400, "no model version"),
     ],
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 from werkzeug.routing import Rule
+from werkzeug.routing.converters import NumberConverter
 
 from tests.factories import make_scored_image, make_version
 from tests.helpers import csrf_token, login, make_user
@@ -55,8 +56,8 @@ def sample_url(app, rule: Rule) -> str:
     """The rule's URL with a plausible value for each argument (ids exist as 1)."""
     values = {}
     for name in rule.arguments:
-        converter = type(rule._converters[name]).__name__
-        values[name] = 1 if converter in ("IntegerConverter", "NumberConverter") else "x"
+        numeric = isinstance(rule._converters[name], NumberConverter)
+        values[name] = 1 if numeric else "x"
     if rule.endpoint == "static":
         values["filename"] = "css/app.css"
     return app.url_map.bind("localhost").build(rule.endpoint, values, method=None)

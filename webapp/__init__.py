@@ -9,8 +9,9 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import inputs
 from .config import Config
-from .extensions import csrf, db, limiter, login_manager, migrate
+from .extensions import csrf, db, login_manager, migrate
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -26,13 +27,13 @@ def create_app(config: Config | None = None) -> Flask:
         static_folder=str(project_root / "static"),
     )
     app.config.from_object(config)
+    inputs.init_app(app)  # bounded <int:...> ids and guarded JSON, before any route is added
     os.makedirs(app.instance_path, exist_ok=True)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     login_manager.init_app(app)
     csrf.init_app(app)
-    limiter.init_app(app)
     with app.app_context():
         _configure_sqlite(db.engine)
 

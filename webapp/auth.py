@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from functools import wraps
 
@@ -13,8 +14,16 @@ from .models import Role, User
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+def load_user(session_id: str) -> User | None:
+    """The user a session or remember cookie names (``<id>:<session token>``), while that
+    token is still the user's: logout and a password change rotate it, ending the session."""
+    user_id, _, token = session_id.partition(":")
+    if not user_id.isdigit() or len(user_id) > 18 or not token:
+        return None  # also sessions from before tokens existed: they log in again
+    user = db.session.get(User, int(user_id))
+    if user is None or not hmac.compare_digest(user.session_token, token):
+        return None
+    return user
 
 
 login_manager.login_view = "auth.login"

@@ -76,8 +76,11 @@ class Config:
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_SECURE = secure
         self.WTF_CSRF_TIME_LIMIT = None
-        self.RATELIMIT_STORAGE_URI = os.environ.get("REALFAKE_RATELIMIT_STORAGE", "memory://")
-        self.LOGIN_RATE_LIMIT = os.environ.get("REALFAKE_LOGIN_RATE_LIMIT", "10 per minute")
+        # Login throttling (webapp/services/login_throttle.py), counted in the database.
+        self.LOGIN_FREE_FAILURES = _int_env("REALFAKE_LOGIN_FREE_FAILURES", 5)
+        self.LOGIN_MAX_BACKOFF = _int_env("REALFAKE_LOGIN_MAX_BACKOFF", 900)
+        self.LOGIN_ADDRESS_NAMES = _int_env("REALFAKE_LOGIN_ADDRESS_NAMES", 10)
+        self.LOGIN_WINDOW = _int_env("REALFAKE_LOGIN_WINDOW", 900)
         # Task queue: Huey over SQLite in the instance folder, or Redis when a URL is given.
         self.REDIS_URL = os.environ.get("REALFAKE_REDIS_URL", "")
         self.HUEY_SQLITE_PATH = str(instance / "huey.db")
@@ -86,6 +89,8 @@ class Config:
         # be checked directly (another host) counts as abandoned once its heartbeat is this old.
         self.HEARTBEAT_SECONDS = _float_env("REALFAKE_HEARTBEAT_SECONDS", 30.0)
         self.HEARTBEAT_TIMEOUT = _float_env("REALFAKE_HEARTBEAT_TIMEOUT", 300.0)
+        # Jobs one user may have waiting or running per kind (the web and the API; not the CLI).
+        self.MAX_QUEUED_JOBS = _int_env("REALFAKE_MAX_QUEUED_JOBS", 3)
         # Resumable jobs (imports) whose worker died are re-queued at most this many times.
         self.MAX_JOB_ATTEMPTS = _int_env("REALFAKE_MAX_JOB_ATTEMPTS", 3)
         # Images and the pre-resized pixel cache built at import time.
@@ -142,7 +147,6 @@ class TestConfig(Config):
 
     def __init__(self) -> None:
         super().__init__()
-        self.RATELIMIT_STORAGE_URI = "memory://"
         self.IMPORT_WORKERS = 2
         self.CACHE_SIZE = 32
         self.CHECK_WAIT_SECONDS = 2.0  # tests that run a worker wait longer themselves

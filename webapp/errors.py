@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .extensions import db
+from .jobs import TooManyJobs
 
 
 def _wants_json() -> bool:
@@ -30,9 +31,17 @@ def init_app(app: Flask) -> None:
     def too_large(error: RequestEntityTooLarge):
         return _render(413, "Upload too large", too_large_message(error))
 
+    @app.errorhandler(TooManyJobs)
+    def too_many_jobs(error: TooManyJobs):
+        return _render(429, "Too Many Requests", str(error))
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        return _render(error.code or 500, error.name, error.description or "")
+        response = make_response(_render(error.code or 500, error.name, error.description or ""))
+        for name, value in error.get_headers():  # Allow on a 405, WWW-Authenticate, ...
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(500)
     def server_error(error):

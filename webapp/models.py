@@ -7,6 +7,7 @@ nothing is overwritten, so every past call can be audited.
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,8 +61,17 @@ class JobState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+def new_session_token() -> str:
+    """A fresh random session token (see ``User.session_token``)."""
+    return secrets.token_hex(16)
+
+
 class User(UserMixin, db.Model):
-    """A reviewer or an admin. Passwords are stored as slow (scrypt) hashes."""
+    """A reviewer or an admin. Passwords are stored as slow (scrypt) hashes.
+
+    ``session_token`` is part of the id every session and remember-me cookie carries; a new one
+    (at logout, or when the password changes) ends all of this user's sessions at once.
+    """
 
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -70,9 +80,22 @@ class User(UserMixin, db.Model):
     role: Mapped[str] = mapped_column(String(16), default=Role.REVIEWER)
     is_enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    session_token: Mapped[str] = mapped_column(
+        String(64), default=new_session_token, server_default=""
+    )
 
     def set_password(self, password: str) -> None:
+        """Store the hash of ``password``; every session opened with the old one ends."""
         self.password_hash = generate_password_hash(password, method="scrypt")
+        self.end_sessions()
+
+    def end_sessions(self) -> None:
+        """Rotate the session token: every session and remember cookie of this user ends."""
+        self.session_token = new_session_token()
+
+    def get_id(self) -> str:
+        """Flask-Login's id for cookies: ``<id>:<session token>``."""
+        return f"{self.id}:{self.session_token}"
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
@@ -87,6 +110,18 @@ class User(UserMixin, db.Model):
 
     def __repr__(self) -> str:
         return f"<User {self.username} {self.role}>"
+
+
+class LoginFailure(db.Model):
+    """One failed login: the name tried and the address it came from. Kept in the database so
+    every web worker and process counts the same failures (login throttling); a successful
+    login deletes its name's rows, and rows older than a day are of no further use."""
+
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class ApiToken(db.Model):

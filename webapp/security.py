@@ -6,6 +6,9 @@ server-drawn SVG plots carry ``<style>`` and ``style=`` attributes), and ``data:
 images (heatmaps are shown from object URLs). No page may be framed (clickjacking), the browser
 must not sniff a type other than the one sent (an uploaded file is never run as a script), and a
 link to another site does not leak the page's address, which can carry filters and image ids.
+A page or API answer for a logged-in user is never stored by the browser or a proxy
+(``Cache-Control: no-store``: another person at the same computer cannot page back to it) unless
+the view chose its own caching (images, whose id always names the same content).
 With ``REALFAKE_SECURE_COOKIES=1`` the desk is served over HTTPS only, so browsers are told to
 stay on HTTPS too (HSTS).
 """
@@ -13,6 +16,7 @@ stay on HTTPS too (HSTS).
 from __future__ import annotations
 
 from flask import Flask, Response
+from flask_login import current_user
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -48,4 +52,6 @@ def init_app(app: Flask) -> None:
             response.headers.setdefault(name, value)
         if app.config.get("SESSION_COOKIE_SECURE"):
             response.headers.setdefault("Strict-Transport-Security", HSTS)
+        if "Cache-Control" not in response.headers and current_user.is_authenticated:
+            response.headers["Cache-Control"] = "no-store"
         return response

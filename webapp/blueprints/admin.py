@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from ..auth import admin_required
 from ..extensions import db
+from ..inputs import int_arg
 from ..jobs import cancel, submit
 from ..models import ApiToken, Dataset, Image, Job, ModelVersion, Prediction, ReviewDecision, User
 from ..services import audit_trail, job_views, versions
@@ -21,6 +22,7 @@ from ..services.comparison import (
 from ..services.plots import confusion_matrix_svg, reliability_svg, roc_svg, training_curves_svg
 from ..services.tokens import create_token
 from ..services.tokens import revoke_token as revoke
+from ..services.train_request import TrainRequestError, clean_train_params, start_training
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -118,7 +120,7 @@ def verdict_changes_page(name: str):
     version = _version_or_404(name)
     against = request.args.get("against")
     previous = _version_or_404(against) if against else previous_version(version)
-    after = request.args.get("after", 0, type=int)
+    after = int_arg("after", 0)
     rows = verdict_changes(version, previous, after=after, limit=200) if previous else []
     return render_template(
         "admin/verdict_changes.html",
@@ -203,7 +205,11 @@ def train():
         "head_only": request.form.get("head_only") == "1",
         "preset": request.form.get("preset") or None,
     }
-    job = submit("train", params, user_id=current_user.id)
+    try:
+        job = start_training(clean_train_params(params), current_user.id)
+    except TrainRequestError as error:
+        flash(str(error), "error")
+        return redirect(url_for("admin.versions_page"))
     flash(f"Training job {job.id} is {job.state}.", "info")
     return redirect(url_for("admin.job_page", job_id=job.id))
 
@@ -269,7 +275,9 @@ def tokens():
     """API tokens for scripts: list, and create one (its secret is shown on this page once)."""
     secret = None
     if request.method == "POST":
-        user = db.session.get(User, request.form.get("user_id", type=int) or 0)
+        user_id = request.form.get("user_id", "")
+        known = user_id.isdigit() and len(user_id) < 19  # a 64-bit id
+        user = db.session.get(User, int(user_id)) if known else None
         try:
             if user is None:
                 raise ValueError("choose the user the token acts as")

@@ -15,9 +15,14 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask_login import current_user
 
 from ..auth import admin_required, reviewer_required
+from ..inputs import MAX_ID, int_arg
 from ..services import queue, reviews
 from ..services.evidence import records as evidence_records
+from ..services.lookup import http_status
+from ..services.openapi import document, query_param
 from ..services.queue import QueueError, QueueFilter
+from . import api_schemas as schemas
+from .api_schemas import dump, parse_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -39,8 +44,9 @@ def _server_timing(response):
 
 @bp.errorhandler(QueueError)
 def _queue_error(error: QueueError):
-    status = 409 if isinstance(error, queue.ItemHeld) else 400
-    return _error(status, "Conflict" if status == 409 else "Bad Request", str(error))
+    status = 409 if isinstance(error, queue.ItemHeld) else http_status(error)
+    titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}
+    return _error(status, titles[status], str(error))
 
 
 @bp.errorhandler(reviews.ReviewError)
@@ -56,29 +62,47 @@ def _error(status: int, title: str, message: str):
 # ----------------------------------------------------------------------------- queue
 
 
+FILTER_QUERY = [  # a blank value means any
+    query_param("bucket", description="a queue bucket", enum=["", *queue.BUCKET_TITLES]),
+    query_param("dataset", description="dataset name"),
+    query_param("split", description="train, val or test", enum=["", "train", "val", "test"]),
+    query_param("verdict", description="the model's verdict", enum=["", "real", "fake"]),
+]
+
+
 @bp.get("/queue")
+@document(
+    query=[
+        *FILTER_QUERY,
+        query_param("limit", "integer", f"at most {MAX_LIST}", minimum=0, maximum=MAX_LIST),
+        query_param("offset", "integer", "items to skip", minimum=0, maximum=MAX_ID),
+    ],
+    response=schemas.QueuePage,
+    errors=(400, 404),
+)
 @reviewer_required
 def queue_list():
     """The open queue in order: ``?bucket= &dataset= &split= &verdict= &limit= &offset=``."""
     filters = filters_from(request.args)
-    limit = _int_arg("limit", 50, 0, MAX_LIST)
-    offset = _int_arg("offset", 0, 0, None)
+    limit = int_arg("limit", 50, 0, MAX_LIST, blank_is_absent=False)
+    offset = int_arg("offset", 0, 0, blank_is_absent=False)
     items = queue.list_items(filters, limit=limit, offset=offset)
-    return jsonify({"items": [item.to_dict() for item in items], "limit": limit, "offset": offset})
+    listing = {"items": [item.to_dict() for item in items], "limit": limit, "offset": offset}
+    return jsonify(dump(schemas.QueuePage, listing))
 
 
 @bp.get("/queue/counts")
+@document(query=FILTER_QUERY, response=schemas.QueueCounts, errors=(400, 404))
 @reviewer_required
 def queue_counts():
     """Open items per bucket, in the configured order, with the same filters as the queue."""
     counts = queue.counts(filters_from(request.args))
-    return jsonify(
-        {
-            "counts": counts,
-            "titles": {name: queue.BUCKET_TITLES[name] for name in counts},
-            "total": sum(counts.values()),
-        }
-    )
+    summary = {
+        "counts": counts,
+        "titles": {name: queue.BUCKET_TITLES[name] for name in counts},
+        "total": sum(counts.values()),
+    }
+    return jsonify(dump(schemas.QueueCounts, summary))
 
 
 def filters_from(source: Mapping[str, Any]) -> QueueFilter:
@@ -88,7 +112,9 @@ def filters_from(source: Mapping[str, Any]) -> QueueFilter:
         raw = source.get(name)
         if raw is None:
             return None
-        return str(raw).strip() or None
+        if not isinstance(raw, str):
+            abort(400, description=f"filter {name} must be a string")
+        return raw.strip() or None
 
     return QueueFilter(
         dataset=value("dataset"),
@@ -98,23 +124,11 @@ def filters_from(source: Mapping[str, Any]) -> QueueFilter:
     )
 
 
-def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
-    raw = request.args.get(name, "")
-    if raw == "":
-        return default
-    try:
-        number = int(raw)
-    except ValueError:
-        abort(400, description=f"{name} must be a whole number, not {raw!r}")
-    if number < low or (high is not None and number > high):
-        abort(400, description=f"{name} must be between {low} and {high or 'any'}")
-    return number
-
-
 # ----------------------------------------------------------------------------- review desk
 
 
 @bp.post("/review/claim")
+@document(body=schemas.ClaimRequest, response=schemas.Claimed, errors=(400, 404, 409, 413))
 @reviewer_required
 def review_claim():
     """Lease the next item to me. Body: ``{"filters": {...}, "holding": [ids], "image_id": id,
@@ -124,35 +138,39 @@ def review_claim():
     ``skipped_again`` also serves the items I skipped twice. Without an item, ``left`` says what
     the filters still hold for others.
     """
-    body = _json_body()
+    body = parse_body(schemas.ClaimRequest)
     viewer = reviews.Viewer.of(current_user)
-    if body.get("image_id") is not None:
-        claim = queue.claim_image(viewer.id, _int_field(body, "image_id"))
+    if body.image_id is not None:
+        claim = queue.claim_image(viewer.id, body.image_id)
     else:
-        holding = body.get("holding") or []
-        if not isinstance(holding, list) or not all(isinstance(i, int) for i in holding):
-            abort(400, description="holding must be a list of image ids")
-        filters = filters_from(body.get("filters") or {})
-        skipped_again = body.get("skipped_again") is True
-        claim = queue.claim_next(viewer.id, filters, holding, skipped_again)
+        filters = body.filters.model_dump() if body.filters else {}
+        claim = queue.claim_next(
+            viewer.id, filters_from(filters), body.holding or [], body.skipped_again
+        )
         if claim is None:  # say where the rest is, for the end screen
-            return jsonify({"item": None, "left": queue.left_for(viewer.id, filters)})
-    if claim is None:
-        return jsonify({"item": None})
-    return jsonify({"item": item_payload(claim.image_id, viewer, claim)})
+            left = queue.left_for(viewer.id, filters_from(filters))
+            return jsonify(dump(schemas.Claimed, {"item": None, "left": left}))
+    item = item_payload(claim.image_id, viewer, claim) if claim is not None else None
+    return jsonify(dump(schemas.Claimed, {"item": item}))
 
 
 @bp.post("/review/release")
+@document(body=schemas.ReleaseRequest, response=schemas.Released, errors=(400, 413))
 @reviewer_required
 def review_release():
     """Give back my leases: ``{"image_ids": [...]}``, or all of them without the field."""
-    image_ids = _json_body().get("image_ids")
-    if image_ids is not None and not isinstance(image_ids, list):
-        abort(400, description="image_ids must be a list")
-    return jsonify({"released": queue.release(current_user.id, image_ids)})
+    image_ids = parse_body(schemas.ReleaseRequest).image_ids
+    return jsonify(dump(schemas.Released, {"released": queue.release(current_user.id, image_ids)}))
 
 
 @bp.post("/review/decisions")
+@document(
+    body=schemas.DecisionRequest,
+    response=schemas.DecisionOutcome,
+    status=201,
+    also=(200,),
+    errors=(400, 404, 409, 413),
+)
 @reviewer_required
 def review_decide():
     """Record my decision: ``{image_id, choice, note, model_version_id, idempotency_key}``.
@@ -161,22 +179,22 @@ def review_decide():
     for a new decision; 200 with the first one (``replayed``) when a request with the same
     ``idempotency_key`` was recorded before; 409 without a lease on the item or once decided.
     """
-    body = _json_body()
-    version = body.get("model_version_id")
+    body = parse_body(schemas.DecisionRequest)
     viewer = reviews.Viewer.of(current_user)
     outcome = reviews.decide(
         viewer,
-        _int_field(body, "image_id"),
-        str(body.get("choice", "")),
-        note=str(body.get("note") or ""),
-        model_version_id=_int_field(body, "model_version_id") if version is not None else None,
-        idempotency_key=body.get("idempotency_key"),
+        body.image_id,
+        body.choice,
+        note=body.note or "",
+        model_version_id=body.model_version_id,
+        idempotency_key=body.idempotency_key,
     )
     result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
-    return jsonify(result), 200 if outcome.replayed else 201
+    return jsonify(dump(schemas.DecisionOutcome, result)), 200 if outcome.replayed else 201
 
 
 @bp.post("/review/undo")
+@document(response=schemas.DecisionOutcome, status=201, errors=(404, 409))
 @reviewer_required
 def review_undo():
     """Undo my latest decision; the item comes back to me (``item``) unless someone holds it."""
@@ -188,28 +206,32 @@ def review_undo():
         result["item"] = item_payload(claim.image_id, viewer, claim)
     except queue.ItemHeld:
         result["item"] = None
-    return jsonify(result), 201
+    return jsonify(dump(schemas.DecisionOutcome, result)), 201
 
 
 @bp.get("/review/items/<int:image_id>")
+@document(response=schemas.ReviewItem, errors=(404,))
 @reviewer_required
 def review_item(image_id: int):
     """Everything the review screen shows about one image, with its decision history."""
-    return jsonify(item_payload(image_id, reviews.Viewer.of(current_user)))
+    item = item_payload(image_id, reviews.Viewer.of(current_user))
+    return jsonify(dump(schemas.ReviewItem, item))
 
 
 @bp.get("/review/stats")
+@document(response=schemas.ReviewerStats)
 @reviewer_required
 def review_stats():
     """My counts (today, all time) and my agreement with other reviewers."""
-    return jsonify(reviews.reviewer_stats(current_user.id))
+    return jsonify(dump(schemas.ReviewerStats, reviews.reviewer_stats(current_user.id)))
 
 
 @bp.get("/review/escalations")
+@document(response=schemas.Escalations)
 @admin_required
 def review_escalations():
     """Items whose reviewers disagree, waiting for an admin's decision."""
-    return jsonify({"items": reviews.escalations()})
+    return jsonify(dump(schemas.Escalations, {"items": reviews.escalations()}))
 
 
 def item_payload(
@@ -228,19 +250,3 @@ def item_payload(
     if claim is not None:
         details["lease_expires_at"] = claim.expires_at.isoformat(timespec="seconds") + "Z"
     return details
-
-
-def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None and request.content_length:
-        abort(400, description="the body must be JSON")
-    if body is not None and not isinstance(body, dict):
-        abort(400, description="the body must be a JSON object")
-    return body or {}
-
-
-def _int_field(body: Mapping[str, Any], name: str) -> int:
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        abort(400, description=f"{name} must be an integer id")
-    return value

@@ -7,6 +7,7 @@ Role checks are the UI's: reviewers read and export, admins also train, activate
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
@@ -15,7 +16,8 @@ from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
-from ..jobs import cancel, submit
+from ..inputs import MAX_ID, int_arg
+from ..jobs import cancel
 from ..models import (
     Dataset,
     DatasetImage,
@@ -24,20 +26,34 @@ from ..models import (
     ModelVersion,
     Prediction,
     ReviewDecision,
+    Split,
     User,
 )
-from ..services import report_jobs, versions
+from ..services import blind_review, report_jobs, versions
 from ..services.labels import effective_labels
+from ..services.lookup import http_status
 from ..services.openapi import build_document, document, query_param
+from ..services.train_request import TrainRequestError, clean_train_params, start_training
+from . import api_schemas as schemas
 from .admin import activate_with_scoring, job_to_dict
+from .api_schemas import dump, parse_body
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 500
 PAGING = [
-    query_param("after", "integer", "return items with an id above this one"),
-    query_param("limit", "integer", f"items per page (default 100, at most {MAX_PAGE})"),
+    query_param(
+        "after", "integer", "return items with an id above this one", minimum=0, maximum=MAX_ID
+    ),
+    query_param(
+        "limit",
+        "integer",
+        f"items per page (default 100, at most {MAX_PAGE})",
+        minimum=1,
+        maximum=MAX_PAGE,
+    ),
 ]
+SPLITS = [split.value for split in Split]
 TRAIN_PARAMS = ("epochs", "image_size", "datasets", "seed", "score", "preset", "head_only")
 
 
@@ -47,26 +63,13 @@ def _iso(moment) -> str | None:
 
 def page_args() -> tuple[int, int]:
     """``after`` and ``limit`` from the query string, checked."""
-    after = request.args.get("after", 0, type=int)
-    limit = request.args.get("limit", 100, type=int)
-    if limit < 1 or limit > MAX_PAGE:
-        abort(400, description=f"limit must be between 1 and {MAX_PAGE}")
-    return after, limit
+    after = int_arg("after", 0, blank_is_absent=False)
+    return after, int_arg("limit", 100, 1, MAX_PAGE, blank_is_absent=False)
 
 
 def page(items: list[dict[str, Any]], limit: int, key: str = "id") -> dict[str, Any]:
     """A page of items and the cursor for the next one (None on the last page)."""
     return {"items": items, "next_after": items[-1][key] if len(items) == limit else None}
-
-
-def json_body() -> dict[str, Any]:
-    """The request's JSON object (an empty one when there is no body)."""
-    body = request.get_json(silent=True)
-    if body is None and request.data:
-        abort(400, description="the body must be JSON")
-    if body is not None and not isinstance(body, dict):
-        abort(400, description="the body must be a JSON object")
-    return body or {}
 
 
 def image_dict(image: Image, label: str) -> dict[str, Any]:
@@ -116,6 +119,16 @@ def decision_dict(decision: ReviewDecision, version_names: dict[int, str]) -> di
     }
 
 
+def visible_decisions(
+    decisions: Iterable[ReviewDecision], version_names: dict[int, str]
+) -> list[dict[str, Any]]:
+    """Decisions as the current user may see them (blind review hides other reviewers' votes
+    on images still waiting for reviews)."""
+    entries = [decision_dict(d, version_names) | {"user_id": d.user_id} for d in decisions]
+    shown = blind_review.redact_decisions(current_user, entries)
+    return [{key: value for key, value in entry.items() if key != "user_id"} for entry in shown]
+
+
 def version_dict(version: ModelVersion) -> dict[str, Any]:
     """The JSON form of a model version."""
     return {
@@ -150,10 +163,11 @@ def _version_names() -> dict[int, str]:
 @document(
     query=[
         query_param("dataset", description="only images in this dataset"),
-        query_param("split", description="train, val or test"),
+        query_param("split", description="train, val or test (blank: any)", enum=["", *SPLITS]),
         *PAGING,
     ],
-    response="ImagePage",
+    response=schemas.ImagePage,
+    errors=(400, 404),
 )
 @reviewer_required
 def list_images():
@@ -167,14 +181,17 @@ def list_images():
         members = select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset.id)
         query = query.where(Image.id.in_(members))
     if request.args.get("split"):
+        if request.args["split"] not in SPLITS:
+            abort(400, description=f"split must be one of {', '.join(SPLITS)}")
         query = query.where(Image.split == request.args["split"])
     images = db.session.scalars(query).all()
     labels = effective_labels([image.id for image in images]) if images else {}
-    return jsonify(page([image_dict(i, labels.get(i.id, i.label)) for i in images], limit))
+    items = [image_dict(i, labels.get(i.id, i.label)) for i in images]
+    return jsonify(dump(schemas.ImagePage, page(items, limit)))
 
 
 @bp.get("/images/<int:image_id>")
-@document(response="Image")
+@document(response=schemas.ImageDetail, errors=(404,))
 @reviewer_required
 def get_image(image_id: int):
     """One image with every version's prediction and every review decision on it."""
@@ -195,20 +212,20 @@ def get_image(image_id: int):
         .order_by(Dataset.name)
     )
     label = effective_labels([image.id]).get(image.id, image.label)
-    return jsonify(
-        {
-            **image_dict(image, label),
-            "datasets": list(datasets),
-            "predictions": [prediction_dict(p, names[p.model_version_id]) for p in predictions],
-            "decisions": [decision_dict(d, names) for d in decisions],
-        }
-    )
+    detail = {
+        **image_dict(image, label),
+        "datasets": list(datasets),
+        "predictions": [prediction_dict(p, names[p.model_version_id]) for p in predictions],
+        "decisions": visible_decisions(decisions, names),
+    }
+    return jsonify(dump(schemas.ImageDetail, detail))
 
 
 @bp.get("/predictions")
 @document(
     query=[query_param("version", description="version name (default: the active one)"), *PAGING],
-    response="PredictionPage",
+    response=schemas.PredictionPage,
+    errors=(400, 404),
 )
 @reviewer_required
 def list_predictions():
@@ -216,7 +233,7 @@ def list_predictions():
     try:
         version = versions.get_version(request.args.get("version") or None)
     except ValueError as error:
-        abort(404, description=str(error))
+        abort(http_status(error), description=str(error))
     after, limit = page_args()
     rows = db.session.scalars(
         select(Prediction)
@@ -224,17 +241,21 @@ def list_predictions():
         .order_by(Prediction.image_id)
         .limit(limit)
     ).all()
-    return jsonify(page([prediction_dict(p, version.name) for p in rows], limit, "image_id"))
+    items = [prediction_dict(p, version.name) for p in rows]
+    return jsonify(dump(schemas.PredictionPage, page(items, limit, "image_id")))
 
 
 @bp.get("/decisions")
 @document(
     query=[
-        query_param("image_id", "integer", "only decisions on this image"),
+        query_param(
+            "image_id", "integer", "only decisions on this image", minimum=1, maximum=MAX_ID
+        ),
         query_param("reviewer", description="only this reviewer's decisions"),
         *PAGING,
     ],
-    response="DecisionPage",
+    response=schemas.DecisionPage,
+    errors=(400,),
 )
 @reviewer_required
 def list_decisions():
@@ -242,15 +263,16 @@ def list_decisions():
     revert)."""
     after, limit = page_args()
     query = select(ReviewDecision).where(ReviewDecision.id > after)
-    if request.args.get("image_id", type=int):
-        query = query.where(ReviewDecision.image_id == request.args.get("image_id", type=int))
+    image_id = int_arg("image_id", None, 1, blank_is_absent=False)
+    if image_id is not None:
+        query = query.where(ReviewDecision.image_id == image_id)
     if request.args.get("reviewer"):
         query = query.join(User, User.id == ReviewDecision.user_id).where(
             User.username == request.args["reviewer"]
         )
     rows = db.session.scalars(query.order_by(ReviewDecision.id).limit(limit)).all()
-    names = _version_names()
-    return jsonify(page([decision_dict(d, names) for d in rows], limit))
+    items = visible_decisions(rows, _version_names())
+    return jsonify(dump(schemas.DecisionPage, page(items, limit)))
 
 
 def _visible_jobs():
@@ -267,7 +289,8 @@ def _visible_jobs():
         query_param("state", description="queued, running, succeeded, failed, cancelled"),
         *PAGING,
     ],
-    response="JobPage",
+    response=schemas.JobPage,
+    errors=(400,),
 )
 @reviewer_required
 def list_jobs():
@@ -278,7 +301,7 @@ def list_jobs():
         if request.args.get(key):
             query = query.where(getattr(Job, key) == request.args[key])
     rows = db.session.scalars(query.order_by(Job.id).limit(limit)).all()
-    return jsonify(page([job_to_dict(job) for job in rows], limit))
+    return jsonify(dump(schemas.JobPage, page([job_to_dict(job) for job in rows], limit)))
 
 
 def _job_or_404(job_id: int) -> Job:
@@ -289,40 +312,32 @@ def _job_or_404(job_id: int) -> Job:
 
 
 @bp.get("/jobs/<int:job_id>")
-@document(response="Job")
+@document(response=schemas.Job, errors=(404,))
 @reviewer_required
 def get_job(job_id: int):
     """One job: state, progress, result, log and error."""
-    return jsonify(job_to_dict(_job_or_404(job_id)))
+    return jsonify(dump(schemas.Job, job_to_dict(_job_or_404(job_id))))
 
 
 @bp.post("/jobs/<int:job_id>/cancel")
-@document(response="Job")
+@document(response=schemas.Job, errors=(404,))
 @admin_required
 def cancel_job(job_id: int):
     """Ask a job to stop (a queued one stops at once, a running one at its next check)."""
-    return jsonify(job_to_dict(cancel(_job_or_404(job_id))))
+    return jsonify(dump(schemas.Job, job_to_dict(cancel(_job_or_404(job_id)))))
 
 
 @bp.get("/versions")
-@document(response={"type": "array", "items": {"$ref": "#/components/schemas/Version"}})
+@document(response=[schemas.Version])
 @reviewer_required
 def list_versions():
     """Every model version, newest first, with metrics and training history."""
     rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))
-    return jsonify([version_dict(version) for version in rows])
+    return jsonify(dump(schemas.Version, [version_dict(version) for version in rows]))
 
 
 @bp.post("/versions/<name>/activate")
-@document(
-    response={
-        "type": "object",
-        "properties": {
-            "version": {"$ref": "#/components/schemas/Version"},
-            "scoring_job": {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"type": "null"}]},
-        },
-    }
-)
+@document(response=schemas.Activation, errors=(404, 429))
 @admin_required
 def activate_version(name: str):
     """Make a version the active one: promotion and rollback alike. Scoring starts if the
@@ -332,67 +347,43 @@ def activate_version(name: str):
     except ValueError as error:
         abort(404, description=str(error))
     scoring = activate_with_scoring(version, current_user.id)
-    return jsonify(
-        {"version": version_dict(version), "scoring_job": job_to_dict(scoring) if scoring else None}
-    )
+    activation = {
+        "version": version_dict(version),
+        "scoring_job": job_to_dict(scoring) if scoring else None,
+    }
+    return jsonify(dump(schemas.Activation, activation))
 
 
 @bp.post("/train")
-@document(
-    body={
-        "type": "object",
-        "properties": {
-            "epochs": {"type": "integer"},
-            "image_size": {"type": "integer"},
-            "datasets": {"type": "array", "items": {"type": "string"}},
-            "seed": {"type": "integer"},
-            "score": {"type": "boolean", "description": "score every image afterwards"},
-        },
-    },
-    response="Job",
-    status=202,
-)
+@document(body=schemas.TrainRequest, response=schemas.Job, status=202, errors=(400, 404, 409, 413))
 @admin_required
 def train():
     """Start training on the effective labels. While a training job is queued or running,
     asking again returns that job instead of starting another."""
-    body = json_body()
-    unknown = sorted(set(body) - set(TRAIN_PARAMS))
-    if unknown:
-        abort(400, description=f"unknown field(s) {', '.join(unknown)}; use {TRAIN_PARAMS}")
-    params = {key: body[key] for key in TRAIN_PARAMS if key in body}
-    job = submit("train", params, user_id=current_user.id)
-    return jsonify(job_to_dict(job)), 202
+    try:
+        body = parse_body(schemas.TrainRequest).model_dump(exclude_none=True)
+        params = clean_train_params(body, TRAIN_PARAMS)
+        job = start_training(params, current_user.id)
+    except TrainRequestError as error:
+        abort(error.status, description=str(error))
+    return jsonify(dump(schemas.Job, job_to_dict(job))), 202
 
 
 @bp.post("/reports")
-@document(
-    body={
-        "type": "object",
-        "required": ["format"],
-        "properties": {
-            "report": {"enum": list(report_jobs.REPORT_KINDS), "default": "misclassified"},
-            "format": {"enum": ["csv", "json", "html", "imagefolder"]},
-            "version": {"type": "string", "description": "default: the active version"},
-            "dataset": {"type": "string"},
-            "split": {"enum": ["train", "val", "test"]},
-        },
-    },
-    response="Job",
-    status=202,
-)
+@document(body=schemas.ReportRequest, response=schemas.Job, status=202, errors=(400, 404, 413, 429))
 @reviewer_required
 def start_report():
     """Start a misclassification report or labels export; download it when the job succeeds."""
+    body = parse_body(schemas.ReportRequest).model_dump(exclude_none=True)
     try:
-        job = report_jobs.start_report(json_body(), current_user)
+        job = report_jobs.start_report(body, current_user)
     except ValueError as error:
-        abort(400, description=str(error))
-    return jsonify(job_to_dict(job)), 202
+        abort(http_status(error), description=str(error))
+    return jsonify(dump(schemas.Job, job_to_dict(job))), 202
 
 
 @bp.get("/reports/<int:job_id>/download")
-@document(response={"type": "string", "format": "binary"})
+@document(response={"type": "string", "format": "binary"}, errors=(404, 409))
 @reviewer_required
 def download_report(job_id: int):
     """The report file of a finished job (409 until it has succeeded)."""

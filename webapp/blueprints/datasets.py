@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
+from ..inputs import int_arg
 from ..models import Dataset, DatasetImage, Image, ImportRun, Job, JobState
 from ..services import audit, dataset_admin
 from ..services.importer import mark_interrupted_runs
@@ -54,7 +55,7 @@ def index():
         .where(Job.kind == "import", Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
         .order_by(Job.id)
     ).all()
-    watched = request.args.get("job", type=int)
+    watched = int_arg("job", None, 1)
     job_ids = sorted({job.id for job in running} | ({watched} if watched else set()))
     recent = db.session.scalars(select(ImportRun).order_by(ImportRun.id.desc()).limit(15)).all()
     names = {dataset.id: dataset.name for dataset in datasets}

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
+from ..inputs import int_arg
 from ..models import Dataset, Image, Job, ModelVersion, Split
 from ..services import heatmaps, queue, reviews, storage
 
@@ -54,7 +55,7 @@ def desk():
         ).all(),
         splits=[split.value for split in Split],
         filters=filters,
-        open_image=request.args.get("image", type=int),
+        open_image=int_arg("image", None, 1),
         has_model=queue.active_version_id() is not None,
         settings=s,
         min_display_ms=max(0, int(current_app.config["DESK_MIN_DISPLAY_MS"])),

@@ -5,6 +5,24 @@ Views and CLI commands call :func:`submit`; the worker runs the registered handl
 """
 
 from . import registry  # noqa: F401  (declares every job kind)
-from .core import JobCancelled, JobContext, JobFailed, cancel, handler, submit, wait_for
+from .core import (
+    JobCancelled,
+    JobContext,
+    JobFailed,
+    TooManyJobs,
+    cancel,
+    handler,
+    submit,
+    wait_for,
+)
 
-__all__ = ["JobCancelled", "JobContext", "JobFailed", "cancel", "handler", "submit", "wait_for"]
+__all__ = [
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "TooManyJobs",
+    "cancel",
+    "handler",
+    "submit",
+    "wait_for",
+]

@@ -52,6 +52,10 @@ class JobFailed(Exception):
     the person who started the job, is recorded as the job's error instead of a traceback."""
 
 
+class TooManyJobs(Exception):
+    """A user already has ``MAX_QUEUED_JOBS`` jobs of a kind waiting or running."""
+
+
 def declare(kind: str, module: str, singleton: bool = False, resumable: bool = False) -> None:
     """Make ``kind`` known (see ``registry``); its handler is imported on first use."""
     _KINDS[kind] = JobKind(module, singleton, resumable)
@@ -115,6 +119,10 @@ def submit(kind: str, params: dict[str, Any] | None = None, user_id: int | None 
     if kind not in _KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     singleton = _KINDS[kind].singleton
+    if user_id is not None and not singleton:
+        same = _users_job_in_flight(kind, params or {}, user_id)
+        if same is not None:
+            return same
     for _attempt in range(3):
         if singleton and (running := _in_flight(kind)) is not None:
             return running
@@ -133,6 +141,27 @@ def submit(kind: str, params: dict[str, Any] | None = None, user_id: int | None 
         db.session.commit()
         return job
     raise RuntimeError(f"could not submit a {kind} job: in-flight jobs kept changing")
+
+
+def _users_job_in_flight(kind: str, params: dict[str, Any], user_id: int) -> Job | None:
+    """The user's queued or running job of ``kind`` with these very ``params`` (asking twice
+    returns it); TooManyJobs when the user has the most jobs of the kind allowed in flight."""
+    mine = db.session.scalars(
+        select(Job)
+        .where(Job.kind == kind, Job.user_id == user_id)
+        .where(Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
+        .order_by(Job.id)
+    ).all()
+    for job in mine:
+        if job.params == params:
+            return job
+    limit = _current_config().get("MAX_QUEUED_JOBS", 3)
+    if len(mine) >= limit:
+        raise TooManyJobs(
+            f"you have {len(mine)} {kind} jobs waiting or running (at most {limit}): "
+            "wait for one to finish or cancel it"
+        )
+    return None
 
 
 def _in_flight(kind: str) -> Job | None:

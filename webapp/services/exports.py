@@ -21,7 +21,9 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import Dataset, Image
+from .csv_safe import safe_row
 from .labels import effective_labels
+from .lookup import UnknownName
 from .reports import (
     Progress,
     active_decisions,
@@ -43,7 +45,7 @@ def find_dataset(name: str | None) -> Dataset | None:
         return None
     dataset = db.session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
-        raise ValueError(f"unknown dataset {name!r}")
+        raise UnknownName(f"unknown dataset {name!r}")
     return dataset
 
 
@@ -107,7 +109,7 @@ def write_labels_csv(
             writer = csv.writer(handle)
             writer.writerow(LABEL_COLUMNS)
             for _image, row in iter_label_rows(dataset_name, split, progress):
-                writer.writerow([row[column] for column in LABEL_COLUMNS])
+                writer.writerow(safe_row(row[column] for column in LABEL_COLUMNS))
                 counts[row["label"]] = counts.get(row["label"], 0) + 1
         partial.replace(path)
     finally:

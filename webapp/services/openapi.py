@@ -1,10 +1,12 @@
 """An OpenAPI 3 document generated from the app itself.
 
-Every rule under ``/api/v1`` becomes an operation: its path parameters come from the URL rule,
-its summary and description from the view's docstring, the roles it needs from the auth
-decorators, and query parameters, request body and response schema from an optional
-``@document(...)`` on the view. A route added without any of that still appears, described by
-its docstring, so the document cannot silently miss an endpoint.
+Every rule under ``/api/v1`` becomes an operation: its path parameters come from the URL rule
+(with the limits of its converter), its summary and description from the view's docstring, the
+roles it needs from the auth decorators, and query parameters, request body, responses and error
+statuses from ``@document(...)`` on the view. Bodies and responses are the pydantic models of
+``webapp/blueprints/api_schemas.py``, the same ones the view parses and serialises with, so the
+schemas cannot drift from the code. A route added without any of that still appears, described
+by its docstring, so the document cannot silently miss an endpoint.
 """
 
 from __future__ import annotations
@@ -15,127 +17,88 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+from pydantic import BaseModel
+
+from ..inputs import MAX_ID
 
 API_PREFIX = "/api/v1"
 RULE_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 CONVERTER_SCHEMAS = {
-    "int": {"type": "integer"},
+    "int": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
     "float": {"type": "number"},
     "uuid": {"type": "string", "format": "uuid"},
+}
+REF_TEMPLATE = "#/components/schemas/{model}"
+ERROR_MEANINGS = {
+    400: "the request does not fit: the message names what is wrong",
+    404: "nothing by that id or name",
+    409: "conflicts with the current state (held by someone else, not finished, busy)",
+    413: "the body is over the size limit",
+    429: "too many: wait (Retry-After) or let a job finish",
 }
 
 
 def document(
     query: list[dict[str, Any]] | None = None,
-    body: dict[str, Any] | None = None,
-    response: str | dict[str, Any] | None = None,
+    body: type[BaseModel] | None = None,
+    response: type[BaseModel] | list[type[BaseModel]] | dict[str, Any] | None = None,
     status: int = 200,
+    errors: tuple[int, ...] = (),
+    also: tuple[int, ...] = (),
 ) -> Callable:
     """Describe a view for the OpenAPI document.
 
-    ``query``: parameters as ``{"name", "schema", "description"}``; ``body``: the JSON request
-    schema; ``response``: a component name (``"Job"``) or a schema for the success response.
+    ``query``: parameters (:func:`query_param`); ``body``: the pydantic model the view parses
+    its JSON body with; ``response``: the model it serialises with (in a list for an array), or
+    a plain schema for a non-JSON answer; ``errors``: the error statuses it can answer besides
+    401 and 403; ``also``: other success statuses with the same response (a replayed request's
+    200 beside a new one's 201).
     """
 
     def attach(view: Callable) -> Callable:
-        view.openapi = {"query": query or [], "body": body, "response": response, "status": status}
+        view.openapi = {
+            "query": query or [],
+            "body": body,
+            "response": response,
+            "status": status,
+            "errors": errors,
+            "also": also,
+        }
         return view
 
     return attach
 
 
-def query_param(name: str, kind: str = "string", description: str = "") -> dict[str, Any]:
-    """A query parameter description for :func:`document`."""
-    return {"name": name, "schema": {"type": kind}, "description": description}
+def query_param(
+    name: str, kind: str = "string", description: str = "", **limits: Any
+) -> dict[str, Any]:
+    """A query parameter for :func:`document`; ``limits`` (``minimum=1``, ``enum=[...]``) go
+    into its schema."""
+    return {"name": name, "schema": {"type": kind, **limits}, "description": description}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+class Components:
+    """The component schemas of the document, collected from the models the views name."""
 
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
 
-def _page_of(name: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "items": {"type": "array", "items": _ref(name)},
-            "next_after": {"type": ["integer", "null"], "description": "pass as ?after="},
-        },
-    }
+    def ref(self, model: type[BaseModel], mode: str = "serialization") -> dict[str, str]:
+        """A reference to ``model``'s schema, adding it and the models it uses."""
+        if model.__name__ not in self.schemas:
+            schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
+            for name, definition in schema.pop("$defs", {}).items():
+                self.schemas.setdefault(name, definition)
+            self.schemas[model.__name__] = schema
+        return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
-
-_NUMBER_OR_NULL = {"type": ["number", "null"]}
-COMPONENTS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "properties": {
-            "error": {"type": "string"},
-            "message": {"type": "string"},
-            "status": {"type": "integer"},
-        },
-    },
-    "Job": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "kind": {"type": "string"},
-            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
-            "params": {"type": "object"},
-            "progress": {"type": "object"},
-            "result": {"type": ["object", "null"]},
-            "error": {"type": "string"},
-            "created_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Version": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "is_active": {"type": "boolean"},
-            "kind": {"type": "string"},
-            "metrics": {"type": "object"},
-            "history": {"type": "array", "items": {"type": "object"}},
-            "n_train": {"type": "integer"},
-        },
-    },
-    "Image": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "sha256": {"type": "string"},
-            "file_name": {"type": "string"},
-            "dataset": {"type": "string"},
-            "split": {"enum": ["train", "val", "test"]},
-            "import_label": {"enum": ["real", "fake", "unknown"]},
-            "label": {"enum": ["real", "fake", "unknown", "unsure"]},
-        },
-    },
-    "Prediction": {
-        "type": "object",
-        "properties": {
-            "image_id": {"type": "integer"},
-            "version": {"type": "string"},
-            "p_fake": {"type": "number"},
-            "verdict": {"enum": ["real", "fake"]},
-            "ood_score": _NUMBER_OR_NULL,
-            "label_issue_score": _NUMBER_OR_NULL,
-        },
-    },
-    "Decision": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "image_id": {"type": "integer"},
-            "reviewer": {"type": "string"},
-            "choice": {"enum": ["real", "fake", "unsure", "skip", "undo"]},
-            "note": {"type": "string"},
-            "version": {"type": ["string", "null"]},
-            "reverts_id": {"type": ["integer", "null"]},
-            "at": {"type": "string", "format": "date-time"},
-        },
-    },
-}
-for _name in ("Image", "Prediction", "Decision", "Job"):
-    COMPONENTS[f"{_name}Page"] = _page_of(_name)
+    def schema_of(self, response: Any) -> dict[str, Any]:
+        """The schema of a ``response`` given to :func:`document`."""
+        if isinstance(response, list):
+            return {"type": "array", "items": self.ref(response[0])}
+        if isinstance(response, type) and issubclass(response, BaseModel):
+            return self.ref(response)
+        return response
 
 
 def openapi_path(rule: str) -> tuple[str, list[dict[str, Any]]]:
@@ -163,45 +126,72 @@ def _roles(view: Callable) -> list[str] | None:
     return sorted({str(role) for role in roles} | {"admin"})
 
 
-def _success(spec: dict[str, Any]) -> dict[str, Any]:
-    response = spec.get("response")
-    status = str(spec.get("status", 200))
-    if response is None:
-        return {status: {"description": "OK"}}
-    schema = _ref(response) if isinstance(response, str) else response
-    return {status: {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+def _responses(spec: dict[str, Any], components: Components, roles) -> dict[str, Any]:
+    """The success response and every error status the view documents."""
+    from ..blueprints.api_schemas import Error
+
+    success: dict[str, Any] = {"description": "OK"}
+    if spec.get("response") is not None:
+        schema = components.schema_of(spec["response"])
+        binary = schema.get("format") == "binary"
+        media = "application/octet-stream" if binary else "application/json"
+        success["content"] = {media: {"schema": schema}}
+    responses = {str(spec.get("status", 200)): success}
+    for code in spec.get("also", ()):
+        responses[str(code)] = {**success, "description": "OK (as before)"}
+    error = {"content": {"application/json": {"schema": components.ref(Error)}}}
+    if roles is not None:
+        responses["401"] = {"description": "not logged in and no valid bearer token", **error}
+        responses["403"] = {"description": f"needs role {' or '.join(roles)}", **error}
+    for code in spec.get("errors", ()):
+        responses[str(code)] = {"description": ERROR_MEANINGS[code], **error}
+    return responses
 
 
-def operation(endpoint: str, method: str, view: Callable, path_params: list) -> dict[str, Any]:
+def operation(
+    endpoint: str, method: str, view: Callable, path_params: list, components: Components
+) -> dict[str, Any]:
     """One OpenAPI operation for a view and HTTP method."""
     spec = getattr(view, "openapi", {})
     summary, description = _docstring(view)
     roles = _roles(view)
-    error = {"content": {"application/json": {"schema": _ref("Error")}}}
-    responses = _success(spec)
     if roles is not None:
-        responses["401"] = {"description": "not logged in and no valid bearer token", **error}
-        responses["403"] = {"description": f"needs role {' or '.join(roles)}", **error}
         description = (description + f"\n\nRoles: {', '.join(roles)}.").strip()
-    query = [{"in": "query", **param} for param in spec.get("query", [])]
     result: dict[str, Any] = {
         "operationId": f"{endpoint.replace('.', '_')}_{method.lower()}",
         "summary": summary or endpoint,
         "description": description,
         "tags": [endpoint.split(".")[0]],
-        "parameters": path_params + query,
-        "responses": responses,
+        "parameters": path_params + [{"in": "query", **p} for p in spec.get("query", [])],
+        "responses": _responses(spec, components, roles),
         "security": [{"bearer": []}, {"session": []}] if roles is not None else [],
         "x-roles": roles or [],
     }
-    if spec.get("body"):
-        result["requestBody"] = {"content": {"application/json": {"schema": spec["body"]}}}
+    if spec.get("body") is not None:
+        model = spec["body"]
+        schema = components.ref(model, mode="validation")
+        required = bool(model.model_json_schema().get("required")) or _root_required(model)
+        result["requestBody"] = {
+            "required": required,
+            "content": {"application/json": {"schema": schema}},
+        }
     return result
+
+
+def _root_required(model: type[BaseModel]) -> bool:
+    """Whether a body model accepts no empty body (every branch of a union needs a field)."""
+    schema = model.model_json_schema()
+    branches = schema.get("anyOf") or []
+    definitions = schema.get("$defs", {})
+    return bool(branches) and all(
+        definitions[branch["$ref"].rsplit("/", 1)[-1]].get("required") for branch in branches
+    )
 
 
 def build_document(app: Flask) -> dict[str, Any]:
     """The OpenAPI 3.1 document for every route under /api/v1."""
     paths: dict[str, dict[str, Any]] = {}
+    components = Components()
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
         if not rule.rule.startswith(API_PREFIX):
             continue
@@ -209,7 +199,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         path, parameters = openapi_path(rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = operation(
-                rule.endpoint, method, view, parameters
+                rule.endpoint, method, view, parameters, components
             )
     return {
         "openapi": "3.1.0",
@@ -222,7 +212,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": COMPONENTS,
+            "schemas": dict(sorted(components.schemas.items())),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "session"},

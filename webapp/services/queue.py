@@ -85,6 +85,7 @@ from ..models import (
     utcnow,
 )
 from . import labels
+from .lookup import UnknownName
 
 BUCKET_TITLES = {
     "requested": "Sent to review by an admin",
@@ -173,7 +174,7 @@ class QueueFilter:
             return None
         dataset_id = db.session.scalar(select(Dataset.id).where(Dataset.name == self.dataset))
         if dataset_id is None:
-            raise QueueError(f"unknown dataset {self.dataset!r}")
+            raise UnknownDataset(f"unknown dataset {self.dataset!r}")
         return dataset_id
 
 
@@ -862,8 +863,11 @@ def _still_open(version_id: int, image_id: int) -> bool:
 def claim_image(user_id: int, image_id: int) -> Claim:
     """Lease one named image to the user (opened directly, or brought back by an undo).
 
-    Raises :class:`ItemHeld` when another reviewer holds it.
+    Raises :class:`ItemHeld` when another reviewer holds it, :class:`UnknownImage` when there
+    is no such image.
     """
+    if db.session.get(Image, image_id) is None:
+        raise UnknownImage(f"no image {image_id}")
     version_id = ensure_current()
     entry = db.session.get(QueueEntry, (version_id, image_id)) if version_id else None
     bucket = entry.bucket if entry is not None and entry.is_open else None
@@ -915,6 +919,14 @@ def insert_lease(image_id: int, user_id: int, expires: datetime) -> bool:
     db.session.add(Lease(**values))
     db.session.flush()
     return True
+
+
+class UnknownDataset(QueueError, UnknownName):
+    """A filter names a dataset that does not exist."""
+
+
+class UnknownImage(QueueError, UnknownName):
+    """A claim names an image that does not exist."""
 
 
 class ItemHeld(QueueError):

@@ -11,12 +11,14 @@ from typing import Any
 
 from flask import abort, current_app, send_file
 
+from ..extensions import db
 from ..jobs import handler, submit
 from ..models import Job, JobState, User
 from . import exports, reports
 from .storage import servable_file
 
 REPORT_KINDS = {"misclassified": reports.FORMATS, "labels": exports.LABEL_FORMATS}
+REQUEST_FIELDS = ("report", "format", "version", "dataset", "split")
 EXTENSIONS = {"csv": "csv", "json": "json", "html": "html", "imagefolder": "zip"}
 
 
@@ -30,27 +32,37 @@ def reports_dir() -> Path:
 def clean_params(raw: dict[str, Any]) -> dict[str, Any]:
     """Validated job parameters; ValueError saying what is wrong (names are looked up here,
     so a typo fails at once, not minutes later in the worker)."""
-    report = (raw.get("report") or "misclassified").strip()
+    report = _text(raw, "report") or "misclassified"
     if report not in REPORT_KINDS:
         raise ValueError(f"unknown report {report!r} (use {', '.join(REPORT_KINDS)})")
-    fmt = (raw.get("format") or "").strip()
+    fmt = _text(raw, "format")
     if fmt not in REPORT_KINDS[report]:
         raise ValueError(f"format must be one of {', '.join(REPORT_KINDS[report])} for {report}")
     params = {
         "report": report,
         "format": fmt,
-        "dataset": (raw.get("dataset") or "").strip() or None,
-        "split": (raw.get("split") or "").strip() or None,
+        "dataset": _text(raw, "dataset") or None,
+        "split": _text(raw, "split") or None,
     }
     if report == "misclassified":
         scope = reports.resolve_scope(
-            (raw.get("version") or "").strip() or None, params["dataset"], params["split"]
+            _text(raw, "version") or None, params["dataset"], params["split"]
         )
         params["version"] = scope.version.name  # pin the version active now
     else:
         exports.find_dataset(params["dataset"])
         reports.check_split(params["split"])
     return params
+
+
+def _text(raw: dict[str, Any], name: str) -> str:
+    """A text field of the request, stripped ("" when absent); ValueError for another type."""
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    return value.strip()
 
 
 def start_report(raw: dict[str, Any], user: User | None) -> Job:
@@ -100,6 +112,12 @@ def show_report(job: Job):
     return response
 
 
+def _reader(job_id: int) -> User | None:
+    """The user who asked for the report (None for a command-line run: everything shows)."""
+    job = db.session.get(Job, job_id)
+    return db.session.get(User, job.user_id) if job is not None and job.user_id else None
+
+
 @handler("report")
 def report_job(context) -> dict[str, Any]:
     """Write a misclassification report or a labels export to ``instance/reports/``."""
@@ -110,11 +128,12 @@ def report_job(context) -> dict[str, Any]:
         context.check_cancelled()
         context.progress(done=done, total=total, fraction=done / max(total, 1))
 
+    reader = _reader(context.job_id)
     context.log(f"writing {path.name}")
     dataset, split = params.get("dataset"), params.get("split")
     if params["report"] == "misclassified":
         summary = reports.write_misclassified(
-            path, params["format"], params.get("version"), dataset, split, progress
+            path, params["format"], params.get("version"), dataset, split, progress, reader
         )
     elif params["format"] == "csv":
         summary = exports.write_labels_csv(path, dataset, split, progress)

@@ -28,10 +28,12 @@ from sqlalchemy.orm import aliased
 from ..extensions import db
 from ..models import Dataset, DatasetImage, Image, ModelVersion, Prediction, ReviewDecision, Split
 from ..models import User as UserRow
-from . import versions
+from . import blind_review, versions
+from .csv_safe import safe_row
 from .evidence import records as evidence_records
 from .evidence.records import REPORT_COLUMNS
 from .labels import effective_labels
+from .lookup import UnknownName
 
 COLUMNS = (
     "image_id",
@@ -65,6 +67,7 @@ class Scope:
     version: ModelVersion
     dataset: Dataset | None = None
     split: str | None = None
+    reader: Any = None  # who the report is for (blind review); None: everything shows
 
     def describe(self) -> dict[str, str | float | None]:
         """The scope as the report states it, with the version's FAKE threshold (its verdicts
@@ -86,7 +89,7 @@ def resolve_scope(
     if dataset_name:
         dataset = db.session.scalar(select(Dataset).where(Dataset.name == dataset_name))
         if dataset is None:
-            raise ValueError(f"unknown dataset {dataset_name!r}")
+            raise UnknownName(f"unknown dataset {dataset_name!r}")
     check_split(split)
     return Scope(version, dataset, split or None)
 
@@ -150,17 +153,19 @@ def image_pages(scope: Scope, chunk: int | None = None) -> Iterator[list]:
         last = rows[-1].id
 
 
-def active_decisions(image_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+def active_decisions(image_ids: Sequence[int], reader=None) -> dict[int, list[dict[str, Any]]]:
     """Each image's standing label decisions (real, fake, unsure; undone ones left out).
 
     Every decision carries the verdict the reviewer was shown (the prediction of the version
-    recorded with the decision) and whether it overrode it.
+    recorded with the decision) and whether it overrode it. Under blind review, other
+    reviewers' decisions on images still waiting for reviews are left out for ``reader``.
     """
     shown = aliased(Prediction, name="shown")
     rows = db.session.execute(
         select(
             ReviewDecision.id,
             ReviewDecision.image_id,
+            ReviewDecision.user_id,
             ReviewDecision.choice,
             ReviewDecision.note,
             ReviewDecision.created_at,
@@ -182,23 +187,29 @@ def active_decisions(image_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]
         .order_by(ReviewDecision.id)
     ).all()
     reverted = {row.reverts_id for row in rows if row.reverts_id is not None}
+    standing = [row for row in rows if row.choice in LABEL_CHOICES and row.id not in reverted]
+    entries = [
+        {
+            "image_id": row.image_id,
+            "user_id": row.user_id,
+            "reviewer": row.username,
+            "choice": row.choice,
+            "note": row.note or "",
+            "at": row.created_at.isoformat(timespec="seconds") + "Z",
+            "version": row.version,
+            "verdict_shown": row.verdict_shown,
+            "override": row.choice in CLASS_INDEX
+            and row.verdict_shown is not None
+            and row.choice != row.verdict_shown,
+        }
+        for row in standing
+    ]
     decisions: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        if row.choice not in LABEL_CHOICES or row.id in reverted:
-            continue
-        decisions[row.image_id].append(
-            {
-                "reviewer": row.username,
-                "choice": row.choice,
-                "note": row.note or "",
-                "at": row.created_at.isoformat(timespec="seconds") + "Z",
-                "version": row.version,
-                "verdict_shown": row.verdict_shown,
-                "override": row.choice in CLASS_INDEX
-                and row.verdict_shown is not None
-                and row.choice != row.verdict_shown,
-            }
-        )
+    for entry in blind_review.redact_decisions(reader, entries):
+        image_id = entry.pop("image_id")
+        entry.pop("user_id")
+        if entry["choice"] != blind_review.HIDDEN:
+            decisions[image_id].append(entry)
     return decisions
 
 
@@ -267,7 +278,7 @@ def iter_rows(scope: Scope, tally: Tally | None = None, progress: Progress | Non
     for page in image_pages(scope):
         ids = [image.id for image in page]
         labels = effective_labels(ids)
-        decisions = active_decisions(ids)
+        decisions = active_decisions(ids, scope.reader)
         evidence = evidence_records.for_images(ids)
         for image in page:
             label = labels.get(image.id, image.label)
@@ -319,7 +330,7 @@ def write_csv(path: Path, scope: Scope, tally: Tally, progress: Progress | None 
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for row in iter_rows(scope, tally, progress):
-            writer.writerow(csv_cells(row))
+            writer.writerow(safe_row(csv_cells(row)))
 
 
 def write_json(path: Path, scope: Scope, tally: Tally, progress: Progress | None = None) -> None:
@@ -474,15 +485,18 @@ def write_misclassified(
     dataset_name: str | None = None,
     split: str | None = None,
     progress: Progress | None = None,
+    reader=None,
 ) -> dict[str, Any]:
     """Write the misclassification report to ``path``; returns its scope and counts.
 
     The file appears only when complete (written beside it, then renamed), so a failed or
-    cancelled run never leaves half a report under the final name.
+    cancelled run never leaves half a report under the final name. ``reader``: the user the
+    report is for; blind review applies to their view of the decisions.
     """
     if fmt not in WRITERS:
         raise ValueError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
     scope = resolve_scope(version_name, dataset_name, split)
+    scope.reader = reader
     path = Path(path)
     partial = path.with_name(path.name + ".part")
     tally = Tally(threshold=scope.version.threshold)

@@ -32,7 +32,7 @@ from ..models import (
     User,
     utcnow,
 )
-from . import labels, queue, storage
+from . import blind_review, labels, queue, storage
 
 CHOICES = ("real", "fake", "unsure", "skip")
 UNDO = "undo"
@@ -374,11 +374,18 @@ def _count_statements() -> tuple[Select, Select]:
 
 
 def reviewer_stats(user_id: int) -> dict[str, Any]:
-    """Counts plus agreement: how often others' standing votes match the reviewer's."""
+    """Counts plus agreement: how often others' standing votes match the reviewer's.
+
+    Under blind review only settled images count: agreement on an image still waiting for
+    reviews (or for an admin) would tell the reviewer how the others voted on it.
+    """
     mine = labels.active_votes_query().where(ReviewDecision.user_id == user_id).subquery()
     image_ids = list(db.session.scalars(select(mine.c.image_id).distinct()))
+    required = labels.reviews_per_item()
     compared = agreed = 0
     for votes in labels.votes_by_image(image_ids).values():
+        if required > 1 and not labels.consensus(votes, required).settled:
+            continue
         standing = labels.consensus(votes, 1).votes
         my_vote = next((v for v in standing if v.user_id == user_id), None)
         if my_vote is None:
@@ -473,24 +480,19 @@ def _state_from_history(image_id: int, rows) -> labels.ReviewState:
 
 def _history_entries(rows, viewer: User, state: labels.ReviewState) -> list[dict[str, Any]]:
     viewer_id = viewer.id
-    blind = not viewer.is_admin and labels.reviews_per_item() > 1 and not state.settled
-    entries = []
-    for row in rows:
-        hidden = blind and row["user_id"] != viewer_id
-        entry = {key: row[key] for key in _DECISION_FIELDS}
-        entries.append(
-            entry
-            | {
-                "created_at": row["created_at"].isoformat(timespec="seconds") + "Z",
-                "user": row["username"],
-                "mine": row["user_id"] == viewer_id,
-                "model_version": row["version_name"],
-                "undone": bool(row["undone"]),
-                "choice": "hidden" if hidden else row["choice"],
-                "note": "" if hidden else row["note"],
-            }
-        )
-    return entries
+    entries = [
+        {key: row[key] for key in _DECISION_FIELDS}
+        | {
+            "created_at": row["created_at"].isoformat(timespec="seconds") + "Z",
+            "user": row["username"],
+            "mine": row["user_id"] == viewer_id,
+            "model_version": row["version_name"],
+            "undone": bool(row["undone"]),
+        }
+        for row in rows
+    ]
+    settled = {row["image_id"] for row in rows} if state.settled else set()
+    return blind_review.redact_decisions(viewer, entries, settled=settled)
 
 
 @functools.cache

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import ModelVersion, utcnow
+from .lookup import StateConflict, UnknownName
 
 # The names of model.train.TrainConfig's presets, here so pages can offer them without loading
 # PyTorch (a test checks the two lists agree).
@@ -43,11 +44,11 @@ def get_version(name: str | None) -> ModelVersion:
     if name is None:
         version = active_version()
         if version is None:
-            raise ValueError("no active model version: train one first")
+            raise StateConflict("no active model version: train one first")
         return version
     version = db.session.scalar(select(ModelVersion).where(ModelVersion.name == name))
     if version is None:
-        raise ValueError(f"unknown model version {name!r}")
+        raise UnknownName(f"unknown model version {name!r}")
     return version
 
 

@@ -1,0 +1,89 @@
+"""Checked input from URLs, query strings and JSON bodies: what a fuzzer sends gets a 400 or a 404
+that says what is wrong, never a 500.
+
+Database ids are 64-bit integers: a larger number in a path can name nothing (404), in a query
+string it is a mistake (400). JSON nested deeper than the parser's recursion limit is refused
+like any other malformed body. The fields of JSON bodies are checked by the API's pydantic
+models (``webapp/blueprints/api_schemas.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask, abort, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.routing import IntegerConverter
+
+MAX_ID = 2**63 - 1
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,20}")
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` limited to what a 64-bit id column holds; larger numbers match no route."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=MAX_ID, signed=False) -> None:  # noqa: A002
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+class GuardedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, where a body nested too deeply to parse is a ValueError (a 400), not a
+    RecursionError (a 500)."""
+
+    def loads(self, s, **kwargs):
+        """Parse JSON text."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
+
+
+def init_app(app: Flask) -> None:
+    """Bounded ``int`` URL converter and the guarded JSON parser; before routes are added."""
+    app.url_map.converters["int"] = IdConverter
+    app.json_provider_class = GuardedJSONProvider
+    app.json = GuardedJSONProvider(app)
+
+
+def parse_int(raw: str, name: str, low: int = 0, high: int | None = MAX_ID) -> int:
+    """A whole number written in ``raw`` within [low, high]; 400 saying why otherwise."""
+    text = raw.strip()
+    if not WHOLE_NUMBER.fullmatch(text):
+        abort(400, description=f"{name} must be a whole number, not {raw[:40]!r}")
+    return check_range(int(text), name, low, high)
+
+
+def check_range(number: int, name: str, low: int, high: int | None) -> int:
+    """``number`` when low <= number <= high; 400 naming the bounds otherwise."""
+    if number < low or (high is not None and number > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        abort(400, description=f"{name} must be {bounds}")
+    return number
+
+
+def int_arg(
+    name: str,
+    default: int | None,
+    low: int = 0,
+    high: int | None = MAX_ID,
+    blank_is_absent: bool = True,
+) -> int | None:
+    """The query argument ``name`` as a checked whole number; ``default`` when absent (or blank,
+    as a page's empty form field sends it; the API, whose document says integer, refuses it)."""
+    if name not in request.args:
+        return default
+    raw = request.args[name]
+    if raw.strip() == "" and blank_is_absent:
+        return default
+    return parse_int(raw, name, low, high)
+
+
+def json_object() -> dict[str, Any]:
+    """The request's JSON object (an empty one when there is no body); 400 for anything else."""
+    body = request.get_json(silent=True)
+    if body is None and request.get_data(cache=True):
+        abort(400, description="the body must be JSON (and not nested too deeply)")
+    if body is not None and not isinstance(body, dict):
+        abort(400, description="the body must be a JSON object")
+    return body or {}
