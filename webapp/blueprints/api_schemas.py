@@ -98,6 +98,7 @@ class Job(Shape):
     created_at: Moment
     started_at: Moment | None
     finished_at: Moment | None
+    view: dict[str, Any] | None = None  # the job in words: title, size, stage, result links
 
 
 class Version(Shape):
@@ -116,6 +117,9 @@ class Version(Shape):
     metrics: dict[str, Any] | None
     history: list[dict[str, Any]] | None
     job_id: int | None
+    threshold: float | None = None  # the FAKE threshold at the target false-positive rate
+    preset: str | None = None
+    epochs: int | None = None
 
 
 class Activation(Shape):

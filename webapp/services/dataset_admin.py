@@ -16,9 +16,11 @@ from sqlalchemy import delete, func, select, update
 
 from ..extensions import db
 from ..models import (
+    Check,
     Dataset,
     DatasetImage,
     Image,
+    ImageEvidence,
     ImportRun,
     Lease,
     Prediction,
@@ -134,7 +136,8 @@ def _delete_image_rows(ids: list[int]) -> None:
     db.session.execute(
         update(ReviewDecision).where(ReviewDecision.image_id.in_(ids)).values(reverts_id=None)
     )
-    for model in (ReviewDecision, Prediction, Lease, QueueEntry, ReviewRequest, DatasetImage):
+    hanging = (ReviewDecision, Prediction, Lease, QueueEntry, ReviewRequest, DatasetImage)
+    for model in (*hanging, ImageEvidence, Check):
         db.session.execute(delete(model).where(model.image_id.in_(ids)))
     db.session.execute(delete(Image).where(Image.id.in_(ids)))
 
