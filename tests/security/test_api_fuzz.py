@@ -12,9 +12,13 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 EXAMPLES = int(os.environ.get("REALFAKE_FUZZ_EXAMPLES", "3"))
 SKIPPED = {"/api/v1/docs"}  # an HTML page
+# A schema-valid upload is any bytes; almost none are an image, and those are rightly refused
+# (422), so "valid data is accepted" cannot hold there. Every other check still runs on it.
+NOT_ACCEPTANCE_CHECKED = {("POST", "/api/v1/checks")}
 
 
 def failures_for(app, secret: str, mode: GenerationMode) -> list[str]:
@@ -25,6 +29,9 @@ def failures_for(app, secret: str, mode: GenerationMode) -> list[str]:
         operation = result.ok()
         if operation.path in SKIPPED:
             continue
+        excluded = []
+        if (operation.method.upper(), operation.path) in NOT_ACCEPTANCE_CHECKED:
+            excluded = [positive_data_acceptance]
 
         @seed(20261201)
         @settings(
@@ -36,7 +43,10 @@ def failures_for(app, secret: str, mode: GenerationMode) -> list[str]:
         )
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case):
-            case.call_and_validate(headers={"Authorization": f"Bearer {secret}"})
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {secret}"},
+                excluded_checks=excluded,  # noqa: B023  (run() is called in this iteration)
+            )
 
         try:
             run()

@@ -97,7 +97,13 @@ def _check_error(error: checking.CheckError):
 
 @api_bp.post("/checks")
 @reviewer_required
-@document(response=CHECK_SCHEMA, status=201)
+@document(
+    response=CHECK_SCHEMA,
+    status=201,
+    also=(202,),
+    errors=(400, 413, 422, 429),
+    files={"file": "one image (JPEG, PNG, WebP, ...)"},
+)
 def create_check():
     """Check one image (multipart field ``file``): stored in the ``checks`` dataset, scored by
     the active version. 201 with the result, or 202 with its ``url`` while scoring runs;
@@ -108,7 +114,7 @@ def create_check():
 
 @api_bp.get("/checks/<int:check_id>")
 @reviewer_required
-@document(response=CHECK_SCHEMA)
+@document(response=CHECK_SCHEMA, also=(202,), errors=(404,))
 def get_check(check_id: int):
     """A check's result again (202 while it is still being scored)."""
     return _answer(_check_or_404(check_id), created=False)
@@ -116,7 +122,7 @@ def get_check(check_id: int):
 
 @api_bp.post("/checks/<int:check_id>/review")
 @reviewer_required
-@document(response=CHECK_SCHEMA)
+@document(response=CHECK_SCHEMA, also=(202,), errors=(404, 409))
 def send_check_to_review(check_id: int):
     """Send a check's image to the review queue (checks enter it only when sent)."""
     check = checking.send_to_review(_check_or_404(check_id))

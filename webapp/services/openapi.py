@@ -34,6 +34,7 @@ ERROR_MEANINGS = {
     404: "nothing by that id or name",
     409: "conflicts with the current state (held by someone else, not finished, busy)",
     413: "the body is over the size limit",
+    422: "well formed but unusable: the message says why (a file that is not a readable image)",
     429: "too many: wait (Retry-After) or let a job finish",
 }
 
@@ -45,6 +46,7 @@ def document(
     status: int = 200,
     errors: tuple[int, ...] = (),
     also: tuple[int, ...] = (),
+    files: dict[str, str] | None = None,
 ) -> Callable:
     """Describe a view for the OpenAPI document.
 
@@ -52,7 +54,8 @@ def document(
     its JSON body with; ``response``: the model it serialises with (in a list for an array), or
     a plain schema for a non-JSON answer; ``errors``: the error statuses it can answer besides
     401 and 403; ``also``: other success statuses with the same response (a replayed request's
-    200 beside a new one's 201).
+    200 beside a new one's 201); ``files``: a multipart body's required file fields, by name with
+    their description.
     """
 
     def attach(view: Callable) -> Callable:
@@ -63,6 +66,7 @@ def document(
             "status": status,
             "errors": errors,
             "also": also,
+            "files": files or {},
         }
         return view
 
@@ -174,6 +178,16 @@ def operation(
         result["requestBody"] = {
             "required": required,
             "content": {"application/json": {"schema": schema}},
+        }
+    if spec.get("files"):
+        fields = {
+            name: {"type": "string", "format": "binary", "description": text}
+            for name, text in spec["files"].items()
+        }
+        schema = {"type": "object", "properties": fields, "required": sorted(fields)}
+        result["requestBody"] = {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}},
         }
     return result
 
