@@ -14,6 +14,7 @@ from sqlalchemy import select
 from tests.browser.test_review_desk import log_in, press_and_wait, wait_ready, wait_saved
 from tests.factories import make_active_version, make_scored_image
 from tests.helpers import make_user
+from tests.processes import wait_until
 from webapp.extensions import db
 from webapp.models import Job
 
@@ -116,7 +117,12 @@ def test_the_heatmap_is_computed_by_a_job_and_changes_the_picture(app, server, n
     page.wait_for_selector('#desk[data-heat="computing"]', state="attached")
     assert page.is_visible("#heat-state.busy")  # a spinner while the worker computes it
     with app.app_context():
-        job = db.session.scalar(select(Job).where(Job.kind == "heatmap"))
+        # The page shows its spinner as it sends the request: the job row may follow a moment later.
+        def heatmap_job():
+            db.session.rollback()  # a fresh snapshot at each look
+            return db.session.scalar(select(Job).where(Job.kind == "heatmap"))
+
+        job = wait_until(heatmap_job, timeout=30, what="the heatmap job")
         assert job.params == {"image_id": image_id, "model_version_id": version_id}
         from webapp.jobs.core import execute
 
