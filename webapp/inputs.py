@@ -16,7 +16,9 @@ from flask import Flask, abort, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
-MAX_ID = 2**63 - 1
+# Every key is an INTEGER column: 32 bits on PostgreSQL, so a larger id can name nothing (and
+# PostgreSQL refuses to compare with it).
+MAX_ID = 2**31 - 1
 WHOLE_NUMBER = re.compile(r"-?[0-9]{1,20}")
 
 
