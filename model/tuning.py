@@ -175,6 +175,23 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+def random_network(size: int) -> tuple[nn.Module, dict]:
+    """A random-weight ResNet18 and checkpoint meta at ``size`` px: what speed is measured on
+    when no trained network of that size is at hand (speed does not depend on the weights)."""
+    model, _ = build_model(init="random")
+    meta = {
+        "image_size": size,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.25, 0.25, 0.25],
+        "temperature": 1.0,
+        "stem": "imagenet",
+        "architecture": "resnet18",
+        "class_order": ["real", "fake"],
+        "init_weights": "random",
+    }
+    return model, meta
+
+
 def tuning_images(count: int, size: int, seed: int = 0) -> np.ndarray:
     """Deterministic uint8 images with smooth structure and noise (content does not change
     the speed; structure keeps the activations, and so the comparison, realistic)."""

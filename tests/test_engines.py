@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from model.checkpoint import save_checkpoint
-from model.network import build_model
 from model.threads import configure_threads
+from model.tuning import random_network
 from tests.processes import FLASK, PROJECT_ROOT, flask_env
 from webapp.cli.jobwait import counted
 from webapp.extensions import db
@@ -29,17 +29,7 @@ from webapp.services import engines, scoring
 
 def write_checkpoint(path: Path, size: int = 32) -> Path:
     """A random-weight ResNet18 checkpoint at ``size`` px (speed does not need training)."""
-    model, _ = build_model(init="random")
-    meta = {
-        "image_size": size,
-        "mean": [0.5, 0.5, 0.5],
-        "std": [0.25, 0.25, 0.25],
-        "temperature": 1.0,
-        "stem": "imagenet",
-        "architecture": "resnet18",
-        "class_order": ["real", "fake"],
-        "init_weights": "random",
-    }
+    model, meta = random_network(size)
     save_checkpoint(path, model, meta)
     return path
 

@@ -1,36 +1,27 @@
 """One blueprint per area; registered by the factory."""
 
+from importlib import import_module
+
 from flask import Flask
+
+AREAS = (
+    "admin",
+    "api",
+    "api_admin",
+    "auth",
+    "browser",
+    "check",
+    "datasets",
+    "main",
+    "people",
+    "reports",
+    "review",
+)
+"""The blueprint modules, each with its ``bp``."""
 
 
 def register_blueprints(app: Flask) -> None:
     """Import and register every blueprint."""
-    from . import (
-        admin,
-        api,
-        api_admin,
-        auth,
-        browser,
-        check,
-        datasets,
-        main,
-        people,
-        reports,
-        review,
-    )
-
-    for module in (
-        admin,
-        api,
-        api_admin,
-        auth,
-        browser,
-        check,
-        datasets,
-        main,
-        people,
-        reports,
-        review,
-    ):
-        app.register_blueprint(module.bp)
-    app.register_blueprint(check.api_bp)
+    for name in AREAS:
+        app.register_blueprint(import_module(f"{__name__}.{name}").bp)
+    app.register_blueprint(import_module(f"{__name__}.check").api_bp)

@@ -58,7 +58,7 @@ def _network_for(image_size: int | None):
     """The active version's network when its size matches (or no size was asked for), else a
     random-weight ResNet18: speed does not depend on the weights, agreement is checked on it."""
     from model.checkpoint import load_checkpoint
-    from model.network import build_model
+    from model.tuning import random_network
 
     from ..services import versions
 
@@ -67,14 +67,5 @@ def _network_for(image_size: int | None):
         model, meta = load_checkpoint(active.checkpoint_path)
         return model, meta, f"version {active.name}"
     size = image_size or int(current_app.config.get("DEFAULT_IMAGE_SIZE") or 224)
-    model, _ = build_model(init="random")
-    meta = {
-        "image_size": size,
-        "mean": [0.5, 0.5, 0.5],
-        "std": [0.25, 0.25, 0.25],
-        "temperature": 1.0,
-        "stem": "imagenet",
-        "architecture": "resnet18",
-        "class_order": ["real", "fake"],
-    }
+    model, meta = random_network(size)
     return model, meta, "a random-weight ResNet18"
