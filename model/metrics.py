@@ -119,12 +119,17 @@ def roc_points(labels, p_fake) -> dict | None:
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thresholds.tolist()}
 
 
+THRESHOLD_MARGIN = 1e-4  # above fp32 recomputation noise (~1e-7), far below any real gap
+
+
 def threshold_for_fpr(labels, p_fake, target_fpr: float) -> float:
     """The lowest FAKE threshold whose false-positive rate on the real images is <= target.
 
     With n real images at most ``floor(target_fpr * n)`` of them may score at or above it, so
-    the threshold sits just above the next-highest real score. Returns 0.5 when either class is
-    missing (nothing to fit on).
+    the threshold sits above the next-highest real score: halfway to the next score above it,
+    at most ``THRESHOLD_MARGIN`` higher, so that the same images scored again (another batch
+    size, another engine within fp32's tolerance) stay on the same side of it. Returns 0.5 when
+    either class is missing (nothing to fit on).
     """
     labels, p_fake = _inputs(labels, p_fake)
     if not 0.0 <= target_fpr < 1.0:
@@ -135,7 +140,10 @@ def threshold_for_fpr(labels, p_fake, target_fpr: float) -> float:
     allowed = int(np.floor(target_fpr * real.size + 1e-9))
     if allowed >= real.size:
         return float(real[-1])
-    return float(np.nextafter(real[allowed], np.inf))
+    highest_real = float(real[allowed])
+    above = p_fake[p_fake > highest_real]
+    gap = float(above.min()) - highest_real if above.size else THRESHOLD_MARGIN * 2
+    return min(highest_real + min(gap / 2, THRESHOLD_MARGIN), float(np.nextafter(1.0, 2.0)))
 
 
 def operating_point(labels, p_fake, threshold: float) -> dict:
