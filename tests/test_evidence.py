@@ -231,3 +231,23 @@ def test_the_haar_band_is_pywavelets_to_the_last_bit():
         channel = np.random.default_rng(seed).integers(0, 256, (388, 516)).astype(np.float64)
         expected = pywt.dwt2(channel, "haar")[0]
         assert np.array_equal(watermark.haar_approximation(channel), expected)
+
+
+def test_the_image_record_page_shows_the_evidence_and_near_duplicates(app, client, auth, tmp_path):
+    """The admin's image record carries the same evidence as the check page and the desk."""
+    image = make.photo()
+    files = {
+        "real/generated.png": make.generator_png(image),
+        "real/copy.png": make.encode(image, "PNG"),
+        "fake/plain.jpg": make.camera_jpeg(make.photo("coffee")),
+    }
+    with app.app_context():
+        import_path(write_files(tmp_path / "in", files), dataset="mixed")
+        ids = {i.file_name: i.id for i in db.session.scalars(select(Image))}
+    auth.login("admin")
+    page = client.get(f"/admin/images/{ids['generated.png']}").get_data(as_text=True)
+    assert 'id="evidence"' in page and "parameters" in page and "strong" in page
+    assert f"/admin/images/{ids['copy.png']}" in page  # the near duplicate, linked
+    assert f"/admin/images/{ids['plain.jpg']}" not in page
+    plain = client.get(f"/admin/images/{ids['plain.jpg']}").get_data(as_text=True)
+    assert "Camera" in plain or "camera" in plain

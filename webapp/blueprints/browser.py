@@ -10,6 +10,7 @@ from ..auth import admin_required
 from ..extensions import db
 from ..models import Image
 from ..services import image_browser
+from ..services.evidence import records as evidence_records
 
 bp = Blueprint("browser", __name__, url_prefix="/admin/images")
 
@@ -35,12 +36,16 @@ def index():
 @bp.get("/<int:image_id>")
 @admin_required
 def image_record(image_id: int):
-    """One image: metadata, datasets, every version's prediction, every decision."""
+    """One image: metadata, datasets, every version's prediction, every decision, and the
+    evidence stored at import (credentials, metadata, watermark, near duplicates)."""
     image = db.session.get(Image, image_id)
     if image is None:
         abort(404)
     return render_template(
-        "browser/image.html", image=image, record=image_browser.image_record(image)
+        "browser/image.html",
+        image=image,
+        record=image_browser.image_record(image),
+        evidence=evidence_records.for_image(image.id),
     )
 
 
