@@ -25,6 +25,7 @@ demo: setup
 lint: setup-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # The passes run side by side (scripts/run_tests.sh; TEST_PARALLEL=0: one after the other), both
 # to their end, so one run shows every failure; the exit status is non-zero when either failed.

@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 from ..auth import admin_required
 from ..extensions import db
 from ..inputs import int_arg
-from ..jobs import cancel, submit
+from ..jobs import cancel
 from ..models import ApiToken, Dataset, Image, Job, ModelVersion, Prediction, ReviewDecision, User
 from ..services import audit_trail, job_views, versions
+from ..services.activation import activate_with_scoring
 from ..services.comparison import (
     compare_versions,
     count_verdict_changes,
@@ -19,6 +20,7 @@ from ..services.comparison import (
     verdict_changes,
     verdict_shift,
 )
+from ..services.job_views import job_to_dict
 from ..services.plots import confusion_matrix_svg, reliability_svg, roc_svg, training_curves_svg
 from ..services.tokens import create_token
 from ..services.tokens import revoke_token as revoke
@@ -148,25 +150,6 @@ def _version_or_404(name: str) -> ModelVersion:
         abort(404)
 
 
-def activate_with_scoring(version: ModelVersion, user_id: int | None) -> Job | None:
-    """Activate (promote or roll back), recorded in the audit trail with how the verdicts
-    moved; start scoring when the version has not scored yet."""
-    before = versions.active_version()
-    shift = verdict_shift(version, before)
-    versions.activate(version)
-    audit_trail.record(
-        "activation",
-        version.name,
-        f"{version.name} activated instead of {before.name if before else 'none'}: "
-        f"{shift['real_to_fake']} verdicts real to fake, {shift['fake_to_real']} fake to real",
-        user=db.session.get(User, user_id) if user_id else None,
-    )
-    db.session.commit()
-    if _count(select(func.count(Prediction.id)).where(Prediction.model_version_id == version.id)):
-        return None
-    return submit("predict", {"version": version.name}, user_id=user_id)
-
-
 @bp.get("/versions/<name>/activate")
 @admin_required
 def confirm_activate(name: str):
@@ -249,24 +232,6 @@ def cancel_job(job_id: int):
     job = cancel(db.get_or_404(Job, job_id))
     flash(f"Job {job.id}: cancellation requested ({job.state}).", "info")
     return redirect(url_for("admin.job_page", job_id=job.id))
-
-
-def job_to_dict(job: Job) -> dict:
-    """The JSON form of a job, shared by the admin pages and the API."""
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "state": job.state,
-        "params": job.params,
-        "progress": job.progress or {},
-        "result": job.result,
-        "error": job.error,
-        "log": job.log,
-        "created_at": job.created_at.isoformat() + "Z",
-        "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
-        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
-        "view": job_views.describe(job).as_json(),
-    }
 
 
 @bp.route("/tokens", methods=["GET", "POST"])

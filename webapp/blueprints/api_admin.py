@@ -29,14 +29,15 @@ from ..models import (
     Split,
     User,
 )
+from ..services import api_schemas as schemas
 from ..services import blind_review, report_jobs, versions
+from ..services.activation import activate_with_scoring
+from ..services.api_schemas import dump, parse_body
+from ..services.job_views import job_to_dict
 from ..services.labels import effective_labels
 from ..services.lookup import http_status
 from ..services.openapi import build_document, document, query_param
 from ..services.train_request import TrainRequestError, clean_train_params, start_training
-from . import api_schemas as schemas
-from .admin import activate_with_scoring, job_to_dict
-from .api_schemas import dump, parse_body
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api/v1")
 

@@ -11,7 +11,7 @@ from ..auth import reviewer_required
 from ..extensions import db
 from ..models import Dataset, Job, ModelVersion
 from ..services import report_jobs
-from .admin import job_to_dict
+from ..services.job_views import job_to_dict
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 

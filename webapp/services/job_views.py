@@ -249,3 +249,21 @@ def describe(job: Job) -> JobView:
         error_detail=detail,
         finished=job.is_finished,
     )
+
+
+def job_to_dict(job: Job) -> dict:
+    """The JSON form of a job, shared by the admin pages, the reports pages and the API."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "params": job.params,
+        "progress": job.progress or {},
+        "result": job.result,
+        "error": job.error,
+        "log": job.log,
+        "created_at": job.created_at.isoformat() + "Z",
+        "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+        "view": describe(job).as_json(),
+    }

@@ -4,7 +4,7 @@ Every rule under ``/api/v1`` becomes an operation: its path parameters come from
 (with the limits of its converter), its summary and description from the view's docstring, the
 roles it needs from the auth decorators, and query parameters, request body, responses and error
 statuses from ``@document(...)`` on the view. Bodies and responses are the pydantic models of
-``webapp/blueprints/api_schemas.py``, the same ones the view parses and serialises with, so the
+``webapp/services/api_schemas.py``, the same ones the view parses and serialises with, so the
 schemas cannot drift from the code. A route added without any of that still appears, described
 by its docstring, so the document cannot silently miss an endpoint.
 """
@@ -132,7 +132,7 @@ def _roles(view: Callable) -> list[str] | None:
 
 def _responses(spec: dict[str, Any], components: Components, roles) -> dict[str, Any]:
     """The success response and every error status the view documents."""
-    from ..blueprints.api_schemas import Error
+    from .api_schemas import Error
 
     success: dict[str, Any] = {"description": "OK"}
     if spec.get("response") is not None:

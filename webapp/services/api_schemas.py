@@ -23,9 +23,9 @@ from pydantic import (
 )
 
 from ..inputs import MAX_ID, json_object
-from ..services import exports, queue, reports
-from ..services.reviews import CHOICES
-from ..services.train_request import INTEGER_FIELDS, PRESETS
+from . import exports, queue, reports
+from .reviews import CHOICES
+from .train_request import INTEGER_FIELDS, PRESETS
 
 
 def _whole(value: Any) -> Any:
