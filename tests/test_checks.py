@@ -247,3 +247,23 @@ def test_an_image_unlike_the_training_data_carries_the_warning(client, bearer, w
     page = client.get(f"/check/{body['id']}").get_data(as_text=True)
     assert "unlike the training data: the verdict is unreliable" in page
     assert 'id="send-to-review"' in page  # out of distribution: offered to the desk
+
+
+@pytest.mark.parametrize("inner", ["a.txt", "photo.png"])
+def test_an_archive_is_refused_whole_and_nothing_is_stored(client, bearer, app, inner):
+    """Found by the long fuzzer run: a zip was unpacked by the importer (its text file skipped,
+    so a 500; its image stored under another hash). A check takes one image file."""
+    import io
+    import zipfile
+
+    from tests.helpers import make_image_bytes
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(inner, make_image_bytes() if inner.endswith(".png") else b"a")
+    response = post_check(client, bearer, buffer.getvalue(), "file.zip")
+    assert response.status_code == 422
+    assert "archive" in response.get_json()["message"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Image.id))) == 0
+        assert db.session.scalar(select(func.count(Check.id))) == 0

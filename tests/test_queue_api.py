@@ -226,7 +226,7 @@ def test_decision_undo_and_stats_round_trip(app, auth, client, scored):
         ({"choice": "real"}, 400, "image_id: Field required"),
         ({"image_id": 999999, "choice": "real"}, 404, "no image"),
         ({"image_id": 1, "choice": "probably"}, 400, "choice: Input should be 'real', 'fake'"),
-        ({"image_id": 1, "choice": "real", "model_version_id": 77}, 400, "no model version"),
+        ({"image_id": 1, "choice": "real", "model_version_id": 77}, 404, "no model version"),
     ],
 )
 def test_bad_decisions_are_refused_with_a_reason(auth, client, scored, body, status, message):

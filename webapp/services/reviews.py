@@ -320,7 +320,7 @@ def _version_shown(model_version_id: int | None) -> int | None:
         return queue.active_version_id()
     if db.session.scalar(_VERSION_EXISTS, {"version_id": model_version_id}):
         return int(model_version_id)
-    raise ReviewError(f"no model version {model_version_id}")
+    raise NotFound(f"no model version {model_version_id}")
 
 
 def _lock_image(image_id: int) -> None:

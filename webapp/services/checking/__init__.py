@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import secrets
 import shutil
+import tarfile
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +99,11 @@ def _import(data: bytes, file_name: str) -> int:
     folder = uploads_root() / f"check-{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
     folder.mkdir(parents=True)
     path = folder / (name.name if name else "image")
+    if _is_archive(data):
+        shutil.rmtree(folder, ignore_errors=True)
+        raise CheckError(
+            "an archive: a check takes one image file (import archives as a dataset)", 422
+        )
     path.write_bytes(data)
     try:
         report = import_path(path, dataset=DATASET, evaluation_only=True, workers=1)
@@ -107,8 +115,12 @@ def _import(data: bytes, file_name: str) -> int:
         raise CheckError(f"not stored: {report.rejected[0]['reason']}", 422)
     sha256 = hashlib.sha256(data).hexdigest()
     image_id = db.session.scalar(select(Image.id).where(Image.sha256 == sha256))
-    if image_id is None:  # the importer neither stored nor rejected it: say so, never guess
-        raise CheckError("the importer did not store the image", 500)
+    if image_id is None:  # skipped, not rejected: an archive, a document, something not an image
+        raise CheckError(
+            "not an image: a check takes one image file (an archive or another kind of file "
+            "holds nothing to check; import archives as a dataset)",
+            422,
+        )
     return image_id
 
 
@@ -222,3 +234,14 @@ def model_finding(check: Check, result: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["DATASET", "OOD_WARNING", "TITLES", "CheckError", "create", "to_json", "wait"]
+
+
+def _is_archive(data: bytes) -> bool:
+    """A zip or tar file (which the importer would unpack instead of storing it as one image)."""
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        return True
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)):
+            return True
+    except (tarfile.TarError, EOFError, OSError, ValueError):
+        return False
