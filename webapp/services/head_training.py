@@ -17,7 +17,6 @@ from model.checkpoint import load_checkpoint, save_checkpoint
 from model.metrics import classification_metrics, threshold_for_fpr
 from model.scores import fit_head
 
-from ..extensions import db
 from ..jobs import submit
 from ..models import ModelVersion
 from . import versions
@@ -82,24 +81,17 @@ def _register(context, parent, trainset, head, calibration, metrics) -> ModelVer
     save_checkpoint(path, model, meta)
     versions.save_training_labels(name, trainset)
     moved = versions.labels_changed_since(parent)
-    version = ModelVersion(
-        name=name,
-        kind="head",
-        parent_id=parent.id,
-        checkpoint_path=str(path),
-        image_size=parent.image_size,
-        init_weights=parent.init_weights,
+    return versions.register_child(
+        parent,
+        name,
+        "head",
+        path,
         temperature=float(temperature),
         threshold=float(threshold),
-        train_args={**(parent.train_args or {}), "head_only": True, "labels_moved": moved},
+        train_args={"head_only": True, "labels_moved": moved},
         metrics=metrics,
-        history=parent.history,
         train_set_sha256=trainset.sha256(),
         n_train=len(trainset.train),
         labels_changed=moved["total"] if moved else None,
         job_id=context.job_id,
     )
-    db.session.add(version)
-    db.session.commit()
-    versions.activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
-    return version

@@ -20,7 +20,6 @@ from model.calibration import apply_temperature, fit_temperature
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.metrics import classification_metrics, threshold_for_fpr
 
-from ..extensions import db
 from ..models import ModelVersion
 from . import versions
 from .evaluation import evaluate_arrays
@@ -84,31 +83,23 @@ def _register(parent: ModelVersion, temperature: float, threshold: float, calibr
     save_checkpoint(path, network, meta)
     _copy_training_labels(parent.name, name)
     metrics = {"calibration": calibration, **_splits(parent, path, threshold)}
-    version = ModelVersion(
-        name=name,
-        kind="calib",
-        parent_id=parent.id,
-        checkpoint_path=str(path),
-        image_size=parent.image_size,
-        init_weights=parent.init_weights,
+    return versions.register_child(
+        parent,
+        name,
+        "calib",
+        path,
         temperature=float(temperature),
         threshold=float(threshold),
         train_args={
-            **(parent.train_args or {}),
             "calibration_of": parent.name,
             "calibrated_on": calibration["dataset"],
             "target_fpr": calibration["target_fpr"],
         },
         metrics=metrics,
-        history=parent.history,
         train_set_sha256=parent.train_set_sha256,
         n_train=parent.n_train,
         labels_changed=parent.labels_changed,
     )
-    db.session.add(version)
-    db.session.commit()
-    versions.activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
-    return version
 
 
 def _copy_training_labels(parent_name: str, name: str) -> None:

@@ -178,3 +178,25 @@ def lineage(version: ModelVersion) -> str:
         )
     parent = f", after {version.parent.name}" if version.parent is not None else ""
     return f"Full training from {version.init_weights} weights{parent}."
+
+
+def register_child(parent: ModelVersion, name: str, kind: str, path, **fields) -> ModelVersion:
+    """Add a version derived from ``parent`` without retraining its backbone (a head refit, a
+    recalibration): same size, starting weights and curves, the parent's training arguments plus
+    ``train_args``; committed, then activated when auto-activation says it is better."""
+    train_args = fields.pop("train_args", {})
+    version = ModelVersion(
+        name=name,
+        kind=kind,
+        parent_id=parent.id,
+        checkpoint_path=str(path),
+        image_size=parent.image_size,
+        init_weights=parent.init_weights,
+        train_args={**(parent.train_args or {}), **train_args},
+        history=parent.history,
+        **fields,
+    )
+    db.session.add(version)
+    db.session.commit()
+    activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
+    return version
