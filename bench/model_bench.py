@@ -148,6 +148,11 @@ def loader_section(args) -> list[Line]:
 def tuned(args, size: int) -> TuningResult:
     """The engine ``model.tuning`` chooses at ``size`` (measured once per run, then reused):
     what the app's scoring runs after ``flask model tune`` or its first job."""
+    if size not in args.tuned and args.engine:
+        engine, precision, batch = args.engine.split(":")
+        args.tuned[size] = TuningResult(
+            "cpu", size, engine, precision, int(batch), 0.0, 0.0, 0.0, {}, []
+        )
     if size not in args.tuned:
         torch.manual_seed(0)
         model, _ = build_model(init="random")
@@ -162,6 +167,8 @@ def inference_rows(args, size: int) -> list[Line]:
     """Model-only inference (uint8 array in, outputs out): every candidate the tuner timed,
     against eager fp32 timed in the same run, and which one it chose."""
     result = tuned(args, size)
+    if args.engine:
+        return [f"{size}px: --engine {args.engine} given, nothing tuned"]
     base = f"inference {size}px: eager fp32 (baseline)"
     rate = result.baseline_images_per_second
     lines: list[Line] = [Row(base, rate, float("nan"), base)]
@@ -468,6 +475,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--compile-training", action="store_true", help="also time torch.compile in training"
+    )
+    parser.add_argument(
+        "--engine",
+        help="ENGINE:PRECISION:BATCH (e.g. fused:bf16:16): the fast path end to end without "
+        "tuning first (the inference section then lists nothing)",
     )
     args = parser.parse_args(argv)
     args.tuned, args.training, args.end_to_end = {}, {}, {}
