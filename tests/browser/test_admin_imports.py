@@ -7,6 +7,7 @@ import io
 import zipfile
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests.bad_inputs import image_bytes
@@ -105,10 +106,11 @@ def test_import_page_names_every_file_and_dataset_deletion_confirms_counts(
     page.goto(f"{server}/admin/datasets/")
     page.click("table.datasets-table a:has-text('trip')")
     thumbs = page.locator(".thumbs figure")
-    assert thumbs.count() == 2
+    expect(thumbs).to_have_count(2)
     assert {"real", "fake"} <= set(page.locator(".thumbs .badge").all_inner_texts())
     assert severe_violations(page) == []
     page.click(".thumbs a >> nth=0")
+    page.wait_for_load_state()
     assert "Predictions of every version" in page.inner_text("body")
     page.go_back()
     page.click("a:has-text('Delete dataset')")

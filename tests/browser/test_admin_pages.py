@@ -9,6 +9,7 @@ import csv
 import io
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from tests.admin_factories import (
@@ -94,11 +95,11 @@ def test_audit_page_filters_and_exports(app, server, new_page, desk):
     assert "called it real (label before: fake); note: a cat" in text and "undid" in text
     page.select_option("#audit-filters select[name=action]", "undo")
     page.click("#audit-filters button")
-    assert page.locator("#audit tbody tr").count() == 1
+    expect(page.locator("#audit tbody tr")).to_have_count(1)
     page.select_option("#audit-filters select[name=action]", "")
     page.select_option("#audit-filters select[name=user]", "bob")
     page.click("#audit-filters button")
-    assert page.locator("#audit tbody tr").count() == 1  # bob's skip
+    expect(page.locator("#audit tbody tr")).to_have_count(1)  # bob's skip
     screenshot(page, "audit")
     with page.expect_download() as download:
         page.click("a:has-text('Export CSV')")
@@ -117,12 +118,12 @@ def test_image_browser_filters_opens_and_sends_to_review(app, server, new_page, 
     page = new_page()
     log_in_admin(page, server, app)
     page.click("nav a:has-text('Images')")
-    assert page.locator(".image-grid li").count() == 12
+    expect(page.locator(".image-grid li")).to_have_count(12)
     assert severe_violations(page) == []
     page.select_option(".filters select[name=dataset]", "second")
     page.select_option(".filters select[name=sort]", "-p_fake")
     page.click(".filters button")
-    assert page.locator(".image-grid li").count() == 4
+    expect(page.locator(".image-grid li")).to_have_count(4)
     verdicts = page.locator(".image-grid .verdict").all_inner_texts()
     assert verdicts == sorted(verdicts, key=lambda v: -float(v.split()[1]))
     screenshot(page, "image-browser")
@@ -135,6 +136,7 @@ def test_image_browser_filters_opens_and_sends_to_review(app, server, new_page, 
         assert len(db.session.scalars(select(ReviewRequest)).all()) == 2
         assert [item.bucket for item in queue.list_items(limit=2)] == ["requested"] * 2
     page.locator(".image-grid a").first.click()
+    page.wait_for_load_state()
     body = page.inner_text("body")
     assert "Predictions of every version" in body and "v1" in body and "v2" in body
     assert severe_violations(page) == []
@@ -170,6 +172,7 @@ def test_verdict_changes_show_thumbnails_that_open_the_record(app, server, new_p
     assert severe_violations(page) == []
     screenshot(page, "verdict-changes")
     page.locator("#changes td a").first.click()
+    page.wait_for_load_state()
     assert "Predictions of every version" in page.inner_text("body")
 
 
@@ -179,6 +182,7 @@ def test_navigation_favicon_and_api_docs(app, server, new_page):
     nav = page.locator("nav a").all_inner_texts()
     assert {"Images", "Escalations", "Users", "Audit"} <= set(nav)
     page.click("nav a:has-text('Escalations')")
+    page.wait_for_load_state()
     assert page.url.endswith("/review/escalations")
     icon = page.request.get(f"{server}/favicon.ico")
     assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
