@@ -13,11 +13,15 @@ import torch
 from PIL import Image
 from torch import nn
 
+from model.crops import InputMode
 from model.data import as_nchw, eval_transform
 
 
 def gradcam(model: nn.Module, meta: dict, image_uint8: np.ndarray, target: int | None = None):
     """Heatmap float32 (H, W) in [0, 1] at the image's own size for class ``target``.
+
+    A version trained on crops sees the whole image at its own scale (the trunk is fully
+    convolutional and ends in global pooling), so the map covers every crop it could score.
 
     ``target`` is 0 (real) or 1 (fake); None explains the class the network chose. The model's
     mode and its parameters' gradients are left as they were.
@@ -26,7 +30,11 @@ def gradcam(model: nn.Module, meta: dict, image_uint8: np.ndarray, target: int |
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected one uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
     device = next(model.parameters()).device
-    batch = eval_transform(meta["image_size"], meta["mean"], meta["std"])(as_nchw(image[None]))
+    transform = eval_transform(meta["image_size"], meta["mean"], meta["std"])
+    if InputMode.from_meta(meta).crops:  # the whole image through the convolutional trunk
+        batch = transform.normalise(as_nchw(image[None]))
+    else:
+        batch = transform(as_nchw(image[None]))
     captured = {}
     hook = model.layer4.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
     was_training = model.training

@@ -32,6 +32,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from model.calibration import apply_temperature
 from model.checkpoint import load_checkpoint
+from model.crops import CropView, InputMode, NativeImages, fill_colour, pool_logits
 from model.data import BatchLoader, eval_transform
 from model.device import Policy, pick_device, precision_policy
 from model.engine import to_device
@@ -89,6 +90,7 @@ class Predictor:
         self.policy = policy or precision_policy(pick_device(device or "auto"), precision)
         self.transform = eval_transform(meta["image_size"], meta["mean"], meta["std"])
         self.temperature = float(meta.get("temperature") or 1.0)
+        self.input_mode = InputMode.from_meta(meta)
         self.engine = "fused" if engine == "auto" else engine
         self.batch_size = max(1, int(batch_size))
         # A copy: converting the caller's network to channels_last in place would surprise it.
@@ -131,8 +133,15 @@ class Predictor:
         batch_size: int | None = None,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> PredictOutput:
-        """Score every image; ``on_batch(done, total)`` is called after each batch."""
+        """Score every image; ``on_batch(done, total)`` is called after each batch.
+
+        A version trained on crops (``input_mode``) takes images of any size, a uint8
+        (N, H, W, 3) array, a list of (H, W, 3) arrays or ``NativeImages``, and scores each as
+        the mean of the logits (and features) of its grid of crops.
+        """
         batch_size = batch_size or self.batch_size
+        if self.input_mode.crops:
+            return self._predict_crops(images, batch_size, on_batch)
         total = len(images)
         logits = np.empty((total, 2), dtype=np.float32)
         features = np.empty((total, FEATURE_DIM), dtype=np.float32)
@@ -149,6 +158,30 @@ class Predictor:
                     on_batch(done, total)
         return self._output(logits, features)
 
+    def _predict_crops(self, images, batch_size: int, on_batch) -> PredictOutput:
+        """``predict`` for a version trained on crops: whole images' grids per forward pass."""
+        per_image = self.input_mode.crops_per_image
+        grid = CropView(NativeImages.of(images, self.input_mode), "grid", self._fill())
+        total = len(grid.images)
+        logits = np.empty((total, 2), dtype=np.float32)
+        features = np.empty((total, FEATURE_DIM), dtype=np.float32)
+        images_per_pass = max(1, batch_size // per_image)
+        loader = BatchLoader(grid, None, images_per_pass * per_image, self.transform)
+        done = 0
+        with torch.inference_mode():
+            for batch, _ in loader:
+                batch_features, batch_logits = self._forward_with_tta(batch)
+                count = batch_logits.shape[0] // per_image
+                logits[done : done + count] = pool_logits(batch_logits, per_image)
+                features[done : done + count] = pool_logits(batch_features, per_image)
+                done += count
+                if on_batch is not None:
+                    on_batch(done, total)
+        return self._output(logits, features)
+
+    def _fill(self) -> tuple[int, int, int]:
+        return fill_colour(self.meta["mean"])
+
     def _forward_with_tta(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """``_forward``, averaged with the mirror image's when the checkpoint says ``tta: flip``
         (the training measured and calibrated it that way)."""
@@ -161,6 +194,10 @@ class Predictor:
 
     def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         count = batch.shape[0]
+        if self.engine == "compile" and count > self.batch_size:
+            # One image's grid of crops can outnumber the compiled batch: run it in pieces.
+            pieces = [self._forward(part) for part in torch.split(batch, self.batch_size)]
+            return tuple(np.concatenate(outputs) for outputs in zip(*pieces, strict=True))
         if self.engine == "compile" and count < self.batch_size:
             # Compiled for one batch shape: pad, rather than compile again for the last batch.
             padding = batch.new_zeros((self.batch_size - count, *batch.shape[1:]))

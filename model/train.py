@@ -30,6 +30,7 @@ from torch import nn
 
 from model.calibration import apply_temperature, fit_temperature
 from model.cpu_conv import patch_small_convolutions, unpatch_small_convolutions
+from model.crops import CropView, InputMode, NativeImages, fill_colour, pool_logits
 from model.data import Augment, BatchLoader, eval_transform, train_transform
 from model.device import Policy, pick_device, precision_policy
 from model.ema import WeightEMA
@@ -77,6 +78,9 @@ class TrainConfig:
     preset_name: str = "custom"  # the named recipe this configuration started from
     ema_decay: float = 0.0  # > 0: end with the moving average of the weights (model/ema.py)
     tta: str = "none"  # none | flip: score each image and its mirror image, logits averaged
+    input_mode: str = "resize"  # resize | crops: random crops of image_size (model/crops.py)
+    downscale: float = 1.0  # crops: shrink by this (1 to 2) before cropping; 1 = native pixels
+    crop_grid: int = 3  # crops: scoring pools a crop_grid x crop_grid grid of crops per image
 
     def __post_init__(self):
         if self.optimizer not in {"adam", "adamw", "sgd"}:
@@ -92,6 +96,12 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.image_size < 8:
             raise ValueError("epochs and batch_size must be >= 1 and image_size >= 8")
         self.augment_settings()  # fail early on a bad augmentation name
+        self.input_settings()  # and on a bad input mode, downscale or grid
+
+    def input_settings(self) -> InputMode:
+        """How the network reads an image (``model.crops.InputMode``); the crop is the input
+        size."""
+        return InputMode(self.input_mode, self.image_size, float(self.downscale), self.crop_grid)
 
     def augment_settings(self) -> Augment:
         """The augmentation as an ``Augment``."""
@@ -150,11 +160,25 @@ CIFAKE_ROBUST_RECIPE: dict = {**CIFAKE_RECIPE, "augment": "flip-degrade"}
 (quality 50-95), for sources that arrive re-compressed. Not measured against ``cifake`` at the
 full budget yet: ``flask model evaluate --perturb jpeg75`` says what it buys."""
 
+PHOTOS_RECIPE: dict = {
+    **DEMO_RECIPE,
+    "image_size": 224,
+    "input_mode": "crops",
+    "downscale": 2.0,
+    "crop_grid": 3,
+    "augment": "flip",
+    "epochs": 20,
+}
+"""Photographs (long side up to about 1024 px): random 224 px crops of the image halved, flips
+only (rotation and jitter would blur or shift the traces the crops keep), scored over a 3x3
+grid of crops. What it reached against resize-only is in the README (``bench/photos_bench.py``)."""
+
 RECIPES: dict[str, dict] = {
     "seed": {},
     "demo": DEMO_RECIPE,
     "cifake": CIFAKE_RECIPE,
     "cifake-robust": CIFAKE_ROBUST_RECIPE,
+    "photos": PHOTOS_RECIPE,
 }
 """The presets by name (``TrainConfig.preset``)."""
 
@@ -194,6 +218,7 @@ class TrainResult:
             "train_seconds": self.seconds,
             "policy": self.policy,
             "tta": self.config.tta,
+            "input": self.config.input_settings().to_dict(),
             **more,
         }
 
@@ -329,6 +354,10 @@ def train(
     With ``distributed`` every rank calls this with the same arguments inside an initialised
     process group; only rank 0's result has validation metrics and a fitted temperature.
     """
+    if config.input_mode == "crops":
+        if distributed is not None:
+            raise ValueError("training on crops runs in one process: leave out nproc")
+        train_images, val_images = crop_views(train_images, val_images, config, mean)
     _check_inputs(train_images, train_labels, "train")
     if val_images is not None and len(val_images):
         _check_inputs(val_images, val_labels, "val")
@@ -428,7 +457,9 @@ def _run(
     if ema is not None:  # the averaged weights are the result: measure those
         ema.copy_to(model)
         last_eval = None
-    if val_loader is not None and last_eval is None:
+    if val_loader is not None and config.input_mode == "crops":  # measured as it will score
+        last_eval = pooled_evaluate(model, val_images, val_labels, config, mean, std, policy)
+    elif val_loader is not None and last_eval is None:
         last_eval = evaluate(model, val_loader, policy, tta=config.tta == "flip")
     if distributed is not None:
         plain_batch_norm(model)
@@ -436,6 +467,35 @@ def _run(
     else:
         policy_name = policy.name
     return _finish(model, config, history, init_used, last_eval, mean, std, policy_name, schedule)
+
+
+def crop_views(train_images, val_images, config: TrainConfig, mean):
+    """Training on crops: a fresh random crop of each training image per read, and the centre
+    crop of each validation image for the per-epoch check. The images may be a uint8 array, a
+    list of (H, W, 3) arrays of any sizes, or ``NativeImages`` decoded on demand."""
+    mode, fill = config.input_settings(), fill_colour(mean)
+    train_view = CropView(NativeImages.of(train_images, mode), "random", fill, seed=config.seed)
+    if val_images is None or len(val_images) == 0:
+        return train_view, None
+    return train_view, CropView(NativeImages.of(val_images, mode), "centre", fill)
+
+
+def pooled_evaluate(model, val_view: CropView, val_labels, config, mean, std, policy) -> dict:
+    """``evaluate`` with each image's logits the mean over its grid of crops (what scoring
+    does), so the temperature is fitted to the logits the version will produce."""
+    grid = CropView(val_view.images, "grid", val_view.fill)
+    labels = np.repeat(np.asarray(val_labels, dtype=np.int64), grid.per_image)
+    loader = BatchLoader(grid, labels, config.eval_batch_size, eval_transform(grid.crop, mean, std))
+    result = evaluate(model, loader, policy, tta=config.tta == "flip")
+    logits = torch.from_numpy(pool_logits(result["logits"], grid.per_image))
+    targets = torch.from_numpy(np.asarray(val_labels, dtype=np.int64))
+    return {
+        **result,
+        "logits": logits.numpy(),
+        "labels": targets.numpy(),
+        "loss": float(nn.functional.cross_entropy(logits, targets)),
+        "accuracy": float((logits.argmax(1) == targets).float().mean()),
+    }
 
 
 def _training_network(model: nn.Module, policy: Policy, distributed) -> nn.Module:

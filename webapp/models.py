@@ -268,6 +268,12 @@ class ModelVersion(db.Model):
         return args.get("preset") or args.get("preset_name") or "custom"
 
     @property
+    def input_mode(self) -> str:
+        """How its network reads an image: "resize" (also every version from before input
+        modes) or "crops" (native-resolution crops, scored pooled: ``model.crops``)."""
+        return (self.train_args or {}).get("input_mode") or "resize"
+
+    @property
     def epochs(self) -> int | None:
         """The epochs it was configured to train (None when not recorded)."""
         value = (self.train_args or {}).get("epochs")

@@ -37,7 +37,25 @@ def group() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--preset",
-    help="Training recipe: seed, demo, cifake or cifake-robust (default REALFAKE_TRAIN_PRESET).",
+    help="Training recipe: seed, demo, cifake, cifake-robust or photos "
+    "(default REALFAKE_TRAIN_PRESET).",
+)
+@click.option(
+    "--input",
+    "input_mode",
+    type=click.Choice(["resize", "crops"]),
+    help="resize: the whole image resized to the input size; crops: random crops of the input "
+    "size at native resolution, scored over a grid of crops (default: the preset's).",
+)
+@click.option(
+    "--downscale",
+    type=click.FloatRange(1.0, 2.0),
+    help="With --input crops: shrink images by this factor (1 = native, at most 2) first.",
+)
+@click.option(
+    "--crop-grid",
+    type=click.IntRange(1, 8),
+    help="With --input crops: score each image as the mean over an N x N grid of crops.",
 )
 @click.option(
     "--head-only",
@@ -66,6 +84,9 @@ def train_command(
     datasets,
     seed,
     preset,
+    input_mode,
+    downscale,
+    crop_grid,
     head_only,
     nproc,
     no_score,
@@ -86,6 +107,8 @@ def train_command(
     params = {"epochs": epochs, "image_size": image_size, "datasets": list(datasets), "seed": seed}
     params.update(preset=preset, head_only=head_only, score=not no_score, nproc=nproc)
     params.update(oof_folds=oof_folds, oof_epochs=oof_epochs)
+    crops = {"input_mode": input_mode, "downscale": downscale, "crop_grid": crop_grid}
+    params.update({key: value for key, value in crops.items() if value is not None})
     job = submit("train", params)
     click.echo(f"training job {job.id} ({job.state})")
     if wait:
@@ -241,7 +264,8 @@ def list_command() -> None:
         click.echo(
             f"{'*' if version.is_active else ' '} {version.name:<6} {version.kind:<5} "
             f"preset={version.preset:<6} size={version.image_size:<4} "
-            f"epochs={_fmt_int(version.epochs):<3} init={version.init_weights:<20} "
+            f"epochs={_fmt_int(version.epochs):<3} input={version.input_mode:<6} "
+            f"init={version.init_weights:<20} "
             f"n_train={version.n_train:<6} accuracy={_fmt(accuracy)} "
             f"created={version.created_at:%Y-%m-%d %H:%M}"
         )

@@ -14,7 +14,7 @@ from model.metrics import classification_metrics, threshold_for_fpr
 from ..extensions import db
 from ..models import ModelVersion, Prediction
 from . import versions
-from .pixel_cache import load_pixels
+from .pixel_cache import pixels_for
 from .scoring import score_batch, tuned_predictor
 from .trainset import labelled_images
 
@@ -28,7 +28,7 @@ def checkpoint_p_fake(checkpoint_path, image_ids: Sequence[int], image_size: int
     batch = score_batch()
     return np.concatenate(
         [
-            predictor.predict(load_pixels(ids[i : i + batch], image_size)).p_fake
+            predictor.predict(pixels_for(predictor.meta, ids[i : i + batch])).p_fake
             for i in range(0, len(ids), batch)
         ]
     )

@@ -19,7 +19,7 @@ def compute_heatmap(context: JobContext) -> dict[str, Any]:
     """Compute and cache the heatmap named by the job's ``image_id`` and ``model_version_id``."""
     from model.explain import gradcam, heat_png
 
-    from .pixel_cache import load_pixels
+    from .pixel_cache import pixels_for
     from .scoring import get_predictor
 
     image = db.session.get(Image, int(context.params["image_id"]))
@@ -29,8 +29,8 @@ def compute_heatmap(context: JobContext) -> dict[str, Any]:
     path = heatmaps.cache_path(image.id, version)
     if heatmaps.cached(image.id, version) is None:
         context.progress(stage="computing")
-        pixels = load_pixels([image.id], version.image_size)[0]
         predictor = get_predictor(version)
+        pixels = pixels_for(predictor.meta, [image.id])[0]
         data = heat_png(gradcam(predictor.model, predictor.meta, pixels))
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{context.job_id}.tmp")

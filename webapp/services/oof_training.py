@@ -25,7 +25,7 @@ from ..jobs import JobCancelled, handler, submit
 from ..models import ModelVersion
 from . import versions
 from .audit import channel_stats
-from .pixel_cache import load_pixels
+from .pixel_cache import pixels_for_input
 
 
 def oof_path(version: ModelVersion | str) -> Path:
@@ -78,7 +78,7 @@ def oof_job(context) -> dict[str, Any]:
 
     try:
         p_fake = out_of_fold_p_fake(
-            load_pixels(ids.tolist(), config.image_size),
+            pixels_for_input(config.input_settings(), ids.tolist()),
             labels,
             config,
             mean,

@@ -230,3 +230,49 @@ def open_cache(size: int, image_ids: Sequence[int] | None = None) -> np.ndarray:
     if image_ids is not None:
         ensure_cache(image_ids, size)
     return cache_for(size).array()
+
+
+# --- What a version's network reads: the cache, or native pixels for crops ------------------
+
+
+def native_images(image_ids: Sequence[int], mode):
+    """The stored originals of ``image_ids`` as ``model.crops.NativeImages`` for a version
+    trained on crops: decoded on access at the mode's scale, so no copy has to fit in memory."""
+    from sqlalchemy import select
+
+    from model.crops import NativeImages
+
+    from ..extensions import db
+    from ..models import Image
+    from .storage import blob_path, extension_for
+
+    ids = [int(i) for i in image_ids]
+    rows = {}
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        statement = select(Image.id, Image.sha256, Image.format).where(Image.id.in_(chunk))
+        rows.update({row.id: row for row in db.session.execute(statement)})
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise KeyError(f"no image with id {missing[:10]}")
+    paths = [blob_path(rows[i].sha256, extension_for(rows[i].format)) for i in ids]
+    absent = [image_id for image_id, path in zip(ids, paths, strict=True) if not path.is_file()]
+    if absent:
+        raise CacheError(f"{len(absent)} original(s) are missing from storage: {absent[:5]}")
+    return NativeImages([str(path) for path in paths], mode)
+
+
+def pixels_for_input(mode, image_ids: Sequence[int]):
+    """What a network of input mode ``mode`` (``model.crops.InputMode``) reads for
+    ``image_ids``: the cache at its size (``resize``), or the originals (``crops``)."""
+    if mode.crops:
+        return native_images(image_ids, mode)
+    return load_pixels(image_ids, mode.crop_size)
+
+
+def pixels_for(meta: dict, image_ids: Sequence[int]):
+    """What the network of checkpoint ``meta`` reads for ``image_ids`` (its recorded input
+    mode; checkpoints from before input modes resize)."""
+    from model.crops import InputMode
+
+    return pixels_for_input(InputMode.from_meta(meta), image_ids)

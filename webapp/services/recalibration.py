@@ -23,7 +23,7 @@ from model.metrics import classification_metrics, threshold_for_fpr
 from ..models import ModelVersion
 from . import versions
 from .evaluation import evaluate_arrays
-from .pixel_cache import load_pixels
+from .pixel_cache import pixels_for
 from .scoring import chunks, get_predictor, score_batch
 from .trainset import labelled_images, select_training_set
 
@@ -32,7 +32,7 @@ def version_logits(version: ModelVersion, image_ids) -> np.ndarray:
     """The version's raw (uncalibrated) logits for ``image_ids``, batch by batch."""
     predictor = get_predictor(version)
     parts = [
-        predictor.predict(load_pixels(chunk, version.image_size)).logits.astype(np.float64)
+        predictor.predict(pixels_for(predictor.meta, chunk)).logits.astype(np.float64)
         for chunk in chunks(list(image_ids), score_batch())
     ]
     return np.concatenate(parts) if parts else np.zeros((0, 2))

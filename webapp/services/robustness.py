@@ -27,21 +27,33 @@ from .storage import original_path
 from .trainset import labelled_images
 
 
-def perturbed_pixels(image_ids: Sequence[int], size: int, perturbation: str) -> np.ndarray:
-    """(N, size, size, 3) uint8: each original perturbed, then resized as the cache does."""
+def perturbed_pixels(image_ids: Sequence[int], size: int, perturbation: str, mode=None):
+    """(N, size, size, 3) uint8: each original perturbed, then resized as the cache does; for a
+    version trained on crops (``mode``, a ``model.crops.InputMode``), a list of the perturbed
+    images at the scale its crops are taken from."""
+    if mode is not None and mode.crops:
+        from model.crops import native_pixels
+
+        return [native_pixels(image, mode) for image in _perturbed(image_ids, perturbation)]
+    pixels = np.empty((len(image_ids), size, size, 3), dtype=np.uint8)
+    for row, image in enumerate(_perturbed(image_ids, perturbation)):
+        pixels[row] = resize_for_model(image, size)
+    return pixels
+
+
+def _perturbed(image_ids: Sequence[int], perturbation: str):
+    """Each original of ``image_ids`` (in order), decoded and perturbed."""
     images = {
         image.id: image
         for image in db.session.scalars(select(Image).where(Image.id.in_(list(image_ids))))
     }
-    pixels = np.empty((len(image_ids), size, size, 3), dtype=np.uint8)
-    for row, image_id in enumerate(image_ids):
+    for image_id in image_ids:
         path = original_path(images[image_id])
         try:
             with PILImage.open(path) as original:
-                pixels[row] = resize_for_model(perturb_image(original, perturbation), size)
+                yield perturb_image(original, perturbation)
         except OSError as error:
             raise ValueError(f"image {image_id}: its original {path} cannot be read") from error
-    return pixels
 
 
 def evaluate_perturbed(
@@ -59,7 +71,9 @@ def evaluate_perturbed(
     predictor = get_predictor(version)
     p_fake = np.concatenate(
         [
-            predictor.predict(perturbed_pixels(chunk, version.image_size, perturbation)).p_fake
+            predictor.predict(
+                perturbed_pixels(chunk, version.image_size, perturbation, predictor.input_mode)
+            ).p_fake
             for chunk in chunks(ids.tolist(), score_batch())
         ]
     )

@@ -23,7 +23,7 @@ from ..extensions import db
 from ..jobs import handler
 from ..models import Image, ModelVersion, Prediction
 from . import versions
-from .pixel_cache import load_pixels
+from .pixel_cache import pixels_for
 
 BATCH = 256  # images per forward pass unless SCORE_BATCH says otherwise
 _cache: dict[tuple[int, str], Predictor] = {}
@@ -162,7 +162,7 @@ def run_network(version: ModelVersion, image_ids: Sequence[int], progress=None) 
     batch = score_batch()
     raw, calibrated, features = [], [], []
     for done, chunk in enumerate(chunks(list(image_ids), batch)):
-        output = predictor.predict(load_pixels(chunk, version.image_size))
+        output = predictor.predict(pixels_for(predictor.meta, chunk))
         raw.append(output.p_fake_raw)
         calibrated.append(output.p_fake)
         features.append(output.features.astype(np.float32))

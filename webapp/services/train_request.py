@@ -19,7 +19,7 @@ from .lookup import StateConflict, UnknownName
 
 # model.train.TrainConfig.preset's recipes (that module loads PyTorch, which the web never does;
 # tests/test_train_request.py checks the two lists agree).
-PRESETS = ("seed", "demo", "cifake")
+PRESETS = ("seed", "demo", "cifake", "photos")
 INTEGER_FIELDS = {
     "epochs": (1, 1000),
     "image_size": (16, 1024),

@@ -24,7 +24,7 @@ from ..models import ModelVersion
 from . import versions
 from .audit import channel_stats
 from .evaluation import measure_at_operating_point
-from .pixel_cache import load_pixels
+from .pixel_cache import pixels_for_input
 from .trainset import TrainingSet, select_training_set
 
 
@@ -58,6 +58,10 @@ _CHOSEN = {
 }
 
 
+# The input mode's flags (``model.crops``); no environment variable chooses them.
+_INPUT_FLAGS = {"input_mode": "--input", "downscale": "--downscale", "crop_grid": "--crop-grid"}
+
+
 def resolve_train_config(params: dict[str, Any]) -> tuple[TrainConfig, dict[str, str]]:
     """TrainConfig from job parameters, and where its preset, size and epochs came from.
 
@@ -77,6 +81,10 @@ def resolve_train_config(params: dict[str, Any]) -> tuple[TrainConfig, dict[str,
             overrides[key], sources[key] = int(config[config_key]), variable
         else:
             sources[key] = f"preset {preset}"
+    crop_choices = {key: params[key] for key in _INPUT_FLAGS if params.get(key) is not None}
+    overrides.update(crop_choices)
+    chosen = ", ".join(_INPUT_FLAGS[key] for key in crop_choices)
+    sources["input_mode"] = chosen or f"preset {preset}"
     overrides.update(
         device=config["MODEL_DEVICE"],
         weights_path=config["IMAGENET_WEIGHTS"] or None,
@@ -97,7 +105,8 @@ def describe_settings(config: TrainConfig, sources: dict[str, str]) -> str:
     return (
         f"preset {config.preset_name} ({sources['preset']}); "
         f"image size {config.image_size} ({sources['image_size']}); "
-        f"epochs {config.epochs} ({sources['epochs']})"
+        f"epochs {config.epochs} ({sources['epochs']}); "
+        f"input {config.input_settings().describe()} ({sources.get('input_mode', 'preset')})"
     )
 
 
@@ -163,6 +172,8 @@ def train_job(context) -> dict[str, Any]:
     context.log(f"data: {trainset.label_counts()}; {describe_settings(config, sources)}")
     mean, std = channel_stats(trainset.train.ids, size)
     context.log(f"normalisation mean {np.round(mean, 4).tolist()} std {np.round(std, 4).tolist()}")
+    if nproc > 1 and config.input_mode == "crops":
+        raise ValueError("training on crops runs in one process: leave out nproc")
     if nproc > 1:
         from .distributed_training import train_distributed
 
@@ -185,12 +196,12 @@ def _train_here(context, trainset, config, mean, std) -> ModelVersion:
     """Train in this process and register the result."""
     train_ids, train_labels = trainset.train.as_arrays()
     val_ids, val_labels = trainset.val.as_arrays()
-    size = config.image_size
+    mode = config.input_settings()
     try:
         result = train(
-            load_pixels(train_ids, size),
+            pixels_for_input(mode, train_ids),
             train_labels,
-            load_pixels(val_ids, size),
+            pixels_for_input(mode, val_ids),
             val_labels,
             config,
             mean,

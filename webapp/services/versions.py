@@ -14,7 +14,7 @@ from .lookup import StateConflict, UnknownName
 
 # The names of model.train.TrainConfig's presets, here so pages can offer them without loading
 # PyTorch (a test checks the two lists agree).
-TRAIN_PRESETS = ("seed", "demo", "cifake", "cifake-robust")
+TRAIN_PRESETS = ("seed", "demo", "cifake", "cifake-robust", "photos")
 
 
 def models_dir() -> Path:
