@@ -232,6 +232,9 @@ class CropView:
         return self.shape[0]
 
     def __getitem__(self, rows) -> np.ndarray:
+        """Row ``rows`` (an int: one crop), or the rows of a slice or an index array, stacked."""
+        if np.isscalar(rows):
+            return self._row(int(rows))
         if isinstance(rows, slice):
             rows = range(*rows.indices(len(self)))
         return np.stack([self._row(int(row)) for row in np.asarray(rows).reshape(-1)])
