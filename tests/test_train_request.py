@@ -36,7 +36,11 @@ def admin_secret(app):
         ({"datasets": [1]}, 400, "datasets.0: Input should be a valid string"),
         ({"datasets": ["held-out"]}, 409, "evaluation-only datasets are never trained on"),
         ({"score": "yes"}, 400, "score: Input should be a valid boolean"),
-        ({"preset": "fastest"}, 400, "preset: Input should be 'seed', 'demo', 'cifake' or 'photos'"),
+        (
+            {"preset": "fastest"},
+            400,
+            "preset: Input should be 'seed', 'demo', 'cifake' or 'photos'",
+        ),
         (
             {"epochs": -5, "image_size": "abc", "datasets": ["nosuch"]},
             400,

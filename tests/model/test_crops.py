@@ -211,3 +211,15 @@ def test_a_checkpoint_without_an_input_entry_loads_as_resize(tmp_path, crop_netw
 
 def test_padding_uses_the_mean_colour_so_it_normalises_to_zero():
     assert fill_colour([0.5, 0.0, 1.0]) == (128, 0, 255)
+
+
+def test_a_crops_heatmap_sees_the_whole_image_at_its_own_scale(crop_network):
+    from model.explain import gradcam
+
+    model, meta = crop_network
+    image = np.random.default_rng(2).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    heat = gradcam(model, meta, image)
+    assert heat.shape == (64, 96) and heat.max() == pytest.approx(1.0) and heat.min() == 0.0
+    # resized to the 16 px input, the last stage is one cell: nothing to localise
+    resized_meta = {key: value for key, value in meta.items() if key != "input"}
+    assert (gradcam(model, resized_meta, image) == 0).all()
