@@ -7,6 +7,7 @@ different pixels, and the stored scores can be told apart from what resizing wou
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -83,6 +84,11 @@ def test_a_version_trained_on_crops_is_recorded_and_scored_with_crops(
 
     evaluated = runner.invoke(args=["model", "evaluate", "--dataset", "tiny", "--json"])
     assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["n"] == 48
+    perturbed = ["model", "evaluate", "--dataset", "tiny", "--perturb", "resize50", "--json"]
+    evaluated = runner.invoke(args=perturbed)
+    assert evaluated.exit_code == 0, evaluated.output  # halved copies: 20 px, padded to the crop
+    assert json.loads(evaluated.output)["n"] == 48
     auth.login("admin")
     page = client.get("/admin/versions").get_data(as_text=True)
     row = re.search(r'id="version-v1">(.*?)</tr>', page, re.S).group(1)
