@@ -24,6 +24,7 @@ from webapp.models import Image, JobState, ModelVersion, Prediction
 from webapp.services.importer import import_path
 from webapp.services.pixel_cache import load_pixels
 from webapp.services.storage import original_path
+from webapp.services.training import describe_settings, resolve_train_config
 
 
 @pytest.fixture
@@ -93,3 +94,49 @@ def test_a_version_trained_on_crops_is_recorded_and_scored_with_crops(
     page = client.get("/admin/versions").get_data(as_text=True)
     row = re.search(r'id="version-v1">(.*?)</tr>', page, re.S).group(1)
     assert re.search(r'class="size">16 px <span class="input-mode">crops</span><', row)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected", "source"),
+    [
+        ({"preset": "photos"}, ("crops", 224, 2.0, 3), "preset photos"),
+        ({"preset": "demo"}, ("resize", 64, 1.0, 3), "preset demo"),
+        (
+            {"preset": "demo", "input_mode": "crops", "crop_grid": 2},
+            ("crops", 64, 1.0, 2),
+            "--input, --crop-grid",
+        ),
+        ({"preset": "photos", "input_mode": "resize"}, ("resize", 224, 2.0, 3), "--input"),
+    ],
+)
+def test_the_input_mode_comes_from_the_flags_then_the_preset(app, params, expected, source):
+    app.config.update(DEFAULT_IMAGE_SIZE=None, DEFAULT_EPOCHS=None)
+    with app.app_context():
+        config, sources = resolve_train_config(params)
+    assert (config.input_mode, config.image_size, config.downscale, config.crop_grid) == expected
+    assert sources["input_mode"] == source
+    assert f"input {config.input_settings().describe()} ({source})" in describe_settings(
+        config, sources
+    )
+
+
+def test_crop_settings_on_a_resize_version_are_refused(app):
+    with app.app_context(), pytest.raises(ValueError, match="apply to --input crops only"):
+        resolve_train_config({"preset": "demo", "downscale": 1.5})
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--input", "resize", "--downscale", "2"], "apply to --input crops only"),
+        (["--input", "crops", "--nproc", "2"], "trains in one process"),
+        (["--input", "crops", "--downscale", "3"], "1.0<=x<=2.0"),
+        (["--input", "tiles"], "'tiles' is not one of 'resize', 'crops'"),
+    ],
+)
+def test_bad_crop_flags_are_refused_before_anything_is_queued(app_ctx, runner, flags, message):
+    from webapp.models import Job
+
+    result = runner.invoke(args=["model", "train", *flags])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert db.session.scalar(select(Job)) is None

@@ -97,6 +97,10 @@ def train_command(
     """Start a training job on the effective labels (one at a time)."""
     if head_only and nproc > 1:
         raise click.UsageError("--head-only refits a head in one process: leave out --nproc")
+    if input_mode == "crops" and nproc > 1:
+        raise click.UsageError("--input crops trains in one process: leave out --nproc")
+    if input_mode == "resize" and (downscale is not None or crop_grid is not None):
+        raise click.UsageError("--downscale and --crop-grid apply to --input crops only")
     active = versions.active_version()
     moved = versions.labels_changed_since(active)
     if moved is not None:

@@ -92,7 +92,10 @@ def resolve_train_config(params: dict[str, Any]) -> tuple[TrainConfig, dict[str,
         seed=int(params.get("seed") or 0),
         **dict(params.get("options") or {}),
     )
-    return TrainConfig.preset(preset, **overrides), sources
+    trained = TrainConfig.preset(preset, **overrides)
+    if trained.input_mode == "resize" and {"downscale", "crop_grid"} & set(crop_choices):
+        raise ValueError("--downscale and --crop-grid apply to --input crops only")
+    return trained, sources
 
 
 def train_config_from(params: dict[str, Any]) -> TrainConfig:
@@ -167,13 +170,13 @@ def train_job(context) -> dict[str, Any]:
     trainset = select_training_set(params.get("datasets"))
     check_trainable(trainset)
     config, sources = resolve_train_config(params)
+    if nproc > 1 and config.input_mode == "crops":
+        raise ValueError("training on crops runs in one process: leave out nproc")
     config = measured_precision(config, context.log)
     size = config.image_size
     context.log(f"data: {trainset.label_counts()}; {describe_settings(config, sources)}")
     mean, std = channel_stats(trainset.train.ids, size)
     context.log(f"normalisation mean {np.round(mean, 4).tolist()} std {np.round(std, 4).tolist()}")
-    if nproc > 1 and config.input_mode == "crops":
-        raise ValueError("training on crops runs in one process: leave out nproc")
     if nproc > 1:
         from .distributed_training import train_distributed
 
