@@ -223,3 +223,16 @@ def test_a_crops_heatmap_sees_the_whole_image_at_its_own_scale(crop_network):
     # resized to the 16 px input, the last stage is one cell: nothing to localise
     resized_meta = {key: value for key, value in meta.items() if key != "input"}
     assert (gradcam(model, resized_meta, image) == 0).all()
+
+
+def test_the_compiled_engine_pools_crops_as_eager_does(crop_network):
+    """Compiled for passes of 8 crops: a 2x2 grid is 4, so two images a pass and the last one
+    padded; a batch size of 3 is smaller than one grid and runs it in pieces."""
+    model, meta = crop_network
+    rng = np.random.default_rng(9)
+    images = [rng.integers(0, 256, (24, 20 + 4 * i, 3), dtype=np.uint8) for i in range(5)]
+    eager = Predictor(model, meta, precision="fp32", engine="eager").predict(images)
+    for batch_size in (8, 3):
+        compiled = Predictor(model, meta, precision="fp32", engine="compile", batch_size=batch_size)
+        out = compiled.predict(images)
+        assert out.logits == pytest.approx(eager.logits, abs=1e-3, rel=1e-3)
