@@ -181,6 +181,22 @@ class Predictor:
         )
 
 
+def outputs_from_features(model: nn.Module, features, temperature: float) -> PredictOutput:
+    """The outputs of ``model`` for images whose penultimate ``features`` are already known:
+    its ``fc`` applied to them, no forward pass. A head-only version shares its parent's
+    backbone, so it scores every image its parent scored from the features the parent stored."""
+    features = np.asarray(features, dtype=np.float32)
+    weight = model.fc.weight.detach().float().cpu().numpy()
+    bias = model.fc.bias.detach().float().cpu().numpy()
+    logits = features @ weight.T + bias
+    return PredictOutput(
+        logits=logits,
+        p_fake_raw=apply_temperature(logits, 1.0),
+        p_fake=apply_temperature(logits, float(temperature)),
+        features=features,
+    )
+
+
 def _scripted(module: nn.Module, policy, image_size: int) -> nn.Module:
     """TorchScript trace, freeze and optimise (PyTorch marks ``jit.trace`` deprecated)."""
     example = torch.zeros(2, 3, image_size, image_size, device=policy.device)
