@@ -18,7 +18,6 @@ from flask import current_app
 from model.checkpoint import save_checkpoint
 from model.train import TrainConfig, TrainingStopped, train
 
-from ..extensions import db
 from ..jobs import JobCancelled, handler, submit
 from ..models import ModelVersion
 from . import versions
@@ -231,10 +230,11 @@ def register_checkpoint(trainset, config, network, meta, context=None) -> ModelV
             f"{metrics['val']['target_fpr']:.1%} on real validation images"
         )
     moved = versions.labels_changed_since(versions.active_version())
-    version = ModelVersion(
-        name=name,
+    version = versions.register(
+        name,
+        path,
+        kind="full",
         labels_changed=moved["total"] if moved else None,
-        checkpoint_path=str(path),
         image_size=config.image_size,
         init_weights=meta["init_weights"],
         temperature=float(meta["temperature"]),
@@ -251,9 +251,6 @@ def register_checkpoint(trainset, config, network, meta, context=None) -> ModelV
         n_train=len(trainset.train),
         job_id=None if context is None else context.job_id,
     )
-    db.session.add(version)
-    db.session.commit()
-    activated = versions.activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
-    if activated and context is not None:
+    if version.is_active and context is not None:
         context.log(f"{name} activated")
     return version
