@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.calibration import apply_temperature, fit_temperature
-from model.metrics import classification_metrics, threshold_for_fpr
+from model.metrics import classification_metrics, fit_operating_point
 from model.scores import LinearHead, fit_head
 
 SPLITS = ("train", "val", "test")
@@ -52,12 +52,12 @@ def fit_head_on_splits(splits: dict, target_fpr: float) -> HeadFit:
     val_logits = head.logits(val_features)
     temperature = fit_temperature(val_logits, val_labels) if len(val_labels) else 1.0
     val_p_fake = apply_temperature(val_logits, temperature)
-    threshold = threshold_for_fpr(val_labels, val_p_fake, target_fpr) if len(val_labels) else 0.5
+    threshold, val_metrics = fit_operating_point(val_labels, val_p_fake, target_fpr)
     metrics = {}
     for name, (features, labels) in parts.items():
-        if len(labels):
+        if name == "val" and len(labels):
+            metrics[name] = val_metrics
+        elif len(labels):
             p_fake = apply_temperature(head.logits(features), temperature)
             metrics[name] = classification_metrics(labels.astype(np.int64), p_fake, threshold)
-    if "val" in metrics:
-        metrics["val"]["target_fpr"] = target_fpr
     return HeadFit(head=head, temperature=temperature, threshold=threshold, metrics=metrics)

@@ -176,6 +176,14 @@ class TrainResult:
     policy: str = ""
     extra: dict = field(default_factory=dict)
 
+    @property
+    def val_p_fake(self) -> np.ndarray | None:
+        """Calibrated p_fake of the validation images, in the order ``train`` got them (None
+        without validation images): what the run's own metrics were measured on."""
+        if self.val_logits is None:
+            return None
+        return apply_temperature(self.val_logits, self.temperature)
+
     def checkpoint_meta(self, train_set_sha256: str = "", **more) -> dict:
         """The ``meta`` dict for ``checkpoint.save_checkpoint``: enough to rebuild and predict."""
         return {
