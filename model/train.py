@@ -14,6 +14,12 @@ torchrun through ``model.distributed``) when ``train`` gets a ``DistributedConte
 ``batch_size`` stays the global batch, each rank takes its share of every global batch with the
 augmentation it would get in one process, batch norm uses the global batch's statistics, and
 rank 0 alone validates, calibrates and reports. The ranks finish with identical weights.
+
+Why this module is over 400 lines: the schedule, the epoch loop, the progress reporter and the
+calibration at the end are private parts of ``train`` that share its state, and each is short;
+what can stand alone is ``TrainConfig`` with its presets (about 150 lines), left here while the
+native-resolution crops work (issue 16) adds to both the configuration and the loop, so the
+two changes merge; it is the part to move to its own module next.
 """
 
 from __future__ import annotations
