@@ -49,10 +49,11 @@ from model.data import (  # noqa: E402
 )
 from model.device import cpu_has_fast_bf16, pick_device, precision_policy  # noqa: E402
 from model.engine import train_one_epoch  # noqa: E402
+from model.machine import cpu_description  # noqa: E402
 from model.network import build_model  # noqa: E402
 from model.predict import Predictor  # noqa: E402
 from model.threads import configure_threads, describe  # noqa: E402
-from model.tuning import TuningResult, cpu_description, tune, tune_training  # noqa: E402
+from model.tuning import TuningResult, tune, tune_training  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -204,11 +204,6 @@ def train_transform(
     return TrainTransform(image_size, mean, std, augment)
 
 
-def random_hflip(batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    return flip_where(batch, torch.rand(batch.shape[0], generator=generator) < 0.5)
-
-
 def flip_where(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror left-right the images whose entry in the boolean ``flip`` is set."""
     return torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
@@ -374,16 +369,25 @@ class ArrayDataset(torch.utils.data.Dataset):
         return image, label
 
 
-def channel_stats(images, batch: int = 256) -> tuple[list[float], list[float]]:
+def channel_stats(images, batch: int = 256, rows=None) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 (N, H, W, 3) images on the 0..1 scale, streamed.
 
-    Sums are exact integers, so the result does not depend on ``batch``.
+    The one normalisation statistic: training, the desk's data audit and the benches all use it.
+    ``rows`` (indices into ``images``) restricts it to those images, read ``batch`` at a time,
+    so a memory map of the whole pixel cache is never copied. Sums are exact integers, so the
+    result does not depend on ``batch`` or on the order of ``rows``.
     """
+    positions = None if rows is None else np.asarray(rows, dtype=np.int64)
+    length = len(images) if positions is None else len(positions)
     total = np.zeros(3, dtype=np.uint64)
     total_sq = np.zeros(3, dtype=np.uint64)
     count = 0
-    for start in range(0, len(images), batch):
-        chunk = np.asarray(images[start : start + batch]).reshape(-1, 3)
+    for start in range(0, length, batch):
+        if positions is None:
+            block = images[start : start + batch]
+        else:
+            block = images[positions[start : start + batch]]
+        chunk = np.asarray(block).reshape(-1, 3)
         total += chunk.sum(axis=0, dtype=np.uint64)
         total_sq += np.square(chunk, dtype=np.uint32).sum(axis=0, dtype=np.uint64)
         count += chunk.shape[0]

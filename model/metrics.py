@@ -146,6 +146,19 @@ def threshold_for_fpr(labels, p_fake, target_fpr: float) -> float:
     return min(highest_real + min(gap / 2, THRESHOLD_MARGIN), float(np.nextafter(1.0, 2.0)))
 
 
+def fit_operating_point(labels, p_fake, target_fpr: float) -> tuple[float, dict]:
+    """A version's operating point from its validation images: the FAKE threshold fitted for
+    ``target_fpr`` (:func:`threshold_for_fpr`) and the images' metrics at it, ``target_fpr``
+    recorded with them. Without images: 0.5 and ``{"n": 0, "target_fpr": ...}``."""
+    labels, p_fake = _inputs(labels, p_fake)
+    target_fpr = float(target_fpr)
+    if labels.size == 0:
+        return 0.5, {"n": 0, "target_fpr": target_fpr}
+    threshold = threshold_for_fpr(labels, p_fake, target_fpr)
+    metrics = classification_metrics(labels, p_fake, threshold)
+    return threshold, {**metrics, "target_fpr": target_fpr}
+
+
 def operating_point(labels, p_fake, threshold: float) -> dict:
     """The ROC point of a threshold: false-positive rate on real, true-positive rate on fake."""
     labels, p_fake = _inputs(labels, p_fake)

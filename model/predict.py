@@ -218,6 +218,31 @@ class Predictor:
         )
 
 
+def reproduces(policy_name: str, predictor: Predictor) -> bool:
+    """Whether ``predictor`` gives the p_fake a run under ``policy_name`` (a ``Policy.name``)
+    measured, up to fp32 rounding: both in fp32 on the CPU. Rounding moves p_fake by about 1e-7,
+    far below ``metrics.THRESHOLD_MARGIN``, so a threshold fitted on one holds for the other;
+    bf16, fp16 or CUDA's TF32 move it by up to 1e-2, and then the images must be scored again."""
+    fp32_cpu = "cpu/fp32/"
+    return policy_name.startswith(fp32_cpu) and predictor.policy.name.startswith(fp32_cpu)
+
+
+def outputs_from_features(model: nn.Module, features, temperature: float) -> PredictOutput:
+    """The outputs of ``model`` for images whose penultimate ``features`` are already known:
+    its ``fc`` applied to them, no forward pass. A head-only version shares its parent's
+    backbone, so it scores every image its parent scored from the features the parent stored."""
+    features = np.asarray(features, dtype=np.float32)
+    weight = model.fc.weight.detach().float().cpu().numpy()
+    bias = model.fc.bias.detach().float().cpu().numpy()
+    logits = features @ weight.T + bias
+    return PredictOutput(
+        logits=logits,
+        p_fake_raw=apply_temperature(logits, 1.0),
+        p_fake=apply_temperature(logits, float(temperature)),
+        features=features,
+    )
+
+
 def _scripted(module: nn.Module, policy, image_size: int) -> nn.Module:
     """TorchScript trace, freeze and optimise (PyTorch marks ``jit.trace`` deprecated)."""
     example = torch.zeros(2, 3, image_size, image_size, device=policy.device)

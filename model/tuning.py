@@ -18,8 +18,6 @@ and reused by every job on the same machine (``fingerprint`` says which machine 
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -31,6 +29,7 @@ from torch.nn import functional as F
 
 from model.cpu_conv import patch_small_convolutions
 from model.device import pick_device, precision_policy
+from model.machine import machine_fingerprint
 from model.network import build_model
 from model.predict import Predictor
 
@@ -136,43 +135,6 @@ class TuningResult:
         values = {k: v for k, v in values.items() if k not in {"speedup", "compile_seconds"}}
         measurements = [Measurement(**m) for m in values.pop("measurements", [])]
         return cls(**values, measurements=measurements)
-
-
-def machine_fingerprint(device: torch.device) -> dict:
-    """What a measurement depends on: processor, vector units, threads, PyTorch build."""
-    flags = _cpu_flags()
-    fingerprint = {
-        "processor": _cpu_model() or platform.processor() or platform.machine(),
-        "flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": device.type,
-    }
-    if device.type == "cuda":
-        fingerprint["gpu"] = torch.cuda.get_device_name(device)
-    return fingerprint
-
-
-def _cpu_lines() -> list[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            return handle.read().splitlines()
-    except OSError:
-        return []
-
-
-def _cpu_model() -> str:
-    for line in _cpu_lines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return ""
-
-
-def _cpu_flags() -> set[str]:
-    for line in _cpu_lines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def random_network(size: int) -> tuple[nn.Module, dict]:
@@ -426,10 +388,3 @@ def _training_rate(image_size, batch_size, device, precision, small_conv, steps)
         if step:
             best = min(best, time.perf_counter() - started)
     return batch_size / best
-
-
-def cpu_description() -> str:
-    """``lscpu``'s model name and the vector units that decide the fast paths, for reports."""
-    flags = sorted(_cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{_cpu_model() or platform.machine()} ({', '.join(flags) or 'no AVX2'}; {cores} cores)"

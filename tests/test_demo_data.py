@@ -18,6 +18,7 @@ from PIL import Image as PILImage
 from PIL import JpegImagePlugin
 from scipy.stats import ks_2samp
 
+from model import demo_generator
 from webapp.cli.demo_command import demo
 from webapp.services import demo_data
 from webapp.services.demo_data import (
@@ -115,7 +116,7 @@ def test_manifest_records_the_truth(built):
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
         assert record["path"].split("/")[0] == record["folder_label"]
         assert record["mislabelled"] == (record["true_label"] != record["folder_label"])
-        assert record["source"] in {Path(name).stem for name in demo_data.PHOTOGRAPHS}
+        assert record["source"] in {Path(name).stem for name in demo_generator.PHOTOGRAPHS}
     mislabelled = [record for record in manifest["files"] if record["mislabelled"]]
     assert sorted(manifest["mislabelled"]) == sorted(record["path"] for record in mislabelled)
     assert sum(r["true_label"] == "fake" for r in mislabelled) == 4  # fakes sitting in real/

@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from model.images import resize_for_model
 from tests.bad_inputs import (
     flat_layout,
     image_bytes,
@@ -33,7 +34,7 @@ from webapp.services.importer import (
     import_path,
     layout_of,
 )
-from webapp.services.pixel_cache import load_pixels, resize_for_model
+from webapp.services.pixel_cache import load_pixels
 from webapp.services.storage import instance_root, original_path, thumbnail_path
 
 

@@ -9,13 +9,13 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from model.images import resize_for_model
 from model.metrics import classification_metrics
 from model.predict import Predictor
 from tests.factories import make_active_version
 from tests.test_training import tiny_dataset  # noqa: F401
 from webapp.extensions import db
 from webapp.models import Image, Prediction
-from webapp.services.pixel_cache import resize_for_model
 from webapp.services.storage import original_path
 from webapp.services.trainset import labelled_images
 

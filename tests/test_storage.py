@@ -10,6 +10,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from model.images import resize_for_model
 from tests.bad_inputs import image_bytes, write_files
 from webapp.extensions import db
 from webapp.models import Image
@@ -19,11 +20,9 @@ from webapp.services.pixel_cache import (
     CacheError,
     PixelCache,
     cache_for,
-    decode_for_model,
     ensure_cache,
     load_pixels,
     open_cache,
-    resize_for_model,
 )
 from webapp.services.storage import (
     blob_path,
@@ -119,15 +118,6 @@ def test_missing_original_is_a_clear_error(app_ctx, tmp_path):
         load_pixels([images[0].id], 20)
     with pytest.raises(KeyError, match="no image with id"):
         load_pixels([999_999], 20)
-
-
-def test_decode_for_model_uses_draft_for_jpeg():
-    data = image_bytes(3, size=(800, 600))
-    pixels = decode_for_model(data, 64)
-    assert pixels.shape == (64, 64, 3)
-    with PILImage.open(io.BytesIO(data)) as full:
-        reference = resize_for_model(full, 64).astype(int)
-    assert np.abs(pixels.astype(int) - reference).mean() < 3  # DCT scaling, same picture
 
 
 @pytest.mark.parametrize("quality", [5, 10, 25, 50, 75, 90, 95, 100])

@@ -120,3 +120,25 @@ def test_bad_arrays_are_rejected_clearly():
         BatchLoader(np.zeros((3, 8, 8, 3), np.uint8), [0, 1], 2, None)
     with pytest.raises(ValueError, match="at least one image"):
         channel_stats(np.zeros((0, 8, 8, 3), np.uint8))
+
+
+def test_channel_stats_of_chosen_rows_are_those_images_stats_in_any_order():
+    images, _ = make_images(12, size=8, seed=4)
+    rows = [9, 2, 5, 11]
+    expected = channel_stats(images[sorted(rows)])
+    assert channel_stats(images, rows=rows) == expected
+    assert channel_stats(images, batch=3, rows=sorted(rows)) == expected
+    assert channel_stats(images, rows=rows) != channel_stats(images)
+    with pytest.raises(ValueError, match="at least one image"):
+        channel_stats(images, rows=[])
+
+
+def test_channel_stats_on_a_known_array():
+    # Red is 0 on half the pixels and 255 on the other half, green a constant 51, blue 255.
+    images = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    images[0, :, :, 0] = 255
+    images[..., 1] = 51
+    images[..., 2] = 255
+    mean, std = channel_stats(images, batch=1)
+    assert np.allclose(mean, [0.5, 0.2, 1.0])
+    assert np.allclose(std, [0.5, 1e-6, 1e-6])  # a flat channel's std is floored, never 0

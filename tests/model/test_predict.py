@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model.network import build_model, forward_features
-from model.predict import Predictor
+from model.predict import Predictor, outputs_from_features
 from model.scores import fit_head
 from model.tuning import TOLERANCES
 
@@ -117,3 +117,18 @@ def test_compiled_engine_in_fp32_pads_the_last_batch_and_agrees_with_eager(
     assert out.logits.shape == (11, 2) and out.features.shape == (11, 512)
     _, _, agrees = TOLERANCES["fp32"].check(eager, out)
     assert agrees
+
+
+def test_outputs_from_stored_features_match_a_forward_pass(tiny_run, meta, tiny_data):
+    """A head-only version scores from its parent's stored features: the same logits and
+    probabilities as running its network, at its own temperature."""
+    predictor = Predictor(tiny_run.model, meta, precision="fp32", engine="eager")
+    out = predictor.predict(tiny_data[2])
+    reused = outputs_from_features(tiny_run.model, out.features, tiny_run.temperature)
+    assert np.allclose(reused.logits, out.logits, atol=1e-4)
+    assert np.allclose(reused.p_fake, out.p_fake, atol=1e-5)
+    assert np.allclose(reused.p_fake_raw, out.p_fake_raw, atol=1e-5)
+    assert np.array_equal(reused.features, out.features)
+    hotter = outputs_from_features(tiny_run.model, out.features, 4 * tiny_run.temperature)
+    assert np.allclose(hotter.p_fake_raw, reused.p_fake_raw)
+    assert np.abs(hotter.p_fake - 0.5).mean() < np.abs(reused.p_fake - 0.5).mean()

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from model.metrics import THRESHOLD_MARGIN, fit_operating_point
+from model.predict import Predictor, reproduces
 from model.train import TrainConfig, TrainingStopped, lr_at, train
 from tests.model.conftest import tiny_config
 
@@ -62,6 +64,7 @@ def test_no_validation_split_means_no_temperature(tiny_data):
     result = train(*tiny_data[:2], None, None, tiny_config(), *tiny_data[4:])
     assert result.temperature == 1.0 and result.val_metrics is None
     assert result.history[0]["val_acc"] is None
+    assert result.val_p_fake is None
 
 
 def test_bad_inputs_are_refused_with_a_reason(tiny_data):
@@ -89,3 +92,20 @@ def test_presets_are_valid_configurations():
     assert TrainConfig.preset("demo", epochs=1).epochs == 1
     with pytest.raises(ValueError, match="unknown preset"):
         TrainConfig.preset("nope")
+
+
+def test_the_runs_own_validation_p_fake_is_what_its_checkpoint_scores(tiny_run, tiny_data):
+    """The desk fits a version's threshold on the run's own validation outputs when its
+    scoring engine reproduces them (fp32 on the CPU), and scores the images again otherwise."""
+    meta = tiny_run.checkpoint_meta()
+    val_images, val_labels = tiny_data[2], tiny_data[3]
+    fp32 = Predictor(tiny_run.model, meta, device="cpu", precision="fp32", engine="fused")
+    assert tiny_run.val_p_fake.shape == (len(val_images),)
+    assert reproduces(tiny_run.policy, fp32)
+    scored = fp32.predict(val_images, batch_size=5).p_fake
+    assert np.abs(tiny_run.val_p_fake - scored).max() < THRESHOLD_MARGIN / 10
+    threshold, metrics = fit_operating_point(val_labels, tiny_run.val_p_fake, 0.0)
+    assert metrics["target_fpr"] == 0.0 and metrics["n"] == len(val_images)
+    assert ((scored >= threshold) & (val_labels == 0)).sum() == 0  # holds for the re-scored
+    bf16 = Predictor(tiny_run.model, meta, device="cpu", precision="bf16", engine="eager")
+    assert not reproduces(tiny_run.policy, bf16)

@@ -23,7 +23,7 @@ def tune_command(image_size, no_compile, as_json) -> None:
     two, keep the fastest that agrees with eager fp32, and store it for scoring and evaluation."""
     threads = configure_threads()  # what a job worker uses, so the figures are the worker's
     from model.device import pick_device  # loads PyTorch
-    from model.tuning import cpu_description
+    from model.machine import cpu_description
 
     from ..services import engines
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from flask import current_app
 from sqlalchemy import select
+
+from model.data import channel_stats as streamed_channel_stats
 
 from ..extensions import db
 from ..models import ChannelStats, Dataset, DatasetImage, Image, Label, Split
@@ -351,22 +353,10 @@ def stored_channel_stats(image_ids: Sequence[int], size: int) -> ChannelStats | 
     )
 
 
-def _value_counts(
-    image_ids: list[int], size: int, rows_per_block: int = 512
-) -> Iterator[np.ndarray]:
-    """Per-block counts of each (channel, value) pair: 3 x 256 integers."""
-    pixels = cache_for(size).array()
-    offsets = np.array([0, 256, 512], dtype=np.uint16)
-    for start in range(0, len(image_ids), rows_per_block):
-        block = pixels[np.asarray(image_ids[start : start + rows_per_block])]
-        indices = block.reshape(-1, 3).astype(np.uint16) + offsets
-        yield np.bincount(indices.ravel(), minlength=768)
-
-
 def channel_stats(image_ids: Sequence[int], size: int) -> tuple[list[float], list[float]]:
     """Per-channel (R, G, B) mean and standard deviation in [0, 1] over ``image_ids`` at
-    ``size``: one streaming pass over the pixel cache, exact (value histograms), stored and
-    reused for the same set of images."""
+    ``size``: ``model.data.channel_stats`` streamed over the pixel cache (exact integer sums),
+    stored and reused for the same set of images."""
     stored = stored_channel_stats(image_ids, size)
     if stored is not None:
         return list(stored.mean), list(stored.std)
@@ -374,12 +364,7 @@ def channel_stats(image_ids: Sequence[int], size: int) -> tuple[list[float], lis
     if not ids:
         raise ValueError("channel statistics need at least one image")
     ensure_cache(ids, size)
-    counts = sum(_value_counts(ids, size)).reshape(3, 256).astype(np.float64)
-    values = np.arange(256, dtype=np.float64) / 255.0
-    totals = counts.sum(axis=1)
-    mean = (counts * values).sum(axis=1) / totals
-    variance = (counts * values**2).sum(axis=1) / totals - mean**2
-    std = np.sqrt(np.maximum(variance, 0.0))
+    mean, std = streamed_channel_stats(cache_for(size).array(), rows=ids)
     row = ChannelStats(
         image_size=size,
         images_sha256=ids_key(ids, size),

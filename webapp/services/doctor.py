@@ -34,12 +34,13 @@ from flask import current_app
 from PIL import Image as PILImage
 from sqlalchemy import delete, select
 
+from model.images import to_rgb
+
 from ..extensions import db
 from ..jobs.recovery import abandoned_jobs, recover_abandoned_jobs
 from ..models import DatasetImage, Image, ImportRun, Job, JobState, Lease, ModelVersion, utcnow
 from .importer import INTERRUPTED
 from .importer_worker import THUMBNAIL_QUALITY, thumbnail_dimensions
-from .pixel_cache import to_rgb
 from .storage import (
     blob_relative,
     extension_for,

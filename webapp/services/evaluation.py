@@ -9,7 +9,8 @@ import numpy as np
 from flask import current_app
 from sqlalchemy import select
 
-from model.metrics import classification_metrics, threshold_for_fpr
+from model.metrics import classification_metrics, fit_operating_point
+from model.predict import reproduces
 
 from ..extensions import db
 from ..models import ModelVersion, Prediction
@@ -23,8 +24,13 @@ def checkpoint_p_fake(checkpoint_path, image_ids: Sequence[int], image_size: int
     """Calibrated p_fake of a checkpoint on the given images, batch by batch."""
     if len(image_ids) == 0:
         return np.zeros(0)
-    predictor = tuned_predictor(checkpoint_path)
+    return _predicted_p_fake(tuned_predictor(checkpoint_path), image_ids, image_size)
+
+
+def _predicted_p_fake(predictor, image_ids: Sequence[int], image_size: int) -> np.ndarray:
     ids = list(image_ids)
+    if not ids:
+        return np.zeros(0)
     batch = score_batch()
     return np.concatenate(
         [
@@ -48,22 +54,34 @@ def evaluate_arrays(
     return classification_metrics(np.asarray(labels), p_fake, threshold)
 
 
-def measure_at_operating_point(checkpoint_path, trainset, image_size: int) -> tuple[float, dict]:
+def measure_at_operating_point(
+    checkpoint_path, trainset, image_size: int, trained=None
+) -> tuple[float, dict]:
     """Fit the FAKE threshold on the validation split for the target false-positive rate
-    (``TARGET_FPR``), and measure val and test at it: (threshold, metrics)."""
+    (``TARGET_FPR``), and measure val and test at it: (threshold, metrics).
+
+    ``trained`` (the ``model.train.TrainResult`` of this checkpoint, if it was trained here):
+    its own validation p_fake is used when this machine's scoring engine reproduces it
+    (``model.predict.reproduces``); otherwise, and for checkpoints trained elsewhere, the
+    validation images are scored with the checkpoint, in the engine that will score the desk.
+    """
     target = float(current_app.config["TARGET_FPR"])
+    predictor = tuned_predictor(checkpoint_path)
     val_ids, val_labels = trainset.val.as_arrays()
-    val_p_fake = checkpoint_p_fake(checkpoint_path, val_ids, image_size)
-    threshold = threshold_for_fpr(val_labels, val_p_fake, target) if len(val_ids) else 0.5
-    metrics: dict[str, Any] = {"n": 0}
-    if len(val_ids):
-        metrics = classification_metrics(val_labels, val_p_fake, threshold)
-    measured = {"val": {**metrics, "target_fpr": target}}
+    if (
+        trained is not None
+        and trained.val_p_fake is not None
+        and reproduces(trained.policy, predictor)
+    ):
+        val_p_fake = trained.val_p_fake
+    else:
+        val_p_fake = _predicted_p_fake(predictor, val_ids, image_size)
+    threshold, val_metrics = fit_operating_point(val_labels, val_p_fake, target)
+    measured = {"val": val_metrics}
     if len(trainset.test):
         test_ids, test_labels = trainset.test.as_arrays()
-        measured["test"] = evaluate_arrays(
-            checkpoint_path, test_ids, test_labels, image_size, threshold
-        )
+        test_p_fake = _predicted_p_fake(predictor, test_ids, image_size)
+        measured["test"] = classification_metrics(test_labels, test_p_fake, threshold)
     return threshold, measured
 
 

@@ -12,10 +12,8 @@ from typing import Any
 import numpy as np
 from flask import current_app
 
-from model.calibration import apply_temperature, fit_temperature
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.metrics import classification_metrics, threshold_for_fpr
-from model.scores import fit_head
+from model.head import HeadFit, fit_head_on_splits
 
 from ..jobs import submit
 from ..models import ModelVersion
@@ -38,36 +36,21 @@ def train_head(context) -> dict[str, Any]:
     for name, part in (("train", trainset.train), ("val", trainset.val), ("test", trainset.test)):
         kept = [(i, y) for i, y in zip(part.ids, part.labels, strict=True) if i in position]
         parts[name] = ([i for i, _ in kept], np.asarray([y for _, y in kept], dtype=np.int64))
-    train_ids, train_labels = parts["train"]
-    if set(train_labels.tolist()) != {0, 1}:
-        raise ValueError("the train split needs scored, labelled images of both classes")
-    context.log(f"fitting a head on {len(train_ids)} cached features of {parent.name}")
-    head = fit_head(features[_rows(position, train_ids)], train_labels)
-    val_ids, val_labels = parts["val"]
-    val_logits = head.logits(features[_rows(position, val_ids)])
-    temperature = fit_temperature(val_logits, val_labels) if len(val_ids) else 1.0
-    target = float(current_app.config["TARGET_FPR"])
-    val_p_fake = apply_temperature(val_logits, temperature)
-    threshold = threshold_for_fpr(val_labels, val_p_fake, target) if len(val_ids) else 0.5
-    metrics = {}
-    for name, (part_ids, part_labels) in parts.items():
-        if len(part_ids):
-            logits = head.logits(features[_rows(position, part_ids)])
-            metrics[name] = classification_metrics(
-                part_labels, apply_temperature(logits, temperature), threshold
-            )
-    if "val" in metrics:
-        metrics["val"]["target_fpr"] = target
-    version = _register(context, parent, trainset, head, (temperature, threshold), metrics)
+    context.log(f"fitting a head on {len(parts['train'][0])} cached features of {parent.name}")
+    fitted = fit_head_on_splits(
+        {name: (features[_rows(position, ids)], labels) for name, (ids, labels) in parts.items()},
+        float(current_app.config["TARGET_FPR"]),
+    )
+    version = _register(context, parent, trainset, fitted)
     if context.params.get("score", True):
         submit("predict", {"version": version.name})
-    return {"version": version.name, "active": version.is_active, "metrics": metrics}
+    return {"version": version.name, "active": version.is_active, "metrics": fitted.metrics}
 
 
-def _register(context, parent, trainset, head, calibration, metrics) -> ModelVersion:
-    temperature, threshold = calibration
+def _register(context, parent, trainset, fitted: HeadFit) -> ModelVersion:
+    temperature, threshold, metrics = fitted.temperature, fitted.threshold, fitted.metrics
     model, meta = load_checkpoint(parent.checkpoint_path)
-    head.apply_to(model)
+    fitted.head.apply_to(model)
     name = versions.next_version_name()
     path = versions.models_dir() / f"{name}.pt"
     meta = {

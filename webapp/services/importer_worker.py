@@ -32,10 +32,11 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from model.images import load_for_model, resize_for_model, to_rgb
+
 from .evidence import safe_compute
 from .importer_jpeg import estimate_quality
 from .importer_sources import DamagedMember, UnsupportedCompression, read_zip_member
-from .pixel_cache import resize_for_model, to_rgb
 from .storage import EXTENSIONS, blob_relative, temporary_dir_under, thumbnail_relative
 
 THUMBNAIL_QUALITY = 85
@@ -437,12 +438,7 @@ def rebuild_chunk(tasks: list[tuple[int, str]]) -> list[tuple[int, np.ndarray | 
     size = _settings.cache_size
     for image_id, path in tasks:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with PILImage.open(path) as image:
-                    if image.format in ("JPEG", "MPO"):
-                        image.draft("RGB", (size, size))
-                    results.append((image_id, resize_for_model(image, size), ""))
+            results.append((image_id, load_for_model(path, size), ""))
         except Exception as error:  # reported per image; one bad original must not stop the rest
             results.append((image_id, None, f"{type(error).__name__}: {error}"))
     return results

@@ -11,49 +11,19 @@ each other's rows, and a row left half-written by a killed import (or written fo
 a rolled-back transaction later hands to another image) simply fails the check and is rebuilt from
 the stored original. Nothing needs a lock or a repair step.
 
-:func:`resize_for_model` is the one preprocessing from decoded image to square uint8 pixels; the
-cache is built with it and inference on new images should use it too, so the two never drift.
+:func:`model.images.resize_for_model` is the one preprocessing from decoded image to square uint8
+pixels; the cache is built with it (and :func:`model.images.load_for_model` gives a file's row).
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image as PILImage
 
-RESAMPLE = PILImage.Resampling.BILINEAR
-REDUCING_GAP = 3.0
 TAG_BYTES = 8
-
-
-def to_rgb(image: PILImage.Image) -> PILImage.Image:
-    """The image in RGB. Transparency is dropped (palette images go through RGBA first, the
-    way Pillow asks for); every path from file to model pixels uses this one conversion."""
-    if image.mode == "RGB":
-        return image
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    return image.convert("RGB")
-
-
-def resize_for_model(image: PILImage.Image, size: int) -> np.ndarray:
-    """Square ``size`` x ``size`` RGB uint8 pixels from a decoded image (the seed's resize)."""
-    image = to_rgb(image)
-    if image.size != (size, size):
-        image = image.resize((size, size), RESAMPLE, reducing_gap=REDUCING_GAP)
-    return np.asarray(image, dtype=np.uint8)
-
-
-def decode_for_model(data: bytes, size: int) -> np.ndarray:
-    """Decode encoded image bytes (JPEG with ``draft``) and resize them for the model."""
-    with PILImage.open(io.BytesIO(data)) as image:
-        if image.format == "JPEG":
-            image.draft("RGB", (size, size))
-        return resize_for_model(image, size)
 
 
 def tag_of(sha256: str) -> bytes:

@@ -18,7 +18,7 @@ from flask import current_app
 
 from model.calibration import apply_temperature, fit_temperature
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.metrics import classification_metrics, threshold_for_fpr
+from model.metrics import fit_operating_point
 
 from ..models import ModelVersion
 from . import versions
@@ -60,9 +60,8 @@ def calibrate_on_dataset(
     logits = version_logits(parent, ids)
     temperature = fit_temperature(logits, labels)
     p_fake = apply_temperature(logits, temperature)
-    threshold = threshold_for_fpr(labels, p_fake, target)
-    measured = classification_metrics(labels, p_fake, threshold)
-    calibration = {**measured, "dataset": dataset_name, "target_fpr": target}
+    threshold, measured = fit_operating_point(labels, p_fake, target)
+    calibration = {**measured, "dataset": dataset_name}
     return _register(parent, temperature, threshold, calibration)
 
 

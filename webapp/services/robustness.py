@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from model.images import resize_for_model
 from model.metrics import classification_metrics
 from model.perturb import PERTURBATIONS, perturb_image
 
@@ -21,7 +22,6 @@ from ..extensions import db
 from ..models import Image
 from . import versions
 from .evaluation import evaluate_dataset
-from .pixel_cache import resize_for_model
 from .scoring import chunks, get_predictor, score_batch
 from .storage import original_path
 from .trainset import labelled_images

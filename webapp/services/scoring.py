@@ -17,7 +17,7 @@ import numpy as np
 from flask import current_app
 from sqlalchemy import insert, select
 
-from model.predict import Predictor
+from model.predict import Predictor, outputs_from_features
 
 from ..extensions import db
 from ..jobs import handler
@@ -114,8 +114,6 @@ def load_features(version: ModelVersion) -> tuple[np.ndarray, np.ndarray]:
 
 def _outputs_from_parent_features(version: ModelVersion, image_ids: Sequence[int]):
     """A head-only version shares its parent's backbone: reuse the parent's features."""
-    from model.calibration import apply_temperature
-
     parent = db.session.get(ModelVersion, version.parent_id)
     try:
         ids, features = load_features(parent)
@@ -124,16 +122,9 @@ def _outputs_from_parent_features(version: ModelVersion, image_ids: Sequence[int
     position = {image_id: row for row, image_id in enumerate(ids.tolist())}
     if any(image_id not in position for image_id in image_ids):
         return None
-    features = features[[position[i] for i in image_ids]]
-    fc = get_predictor(version).model.fc
-    weight = fc.weight.detach().float().cpu().numpy()
-    bias = fc.bias.detach().float().cpu().numpy()
-    logits = features @ weight.T + bias
-    return {
-        "p_fake_raw": apply_temperature(logits, 1.0),
-        "p_fake": apply_temperature(logits, version.temperature),
-        "features": features,
-    }
+    rows = features[[position[i] for i in image_ids]]
+    output = outputs_from_features(get_predictor(version).model, rows, version.temperature)
+    return {"p_fake_raw": output.p_fake_raw, "p_fake": output.p_fake, "features": output.features}
 
 
 def network_outputs(version: ModelVersion, image_ids: Sequence[int], progress=None):

@@ -18,7 +18,6 @@ from flask import current_app
 from model.checkpoint import save_checkpoint
 from model.train import TrainConfig, TrainingStopped, train
 
-from ..extensions import db
 from ..jobs import JobCancelled, handler, submit
 from ..models import ModelVersion
 from . import versions
@@ -219,36 +218,44 @@ def _train_here(context, trainset, config, mean, std) -> ModelVersion:
 
 
 def register_version(context, trainset, config, result) -> ModelVersion:
-    """Save the checkpoint, measure it on val and test, and add the ModelVersion row."""
+    """Save the checkpoint and add the ModelVersion row, its operating point fitted on the
+    run's own validation outputs (``result``) and its test split measured."""
     meta = result.checkpoint_meta(
         train_set_sha256=trainset.sha256(), label_counts=trainset.label_counts()
     )
-    return register_checkpoint(trainset, config, result.model, meta, context)
+    return register_checkpoint(trainset, config, result.model, meta, context, trained=result)
 
 
-def register_checkpoint(trainset, config, network, meta, context=None) -> ModelVersion:
+def register_checkpoint(
+    trainset, config, network, meta, context=None, trained=None
+) -> ModelVersion:
     """Register a trained network and its checkpoint meta as the next version.
 
     The checkpoint is saved under the version's name (its meta naming the version), measured
-    on val and test, and recorded with the labels it was trained on. ``context`` is the job
-    doing it, if any (checkpoints trained elsewhere are registered from the command line).
+    on val and test (val from ``trained``, the run's own result, when given and reproducible
+    here: ``evaluation.measure_at_operating_point``), and recorded with the labels it was
+    trained on. ``context`` is the job doing it, if any (checkpoints trained elsewhere are
+    registered from the command line).
     """
     name = versions.next_version_name()
     path = versions.models_dir() / f"{name}.pt"
     meta = {**meta, "version": name}
     save_checkpoint(path, network, meta)
     versions.save_training_labels(name, trainset)
-    threshold, metrics = measure_at_operating_point(path, trainset, config.image_size)
+    threshold, metrics = measure_at_operating_point(
+        path, trainset, config.image_size, trained=trained
+    )
     if context is not None:
         context.log(
             f"FAKE threshold {threshold:.4f} for a false-positive rate of "
             f"{metrics['val']['target_fpr']:.1%} on real validation images"
         )
     moved = versions.labels_changed_since(versions.active_version())
-    version = ModelVersion(
-        name=name,
+    version = versions.register(
+        name,
+        path,
+        kind="full",
         labels_changed=moved["total"] if moved else None,
-        checkpoint_path=str(path),
         image_size=config.image_size,
         init_weights=meta["init_weights"],
         temperature=float(meta["temperature"]),
@@ -265,9 +272,6 @@ def register_checkpoint(trainset, config, network, meta, context=None) -> ModelV
         n_train=len(trainset.train),
         job_id=None if context is None else context.job_id,
     )
-    db.session.add(version)
-    db.session.commit()
-    activated = versions.activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
-    if activated and context is not None:
+    if version.is_active and context is not None:
         context.log(f"{name} activated")
     return version

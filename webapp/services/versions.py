@@ -180,23 +180,31 @@ def lineage(version: ModelVersion) -> str:
     return f"Full training from {version.init_weights} weights{parent}."
 
 
+def register(name: str, path, **fields) -> ModelVersion:
+    """Add the row of the version whose checkpoint was just saved as ``name`` at ``path``, with
+    what its training measured (temperature, threshold, metrics and the rest of ``fields``);
+    committed, then activated when auto-activation says it is due (the first version always).
+    Every version, trained in full or derived from a parent, is registered here."""
+    version = ModelVersion(name=name, checkpoint_path=str(path), **fields)
+    db.session.add(version)
+    db.session.commit()
+    activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
+    return version
+
+
 def register_child(parent: ModelVersion, name: str, kind: str, path, **fields) -> ModelVersion:
-    """Add a version derived from ``parent`` without retraining its backbone (a head refit, a
-    recalibration): same size, starting weights and curves, the parent's training arguments plus
-    ``train_args``; committed, then activated when auto-activation says it is better."""
+    """Register a version derived from ``parent`` without retraining its backbone (a head refit,
+    a recalibration): same size, starting weights and curves, the parent's training arguments
+    plus ``train_args``."""
     train_args = fields.pop("train_args", {})
-    version = ModelVersion(
-        name=name,
+    return register(
+        name,
+        path,
         kind=kind,
         parent_id=parent.id,
-        checkpoint_path=str(path),
         image_size=parent.image_size,
         init_weights=parent.init_weights,
         train_args={**(parent.train_args or {}), **train_args},
         history=parent.history,
         **fields,
     )
-    db.session.add(version)
-    db.session.commit()
-    activate_if_due(version, current_app.config["AUTO_ACTIVATE_BETTER"])
-    return version
