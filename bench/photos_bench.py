@@ -14,7 +14,7 @@ how much training an arm gets), from the same seed and recipe (``--recipe``, def
 at the same input size, so each step costs the same in both:
 
 - ``resize``: every image resized to ``--image-size`` square (the pixel cache's decode and
-  resize, ``webapp.services.pixel_cache.decode_for_model``), scored the same way;
+  resize, ``model.images.load_for_model``), scored the same way;
 - ``crops``: random ``--image-size`` crops of each image after a ``--downscale`` of at most 2x,
   scored as the mean logits over a ``--crop-grid`` x ``--crop-grid`` grid (``model.crops``).
 
@@ -22,7 +22,7 @@ It drives the model directly (``model.train.train`` and ``model.predict.Predicto
 app's train and predict jobs run), not the app: the app's path adds import and job plumbing, not
 numerics. Prints, per arm: held-out accuracy (at p_fake 0.5), ROC AUC, minutes of training (the
 budget clock and wall clock), epochs and steps, and accuracy per category; then the CPU
-(``model.tuning.cpu_description``).
+(``model.machine.cpu_description``).
 
 Examples::
 
@@ -57,11 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.crops import NativeImages, decode_native  # noqa: E402
 from model.data import channel_stats  # noqa: E402
+from model.images import load_for_model  # noqa: E402
+from model.machine import cpu_description  # noqa: E402
 from model.metrics import classification_metrics  # noqa: E402
 from model.predict import Predictor  # noqa: E402
 from model.train import TrainConfig, train  # noqa: E402
-from model.tuning import cpu_description  # noqa: E402
-from webapp.services.pixel_cache import decode_for_model  # noqa: E402
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "photos-dev-298.zip"
 CATEGORIES = ("people", "nature", "city", "interior")
@@ -149,7 +149,7 @@ def arm_config(args, arm: str) -> TrainConfig:
 def arm_pixels(photos: Photos, config: TrainConfig):
     """What the arm's network reads for every image: squares, or native-scale arrays."""
     if config.input_mode == "resize":
-        return np.stack([decode_for_model(data, config.image_size) for data in photos.data])
+        return np.stack([load_for_model(data, config.image_size) for data in photos.data])
     mode = config.input_settings()
     return NativeImages([decode_native(data, mode) for data in photos.data], mode)
 
@@ -250,7 +250,7 @@ def main(argv=None) -> int:
         flush=True,
     )
     # One normalisation for both arms: the training images' channel statistics at 64 px.
-    stats = channel_stats(np.stack([decode_for_model(photos.data[i], 64) for i in indices[0]]))
+    stats = channel_stats(np.stack([load_for_model(photos.data[i], 64) for i in indices[0]]))
     results = []
     for arm in args.arms:
         print(f"--- {arm}", flush=True)

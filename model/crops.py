@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.images import to_rgb
+
 INPUT_MODES = ("resize", "crops")
 MAX_DOWNSCALE = 2.0
 RESAMPLE = Image.Resampling.LANCZOS
@@ -86,15 +88,6 @@ class InputMode:
             downscale=float(entry.get("downscale", 1.0)),
             grid=int(entry.get("grid", 3)),
         )
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """The image in RGB (palette images with transparency go through RGBA, as Pillow asks)."""
-    if image.mode == "RGB":
-        return image
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    return image.convert("RGB")
 
 
 def effective_downscale(width: int, height: int, mode: InputMode) -> float:
