@@ -39,6 +39,7 @@ SCENARIOS = {
     "not reviewed, split test": {"reviewed": "no", "split": "test"},
     "format JPEG, 50-100 KB": {"format": "JPEG", "kb_min": 50, "kb_max": 100},
     "long side 1024-2048 px": {"px_min": 1024, "px_max": 2048},
+    "long side <= 256 px": {"px_max": 256},
     "long side <= 256 px, largest files": {"px_max": 256, "sort": "-bytes"},
     "long side >= 3000 px, 100+ KB": {"px_min": 3000, "kb_min": 100},
     "OOD >= 0.9, OOD sort": {"ood_min": 0.9, "sort": "-ood"},

@@ -162,9 +162,6 @@ class Image(db.Model):
         # The image browser: format and size filters, and keyset pages sorted by size.
         Index("ix_images_format_bytes", "format", "bytes"),
         Index("ix_images_bytes_id", "bytes", "id"),
-        # Its dimension filter on the long side: width >= n OR height >= n, both <= n.
-        Index("ix_images_width_height", "width", "height"),
-        Index("ix_images_height", "height"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)

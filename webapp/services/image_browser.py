@@ -144,8 +144,12 @@ def _statement(chosen: BrowseFilter, version_id: int | None):
 
 
 def _long_side_conditions(chosen: BrowseFilter) -> list:
-    """The long-side bounds, spelt on the columns so the width and height indexes serve them:
-    the long side reaches n when either side does, and stays within n when both do."""
+    """The long-side bounds: the long side reaches n when either side does, and stays within n
+    when both do.
+
+    No index on width or height: measured at 100,000 images (``bench/browser_bench.py``),
+    SQLite never used one for a keyset page except to OR two of them and sort a quarter of the
+    table (230 ms a page against 6-10 ms scanning in page order until the page is full)."""
     conditions = []
     if chosen.px_min is not None:
         conditions.append(or_(Image.width >= chosen.px_min, Image.height >= chosen.px_min))
