@@ -155,3 +155,19 @@ def test_derived_versions_store_no_curves_and_the_page_says_whose_they_are(app, 
     assert "Recalibration of v1 on news" in page
     assert page.count('<a class="parent-link" href="#version-v1">v1</a>') == 2
     assert page.count("none (v1's network)") == 2  # not the parent's 12 epochs
+
+
+def test_the_overview_names_an_active_head_refit_by_its_parent(app, client, auth):
+    with app.app_context():
+        v1 = make_version("v1", active=True)
+        versions.activate(versions.register_child(v1, "v2", "head", "/nonexistent/v2.pt"))
+        make_dataset("only")
+        one_epoch = _job(state=JobState.QUEUED)
+        one_epoch.params = {"epochs": 1, "image_size": 32}
+        db.session.commit()
+        with app.test_request_context():
+            assert job_views.describe(one_epoch).size == "1 epoch · 32 px"
+    auth.login("admin")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "32 px · head refit of v1 ·" in page and "init random" not in page
+    assert "1 dataset</div>" in page
