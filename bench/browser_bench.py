@@ -2,7 +2,7 @@
 
 Builds a throw-away SQLite (WAL) instance with N images (default 100,000) written directly as
 rows (``bench.common.populate``: one dataset, one active version's predictions), varied file
-sizes, 5,000 review decisions and the materialised review queue, then times
+file sizes and dimensions, 5,000 review decisions and the materialised review queue, then times
 :func:`webapp.services.image_browser.page` (60 images, keyset paging) for each sort and filter:
 the first page, and a deep page (its cursor fetched first, after walking ``--deep`` pages), median
 and p95 of ``--repeat`` runs. Last, the whole ``GET /admin/images/`` (query, template, 60
@@ -38,6 +38,10 @@ SCENARIOS = {
     "reviewed": {"reviewed": "yes"},
     "not reviewed, split test": {"reviewed": "no", "split": "test"},
     "format JPEG, 50-100 KB": {"format": "JPEG", "kb_min": 50, "kb_max": 100},
+    "long side 1024-2048 px": {"px_min": 1024, "px_max": 2048},
+    "long side <= 256 px": {"px_max": 256},
+    "long side <= 256 px, largest files": {"px_max": 256, "sort": "-bytes"},
+    "long side >= 3000 px, 100+ KB": {"px_min": 3000, "kb_min": 100},
     "OOD >= 0.9, OOD sort": {"ood_min": 0.9, "sort": "-ood"},
 }
 
@@ -86,14 +90,20 @@ def run(args: argparse.Namespace) -> None:
 
 
 def add_sizes_and_decisions(version_id: int, n_images: int) -> None:
-    """File sizes from 1 KB to 200 KB, 5,000 decisions, an admin, and the queue built."""
+    """File sizes from 1 KB to 200 KB, widths and heights from 64 to 4,159 px, 5,000 decisions,
+    an admin, and the queue built."""
     from sqlalchemy import insert, text
 
     from webapp.extensions import db
     from webapp.models import ReviewDecision, User
     from webapp.services import queue
 
-    db.session.execute(text("UPDATE images SET bytes = 1024 + (id * 7919) % 204800"))
+    db.session.execute(
+        text(
+            "UPDATE images SET bytes = 1024 + (id * 7919) % 204800, "
+            "width = 64 + (id * 7907) % 4096, height = 64 + (id * 104729) % 4096"
+        )
+    )
     reviewer = db.session.scalar(db.select(User.id).where(User.username == "rita"))
     step = max(n_images // 5000, 1)
     rows = [

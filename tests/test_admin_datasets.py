@@ -160,3 +160,72 @@ def test_an_archived_dataset_leaves_the_reviewers_filter(app, auth, client):
     auth.login("reviewer")
     page = client.get("/review/").get_data(as_text=True)
     assert '<option value="current"' in page and '<option value="old"' not in page
+
+
+def _rows_of(image_ids: list[int]) -> dict[str, int]:
+    """Rows that name one of ``image_ids``, per table with an image column."""
+    counts = {}
+    for table in db.metadata.sorted_tables:
+        column = table.c.get("image_id") if table.name != "images" else table.c.id
+        if column is not None:
+            statement = select(func.count()).select_from(table).where(column.in_(image_ids))
+            counts[table.name] = db.session.scalar(statement)
+    return counts
+
+
+def _derived_files(version, image_ids):
+    """Stored features, out-of-fold scores and heatmaps of ``image_ids``, written where scoring,
+    out-of-fold training and the heatmap job write them."""
+    import numpy as np
+
+    from webapp.services import heatmaps, oof_training, scoring
+
+    ids = np.asarray(image_ids)
+    features = np.arange(len(ids) * 4, dtype=np.float32).reshape(len(ids), 4)
+    np.savez(scoring.features_path(version), ids=ids, features=features)
+    np.savez(oof_training.oof_path(version), ids=ids, p_fake=np.linspace(0, 1, len(ids)))
+    for image_id in image_ids:
+        path = heatmaps.cache_path(image_id, version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"png")
+
+
+def test_deleting_a_dataset_leaves_nothing_of_its_images(app_ctx, tmp_path):
+    import numpy as np
+
+    from webapp.services import heatmaps, oof_training, scoring
+    from webapp.services.pixel_cache import cache_for
+
+    shared = image_bytes(99)
+    doomed_files = {f"real/{i}.jpg": image_bytes(i) for i in range(4)} | {"real/s.jpg": shared}
+    import_path(write_files(tmp_path / "doomed", doomed_files), dataset="doomed")
+    kept_files = {f"fake/{i}.jpg": image_bytes(50 + i) for i in range(3)} | {"fake/s.jpg": shared}
+    import_path(write_files(tmp_path / "kept", kept_files), dataset="kept")
+    dataset = db.session.scalar(select(Dataset).where(Dataset.name == "doomed"))
+    images = db.session.scalars(select(Image).order_by(Image.id)).all()
+    version = make_version("v1", active=True)
+    for image in images:
+        make_prediction(image, version, 0.4)
+    make_decision(images[0], "ann", "fake", version)
+    _derived_files(version, [image.id for image in images])
+    gone = dataset_admin._only_here(dataset.id)
+    survivors = [image.id for image in images if image.id not in gone]
+    cache = cache_for(app_ctx.config["CACHE_SIZE"])
+    hashes = {image.id: image.sha256 for image in images}
+    assert len(gone) == 4 and cache.valid(gone, [hashes[i] for i in gone]).all()
+
+    dataset_admin.delete_dataset(dataset, user=None)
+
+    assert set(_rows_of(gone).values()) == {0}
+    assert db.session.scalar(select(func.count()).where(Dataset.name == "doomed")) == 0
+    assert not cache.valid(gone, [hashes[i] for i in gone]).any()
+    assert not cache.array()[gone].any()  # the pixels themselves are gone
+    assert cache.valid(survivors, [hashes[i] for i in survivors]).all()
+    assert cache.read(survivors).any()
+    for path in (scoring.features_path(version), oof_training.oof_path(version)):
+        with np.load(path) as data:
+            assert sorted(data["ids"].tolist()) == survivors
+            assert all(len(data[key]) == len(survivors) for key in data.files)
+    heatmap_ids = sorted(int(p.stem) for p in heatmaps.cache_folder(version).iterdir())
+    assert heatmap_ids == survivors
+    assert _rows_of(survivors)["predictions"] == len(survivors) == 4

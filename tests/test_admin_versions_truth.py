@@ -131,3 +131,43 @@ def test_a_failed_job_shows_its_message_and_keeps_the_traceback_apart(app_ctx, a
         view = job_views.describe(job)
     assert view.error == "the train split needs images" and view.error_detail == trace
     assert view.sentences == [] and view.links == []
+
+
+def test_derived_versions_store_no_curves_and_the_page_says_whose_they_are(app, client, auth):
+    with app.app_context():
+        curves = [{"epoch": e, "train_loss": 1.0 / e, "val_accuracy": 0.5} for e in (1, 2)]
+        v1 = make_version("v1", active=True, history=curves)
+        v1.train_args = {"epochs": 12}
+        db.session.commit()
+        head = versions.register_child(v1, "v2", "head", "/nonexistent/v2.pt")
+        calib = versions.register_child(
+            v1, "v3", "calib", "/nonexistent/v3.pt", train_args={"calibrated_on": "news"}
+        )
+        assert (head.history, calib.history) == (None, None)
+        assert v1.history == curves
+    auth.login("admin")
+    page = client.get("/admin/versions").get_data(as_text=True)
+    assert "v1 · loss and accuracy per epoch" in page
+    for name in ("v2", "v3"):
+        assert f"{name} · loss and accuracy per epoch" not in page
+    assert "No training curves: v2 is a head refit of v1" in page
+    assert "No training curves: v3 is a recalibration of v1" in page
+    assert "Recalibration of v1 on news" in page
+    assert page.count('<a class="parent-link" href="#version-v1">v1</a>') == 2
+    assert page.count("none (v1's network)") == 2  # not the parent's 12 epochs
+
+
+def test_the_overview_names_an_active_head_refit_by_its_parent(app, client, auth):
+    with app.app_context():
+        v1 = make_version("v1", active=True)
+        versions.activate(versions.register_child(v1, "v2", "head", "/nonexistent/v2.pt"))
+        make_dataset("only")
+        one_epoch = _job(state=JobState.QUEUED)
+        one_epoch.params = {"epochs": 1, "image_size": 32}
+        db.session.commit()
+        with app.test_request_context():
+            assert job_views.describe(one_epoch).size == "1 epoch · 32 px"
+    auth.login("admin")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "32 px · head refit of v1 ·" in page and "init random" not in page
+    assert "1 dataset</div>" in page

@@ -129,6 +129,14 @@ def test_training_curves_skip_missing_values():
     assert "no training history" in [t.text for t in empty.iter(f"{SVG}text")]
 
 
+def test_a_single_epoch_is_drawn_as_dots():
+    root = parse_svg(plots.training_curves_svg(HISTORY[:1]))
+    dots = [c for c in root.iter(f"{SVG}circle") if c.get("class") == "epoch-point"]
+    assert len(dots) == 4  # train and val, loss and accuracy
+    full = parse_svg(plots.training_curves_svg(HISTORY)).iter(f"{SVG}circle")
+    assert len([c for c in full if c.get("class") == "epoch-point"]) == 11  # one per value
+
+
 def test_plot_titles_are_escaped():
     root = parse_svg(plots.confusion_matrix_svg(None, "<script>&"))
     assert root.find(f"{SVG}title").text == "<script>&"

@@ -101,3 +101,47 @@ def test_a_selection_becomes_an_evaluation_only_dataset(grid):
     }
     with pytest.raises(ValueError, match="exists already"):
         image_browser.new_evaluation_dataset("first", [grid[1].id], None)
+
+
+def _sized(grid, sizes):
+    """Give the grid's images these (width, height), in order."""
+    from webapp.extensions import db
+
+    for image, (width, height) in zip(grid, sizes, strict=False):
+        image.width, image.height = width, height
+    db.session.commit()
+
+
+SIZES = [(64, 48), (48, 640), (800, 600), (1024, 1024), (300, 2000), (256, 256)] * 2
+
+
+@pytest.mark.parametrize(
+    ("bounds", "expected"),
+    [
+        ({"px_min": 640}, [1, 2, 3, 4]),  # portrait 48x640 counts by its long side
+        ({"px_max": 256}, [0, 5]),
+        ({"px_min": 256, "px_max": 800}, [1, 2, 5]),
+        ({"px_min": 5000}, []),
+    ],
+)
+def test_the_long_side_filter_pages_in_order(grid, bounds, expected):
+    _sized(grid, SIZES)
+    wanted = [image.id for i, image in enumerate(grid) if i % 6 in expected]
+    for sort in ("id", "-p_fake", "-bytes"):
+        seen = all_pages(BrowseFilter(sort=sort, **bounds), size=2)
+        assert sorted(seen) == wanted and len(seen) == len(set(seen))
+    assert all_pages(BrowseFilter(**bounds), size=2) == wanted
+
+
+def test_the_long_side_and_file_size_filters_combine(grid):
+    _sized(grid, SIZES)
+    sizes = {image.id: image.bytes for image in grid}
+    limit = sorted(sizes.values())[6] / 1024
+    chosen = BrowseFilter(px_min=640, kb_max=limit)
+    got = set(all_pages(chosen, size=3))
+    assert got == {
+        image.id
+        for i, image in enumerate(grid)
+        if i % 6 in (1, 2, 3, 4) and image.bytes <= limit * 1024
+    }
+    assert BrowseFilter.from_args(MultiDict({"px_min": "big", "px_max": "900"})).px_max == 900

@@ -138,6 +138,7 @@ def test_calibrate_records_a_new_version_fitted_on_the_dataset(untrained_version
     fitted = child.metrics["calibration"]
     assert fitted["dataset"] == "tiny" and fitted["operating_point"]["fpr"] <= 0.05
     assert child.train_args["calibrated_on"] == "tiny"
+    assert child.history is None  # it trained no epochs: none of its parent's curves
 
 
 @pytest.mark.parametrize(

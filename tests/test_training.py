@@ -186,6 +186,7 @@ def test_head_only_refresh_scores_from_cached_features(tiny_dataset, worker):
     assert head.state == JobState.SUCCEEDED, head.error
     version = versions.get_version(head.result["version"])
     assert version.kind == "head" and version.parent.name == first.result["version"]
+    assert version.parent.history and version.history is None  # the parent's curves stay its
     assert version.labels_changed == 2
     assert {"train", "val"} <= set(version.metrics)
     scoring = wait_for(latest_job("predict").id, timeout=300, poll=0.1)

@@ -11,7 +11,7 @@ from ..extensions import db
 from ..inputs import int_arg
 from ..jobs import cancel
 from ..models import ApiToken, Dataset, Image, Job, ModelVersion, Prediction, ReviewDecision, User
-from ..services import audit_trail, job_views, versions
+from ..services import job_views, versions
 from ..services.activation import activate_with_scoring
 from ..services.comparison import (
     compare_versions,
@@ -83,6 +83,7 @@ def versions_page():
         active=versions.active_version(),
         labels_moved=versions.labels_changed_since(versions.active_version()),
         lineage={v.name: versions.lineage(v) for v in comparison["versions"]},
+        curves_notes={v.name: versions.curves_note(v) for v in comparison["versions"]},
         trained_on={v.name: versions.training_data(v) for v in comparison["versions"]},
         presets=versions.TRAIN_PRESETS,
     )
@@ -106,8 +107,8 @@ def version_plots(comparison: dict) -> dict:
                 m["confusion_matrix"], f"{name} · {title}"
             )
     for version in comparison["versions"]:
-        if version.kind == "head":
-            continue  # fitted in one pass: no epochs, and its parent's curves are not its own
+        if version.kind in versions.DERIVED_KINDS:
+            continue  # no epochs of its own: the page says so and points at its parent
         plots["training"][version.name] = training_curves_svg(
             version.history, f"{version.name} · loss and accuracy per epoch"
         )
@@ -246,14 +247,10 @@ def tokens():
         try:
             if user is None:
                 raise ValueError("choose the user the token acts as")
-            token, secret = create_token(user, request.form.get("name", ""))
+            token, secret = create_token(user, request.form.get("name", ""), current_user)
         except ValueError as error:
             flash(str(error), "error")
         else:
-            audit_trail.record(
-                "token-created", token.name, f"acts as {user.username}", user=current_user
-            )
-            db.session.commit()
             flash(f"Token {token.name!r} for {user.username} made: copy it now.", "info")
     rows = db.session.scalars(select(ApiToken).order_by(ApiToken.id.desc())).all()
     users = db.session.scalars(select(User).order_by(User.username)).all()
@@ -264,10 +261,6 @@ def tokens():
 @admin_required
 def revoke_token(token_id: int):
     """Stop a token working."""
-    token = revoke(db.get_or_404(ApiToken, token_id))
-    audit_trail.record(
-        "token-revoked", token.name, f"acted as {token.user.username}", user=current_user
-    )
-    db.session.commit()
+    token = revoke(db.get_or_404(ApiToken, token_id), current_user)
     flash(f"Token {token.name!r} revoked.", "info")
     return redirect(url_for("admin.tokens"))

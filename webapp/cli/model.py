@@ -278,13 +278,19 @@ def list_command() -> None:
 @group.command("activate")
 @click.argument("name")
 def activate_command(name) -> None:
-    """Make version NAME the active one (promote or roll back)."""
+    """Make version NAME the active one (promote or roll back), as the Versions page does:
+    recorded in the audit trail (by ``cli``), scoring queued when NAME has not scored yet."""
+    from ..services.activation import activate_with_scoring
+    from ..services.audit_trail import CLI_ACTOR
+
     try:
         version = versions.get_version(name)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
-    versions.activate(version)
+    scoring = activate_with_scoring(version, None, CLI_ACTOR)
     click.echo(f"{version.name} is active")
+    if scoring is not None:
+        click.echo(f"{version.name} has not scored the images yet: scoring is job {scoring.id}")
 
 
 @group.command("export-trainset")

@@ -1,4 +1,7 @@
-"""``flask users create NAME --role reviewer|admin``, ``users token NAME --label TEXT``."""
+"""``flask users create NAME --role reviewer|admin``, ``users token NAME --label TEXT``.
+
+Every account and token change made here is in the audit trail, by the actor ``cli``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Role, User
+from ..services import accounts
+from ..services.audit_trail import CLI_ACTOR
 
 
 @click.group("users", help="Manage reviewer and admin accounts.")
@@ -27,7 +32,10 @@ def _read_password() -> str:
 @click.option("--role", type=click.Choice([r.value for r in Role]), default="reviewer")
 @click.option("--update", is_flag=True, help="Set the password and role if the user exists.")
 def create(name: str, role: str, update: bool) -> None:
-    """Create a user; the password is prompted for, or read from stdin when piped."""
+    """Create a user; the password is prompted for, or read from stdin when piped.
+
+    Each change is written to the audit trail as the Users page writes it, by ``cli``.
+    """
     longest = User.__table__.c.username.type.length
     if not name.strip() or len(name) > longest:
         raise click.ClickException(f"a user name has 1 to {longest} characters")
@@ -35,15 +43,20 @@ def create(name: str, role: str, update: bool) -> None:
     if user is not None and not update:
         raise click.ClickException(f"user {name!r} exists (use --update to change it)")
     password = _read_password()
-    if len(password) < 8:
-        raise click.ClickException("the password must have at least 8 characters")
-    if user is None:
-        user = User(username=name)
-        db.session.add(user)
-    user.role = role
-    user.set_password(password)
-    db.session.commit()
-    click.echo(f"{'updated' if update else 'created'} {role} {name}")
+    if len(password) < accounts.MIN_PASSWORD:
+        raise click.ClickException(
+            f"the password must have at least {accounts.MIN_PASSWORD} characters"
+        )
+    try:
+        if user is None:
+            accounts.create_user(name, password, role, CLI_ACTOR)
+        else:
+            accounts.set_role(user, role, CLI_ACTOR)  # may refuse: before the password changes
+            accounts.reset_password(user, password, CLI_ACTOR)
+    except accounts.AccountError as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{'updated' if user is not None else 'created'} {role} {name}")
 
 
 @group.command("list")
@@ -64,7 +77,7 @@ def token(name: str, label: str) -> None:
     if user is None:
         raise click.ClickException(f"no user {name!r}")
     try:
-        row, secret = create_token(user, label)
+        row, secret = create_token(user, label, CLI_ACTOR)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"token {row.id} for {user.username} ({user.role}), {row.name!r}:", err=True)
@@ -81,5 +94,5 @@ def revoke_token(token_id: int) -> None:
     row = db.session.get(ApiToken, token_id)
     if row is None:
         raise click.ClickException(f"no token {token_id}")
-    revoke(row)
+    revoke(row, CLI_ACTOR)
     click.echo(f"revoked token {row.id} ({row.name!r}) of {row.user.username}")

@@ -1,6 +1,7 @@
 """Accounts: create users, disable and enable them, reset passwords, change roles.
 
-Every change is written to the audit trail with the admin who made it. The desk must always keep
+Every change is written to the audit trail with the admin who made it (or ``cli`` for the
+command line), in the same transaction as the change. The desk must always keep
 one admin who can log in: disabling or demoting the last enabled admin is refused.
 """
 
@@ -46,7 +47,7 @@ def _refuse_losing_last_admin(user: User) -> None:
         )
 
 
-def create_user(username: str, password: str, role: str, actor: User | None) -> User:
+def create_user(username: str, password: str, role: str, actor: User | str | None) -> User:
     """A new account with ``role``; refuses an empty, too long or taken name."""
     username = username.strip()
     longest = User.__table__.c.username.type.length
@@ -64,7 +65,7 @@ def create_user(username: str, password: str, role: str, actor: User | None) -> 
     return user
 
 
-def set_enabled(user: User, enabled: bool, actor: User | None) -> None:
+def set_enabled(user: User, enabled: bool, actor: User | str | None) -> None:
     """Disable (cannot log in, tokens stop working with it) or enable an account."""
     if user.is_enabled == enabled:
         return
@@ -76,7 +77,7 @@ def set_enabled(user: User, enabled: bool, actor: User | None) -> None:
     db.session.commit()
 
 
-def reset_password(user: User, password: str, actor: User | None) -> None:
+def reset_password(user: User, password: str, actor: User | str | None) -> None:
     """Give the account a new password (the admin tells its owner)."""
     _check_password(password)
     user.set_password(password)
@@ -84,7 +85,7 @@ def reset_password(user: User, password: str, actor: User | None) -> None:
     db.session.commit()
 
 
-def set_role(user: User, role: str, actor: User | None) -> None:
+def set_role(user: User, role: str, actor: User | str | None) -> None:
     """Make the account an admin or a reviewer; the last admin stays an admin."""
     _check_role(role)
     if user.role == role:

@@ -39,25 +39,34 @@ ACTIONS = (
     "sent-to-review",
 )
 CSV_FIELDS = ("time", "user", "action", "target", "image_sha256", "summary")
+# The actor named on changes made from the command line, which no account logs in to make.
+CLI_ACTOR = "cli"
+# The actor named on activations the desk makes by itself (a first version, a better one).
+AUTO_ACTOR = "auto-activation"
 
 
 def record(
     action: str,
     target: str = "",
     summary: str = "",
-    user: User | None = None,
+    user: User | str | None = None,
     image_sha256: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add one entry to the session (the caller's commit writes it with the change it records)."""
+    """Add one entry to the session (the caller's commit writes it with the change it records).
+
+    ``user`` is the account that acted, or the name of an actor that is no account
+    (:data:`CLI_ACTOR` for the command line), or None when nobody is known.
+    """
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
+    account = user if isinstance(user, User) else None
     event = AuditEvent(
         action=action,
         target=target[:500],
         summary=summary,
-        user_id=user.id if user is not None else None,
-        username=user.username if user is not None else "",
+        user_id=account.id if account is not None else None,
+        username=account.username if account is not None else (user or ""),
         image_sha256=image_sha256,
         details=details,
     )
@@ -233,5 +242,9 @@ def copy_decisions(image_ids: list[int], reason: str) -> int:
 
 
 def usernames() -> list[str]:
-    """Every account name, for the user filter."""
-    return list(db.session.scalars(select(User.username).order_by(User.username)))
+    """Every account name and every other actor on record (``cli``), for the user filter."""
+    accounts = set(db.session.scalars(select(User.username)))
+    actors = db.session.scalars(
+        select(AuditEvent.username).where(AuditEvent.username != "").distinct()
+    )
+    return sorted(accounts.union(actors))

@@ -1,10 +1,11 @@
 """Deleting and archiving datasets.
 
 Deleting a dataset removes the images that belong to it alone, with their predictions, queue
-entries, leases and review decisions (copied into the audit trail first, so no decision is lost
-from the record), and their stored files. Images it shares with other datasets stay; only its
-membership goes. Archiving keeps everything but takes the dataset out of reviewers' filters and
-out of new trainings; it can be undone.
+entries, leases, evidence and review decisions (copied into the audit trail first, so no decision
+is lost from the record), their stored files, and what was derived from them outside their rows
+(pixel-cache rows, stored features, out-of-fold scores, heatmaps: :mod:`.image_leftovers`).
+Images it shares with other datasets stay; only its membership goes. Archiving keeps everything
+but takes the dataset out of reviewers' filters and out of new trainings; it can be undone.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..models import (
     User,
     utcnow,
 )
-from . import audit_trail
+from . import audit_trail, image_leftovers
 from .storage import original_path, thumbnail_path
 
 CHUNK = 2000
@@ -115,6 +116,7 @@ def delete_dataset(dataset: Dataset, user: User | None) -> DeletionCounts:
         for path in paths:
             with suppress(OSError):
                 path.unlink(missing_ok=True)
+    image_leftovers.purge(doomed)
     return counts
 
 

@@ -34,9 +34,14 @@ class HeatmapStatus:
         return self.path is None and self.job is not None and self.job.is_finished
 
 
+def heatmaps_root() -> Path:
+    """The folder holding one heatmap folder per version."""
+    return Path(current_app.instance_path) / "cache" / "heatmaps"
+
+
 def cache_folder(version: ModelVersion) -> Path:
     """Where the version's heatmaps are kept (one PNG per image id)."""
-    return Path(current_app.instance_path) / "cache" / "heatmaps" / version.name
+    return heatmaps_root() / version.name
 
 
 def cache_path(image_id: int, version: ModelVersion) -> Path:

@@ -93,7 +93,8 @@ def _size(job: Job) -> str:
             return "classifier head only, on cached features"
         parts = []
         if params.get("epochs") or progress.get("epochs"):
-            parts.append(f"{params.get('epochs') or progress.get('epochs')} epochs")
+            epochs = params.get("epochs") or progress.get("epochs")
+            parts.append(f"{epochs} epoch{'' if str(epochs) == '1' else 's'}")
         if params.get("image_size"):
             parts.append(f"{params['image_size']} px")
         if params.get("datasets"):

@@ -79,6 +79,23 @@ class PixelCache:
         result[inside] = stored[ids_array[inside]] == expected[inside]
         return result
 
+    def clear(self, ids: Sequence[int]) -> int:
+        """Forget the rows of ``ids`` (deleted images): tag first, so a torn clear leaves the
+        row invalid, then the pixels zeroed. Returns how many rows on disk were cleared."""
+        rows = self._rows_on_disk()
+        inside = sorted(int(i) for i in set(ids) if 0 <= int(i) < rows)
+        if not inside or not self.tags_file.exists():
+            return 0  # without tags no row is valid; pixels alone are never read
+        with open(self.tags_file, "r+b") as tags, open(self.pixels_file, "r+b") as pixels:
+            tag_rows = os.fstat(tags.fileno()).st_size // TAG_BYTES
+            for image_id in inside:
+                if image_id < tag_rows:
+                    os.pwrite(tags.fileno(), bytes(TAG_BYTES), image_id * TAG_BYTES)
+            blank = bytes(self.row_bytes)
+            for image_id in inside:
+                os.pwrite(pixels.fileno(), blank, image_id * self.row_bytes)
+        return len(inside)
+
     def _rows_on_disk(self) -> int:
         if not self.pixels_file.exists():
             return 0
@@ -106,6 +123,15 @@ def cache_for(size: int) -> PixelCache:
     from .storage import instance_root
 
     return PixelCache(instance_root(), size)
+
+
+def cached_sizes() -> list[int]:
+    """The sizes the instance holds a cache of (one ``pixels-<size>.u8`` each)."""
+    from .storage import instance_root
+
+    folder = cache_dir_under(instance_root())
+    names = (path.stem.removeprefix("pixels-") for path in folder.glob("pixels-*.u8"))
+    return sorted(int(name) for name in names if name.isdigit())
 
 
 def _hashes_of(image_ids: Sequence[int]) -> list[str]:

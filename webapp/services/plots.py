@@ -260,6 +260,13 @@ def training_curves_svg(history: Sequence[dict] | None, title: str = "Training")
         for index, points in enumerate(series):
             stroke = color(0 if metric == "loss" else 2)
             parts.append(frame.polyline(points, stroke, "" if index == 0 else "4 3"))
+            # Dots too: one epoch is one point, which no line can draw.
+            fill = stroke if index == 0 else "#fff"
+            parts += [
+                f'<circle class="epoch-point" cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" '
+                f'r="2.5" fill="{fill}" stroke="{stroke}"/>'
+                for x, y in points
+            ]
     legend = Frame(0, 1, 0, 1, left=46 + 450, width=0)
     parts += _legend(["train", "val"], legend, dashed=[False, True], ink="#4b5563")
     return _svg(parts, title, 560)

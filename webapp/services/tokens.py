@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from ..extensions import csrf, db, login_manager
 from ..models import ApiToken, User, utcnow
+from . import audit_trail
 
 TOKEN_PREFIX = "rf_"
 API_PREFIX = "/api/"
@@ -28,22 +29,31 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(user: User, name: str) -> tuple[ApiToken, str]:
-    """Make a token for ``user``; returns the row and the secret (shown once, never stored)."""
+def create_token(user: User, name: str, actor: User | str | None = None) -> tuple[ApiToken, str]:
+    """Make a token for ``user``; returns the row and the secret (shown once, never stored).
+
+    The audit trail records who made it (``actor``: an account, or ``cli``) and whom it acts
+    as, in the same transaction; never the secret.
+    """
     name = name.strip()
     if not name:
         raise ValueError("a token needs a name that says what uses it")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=name[:120], token_sha256=hash_token(secret))
     db.session.add(token)
+    audit_trail.record("token-created", token.name, f"acts as {user.username}", user=actor)
     db.session.commit()
     return token, secret
 
 
-def revoke_token(token: ApiToken) -> ApiToken:
-    """Stop a token working from now on (the row stays, for the record)."""
+def revoke_token(token: ApiToken, actor: User | str | None = None) -> ApiToken:
+    """Stop a token working from now on (the row stays, for the record); audited like
+    :func:`create_token`."""
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        audit_trail.record(
+            "token-revoked", token.name, f"acted as {token.user.username}", user=actor
+        )
         db.session.commit()
     return token
 

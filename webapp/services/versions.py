@@ -140,9 +140,23 @@ def is_better(candidate: ModelVersion, current: ModelVersion | None) -> bool:
 
 def activate_if_due(candidate: ModelVersion, auto_activate_better: bool) -> bool:
     """Activate the first version always; a later one only when the setting allows and it is
-    better. Returns whether ``candidate`` was activated."""
+    better. Returns whether ``candidate`` was activated; the audit trail records it."""
+    from . import audit_trail
+
     current = active_version()
     if current is None or (auto_activate_better and is_better(candidate, current)):
+        reason = (
+            "the first version"
+            if current is None
+            else f"better test accuracy than {current.name} (auto-activation is on)"
+        )
+        audit_trail.record(
+            "activation",
+            candidate.name,
+            f"{candidate.name} activated instead of {current.name if current else 'none'}: "
+            f"{reason}",
+            user=audit_trail.AUTO_ACTOR,
+        )
         activate(candidate)
         return True
     return False
@@ -168,16 +182,45 @@ def training_data(version: ModelVersion) -> dict[str, int] | None:
     }
 
 
+DERIVED_KINDS = ("head", "calib")
+
+
 def lineage(version: ModelVersion) -> str:
-    """Where a version comes from, in a sentence: a head refit names its parent."""
-    if version.kind == "head" and version.parent is not None:
+    """Where a version comes from, in a sentence: a head refit or a recalibration names its
+    parent."""
+    parent = version.parent
+    if version.kind == "head" and parent is not None:
         return (
-            f"Head refit of {version.parent.name}: {version.parent.name}'s network (which "
+            f"Head refit of {parent.name}: {parent.name}'s network (which "
             f"started from {version.init_weights} weights) with a new classifier head fitted on "
             "its cached features."
         )
-    parent = f", after {version.parent.name}" if version.parent is not None else ""
-    return f"Full training from {version.init_weights} weights{parent}."
+    if version.kind == "calib" and parent is not None:
+        dataset = (version.train_args or {}).get("calibrated_on") or "a dataset"
+        return (
+            f"Recalibration of {parent.name} on {dataset}: {parent.name}'s network unchanged, "
+            "with its temperature and threshold refitted there."
+        )
+    after = f", after {parent.name}" if parent is not None else ""
+    return f"Full training from {version.init_weights} weights{after}."
+
+
+def curves_note(version: ModelVersion) -> str | None:
+    """Why a version derived from another (head refit, recalibration) has no training curves,
+    naming the parent whose network it reuses; None for a version trained in epochs."""
+    if version.kind not in DERIVED_KINDS:
+        return None
+    parent = version.parent.name if version.parent is not None else "its parent"
+    what = "a head refit" if version.kind == "head" else "a recalibration"
+    how = (
+        "fitted in one pass on cached features"
+        if version.kind == "head"
+        else "only its temperature and threshold were refitted"
+    )
+    return (
+        f"No training curves: {version.name} is {what} of {parent} ({how}); the curves of the "
+        f"network it reuses are {parent}'s."
+    )
 
 
 def register(name: str, path, **fields) -> ModelVersion:
@@ -194,8 +237,12 @@ def register(name: str, path, **fields) -> ModelVersion:
 
 def register_child(parent: ModelVersion, name: str, kind: str, path, **fields) -> ModelVersion:
     """Register a version derived from ``parent`` without retraining its backbone (a head refit,
-    a recalibration): same size, starting weights and curves, the parent's training arguments
-    plus ``train_args``."""
+    a recalibration): same size and starting weights, the parent's training arguments plus
+    ``train_args``.
+
+    It trains no epochs, so it stores no training history: the parent's curves are the
+    parent's, and the Versions page says so instead of showing them as the child's.
+    """
     train_args = fields.pop("train_args", {})
     return register(
         name,
@@ -205,6 +252,6 @@ def register_child(parent: ModelVersion, name: str, kind: str, path, **fields) -
         image_size=parent.image_size,
         init_weights=parent.init_weights,
         train_args={**(parent.train_args or {}), **train_args},
-        history=parent.history,
+        history=None,
         **fields,
     )
