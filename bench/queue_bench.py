@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, instance: Path) -> None:
 
     from webapp import create_app
     from webapp.extensions import db
-    from webapp.services import queue
+    from webapp.services.review import queue
 
     app = create_app()
     with app.app_context():
@@ -104,7 +104,7 @@ def naive_next_item(version_id: int):
 
     from webapp.extensions import db
     from webapp.models import Image, Prediction
-    from webapp.services import queue
+    from webapp.services.review import queue
 
     s = queue.settings()
     conditions = queue._conditions(s)

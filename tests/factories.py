@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from tests.helpers import make_image_bytes
 from webapp.extensions import db
 from webapp.models import Dataset, DatasetImage, Image, ModelVersion, Prediction, utcnow
-from webapp.services.reviews import original_file, thumbnail_file
+from webapp.services.review.reviews import original_file, thumbnail_file
 
 _seeds = itertools.count(1)
 
@@ -144,7 +144,7 @@ def make_active_version() -> ModelVersion:
     """An active version with a real (untrained) checkpoint behind it."""
     from model.checkpoint import save_checkpoint
     from model.network import build_model
-    from webapp.services import versions
+    from webapp.services.records import versions
 
     model, init = build_model(init="random")
     path = versions.models_dir() / "v1.pt"
@@ -158,7 +158,7 @@ def make_active_version() -> ModelVersion:
 
 def decide(user, image_id: int, choice: str, **fields):
     """Lease the image to ``user`` as the desk does (a decision needs the lease), then decide."""
-    from webapp.services import queue, reviews
+    from webapp.services.review import queue, reviews
 
     queue.claim_image(user.id, image_id)
     return reviews.decide(user, image_id, choice, **fields)

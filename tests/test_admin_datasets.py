@@ -17,8 +17,9 @@ from tests.admin_factories import (
 from tests.bad_inputs import image_bytes, write_files, zip_with
 from webapp.extensions import db
 from webapp.models import AuditEvent, Dataset, Image, ImportRun, Prediction, ReviewDecision
-from webapp.services import audit_trail, dataset_admin
-from webapp.services.importer import SourceError, import_path
+from webapp.services.admin import dataset_admin
+from webapp.services.importing.importer import SourceError, import_path
+from webapp.services.records import audit_trail
 
 
 def _datasets() -> set[str]:
@@ -134,7 +135,7 @@ def test_archived_dataset_records_and_restores(two_datasets):
 
 
 def test_an_archived_dataset_is_not_trained_on(app_ctx):
-    from webapp.services.trainset import select_training_set
+    from webapp.services.training.trainset import select_training_set
 
     kept, archived = make_dataset("kept"), make_dataset("old")
     for seed in range(4):

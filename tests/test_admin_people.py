@@ -13,8 +13,9 @@ from tests.admin_factories import make_dataset, make_decision, make_image, make_
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import utcnow
-from webapp.services import accounts, audit_trail
-from webapp.services.audit_trail import TrailFilter
+from webapp.services.people import accounts
+from webapp.services.records import audit_trail
+from webapp.services.records.audit_trail import TrailFilter
 
 
 def test_create_and_change_an_account_records_each_change(app_ctx):

@@ -15,8 +15,9 @@ from tests.admin_factories import (
 )
 from webapp.extensions import db
 from webapp.models import Job, JobState, utcnow
-from webapp.services import job_views, versions
-from webapp.services.comparison import compare_versions, verdict_shift
+from webapp.services.admin import job_views
+from webapp.services.records import versions
+from webapp.services.training.comparison import compare_versions, verdict_shift
 
 
 def save_trained(version, train_ids, train_labels, val_ids=()):

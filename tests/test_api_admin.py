@@ -21,8 +21,8 @@ from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.jobs import submit, wait_for
 from webapp.models import Job, JobState, ModelVersion
-from webapp.services.openapi import openapi_path
-from webapp.services.tokens import create_token
+from webapp.services.api.openapi import openapi_path
+from webapp.services.people.tokens import create_token
 
 
 def bearer(secret: str) -> dict[str, str]:

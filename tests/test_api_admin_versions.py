@@ -18,7 +18,8 @@ from tests.admin_factories import (
 from tests.helpers import csrf_token
 from webapp.extensions import db
 from webapp.models import ModelVersion
-from webapp.services import comparison, plots
+from webapp.services.reporting import plots
+from webapp.services.training import comparison
 
 SVG = "{http://www.w3.org/2000/svg}"
 HISTORY = [

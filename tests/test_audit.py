@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from tests.bad_inputs import image_bytes, jpeg_with_exif, write_files
 from webapp.extensions import db
 from webapp.models import ChannelStats, Image
-from webapp.services import audit
-from webapp.services.importer import import_path
-from webapp.services.pixel_cache import cache_for, load_pixels
+from webapp.services.importing.importer import import_path
+from webapp.services.importing.pixels import cache_for, load_pixels
+from webapp.services.training import data_audit
 
 N = 12
 
@@ -23,7 +23,7 @@ def import_classes(tmp_path, real: dict[str, bytes], fake: dict[str, bytes], nam
 
 
 def warned_groups(name="audit") -> set[str]:
-    return {f["group"] for f in audit.shortcut_findings(dataset_name=name) if f["warning"]}
+    return {f["group"] for f in data_audit.shortcut_findings(dataset_name=name) if f["warning"]}
 
 
 def varied_size(seed: int) -> tuple[int, int]:
@@ -36,8 +36,8 @@ def test_no_shortcut_when_classes_look_alike(app_ctx, tmp_path):
     fake = {f"{i}.jpg": image_bytes(500 + i, size=varied_size(i + 1)) for i in range(N)}
     import_classes(tmp_path, real, fake)
     assert warned_groups() == set()
-    assert audit.shortcut_warnings("audit") == []
-    assert {f["group"] for f in audit.shortcut_findings(dataset_name="audit")} >= {
+    assert data_audit.shortcut_warnings("audit") == []
+    assert {f["group"] for f in data_audit.shortcut_findings(dataset_name="audit")} >= {
         "file format",
         "image size",
         "JPEG quality",
@@ -50,7 +50,7 @@ def test_format_shortcut(app_ctx, tmp_path):
     import_classes(tmp_path, real, fake)
     assert "file format" in warned_groups()
     assert "image size" not in warned_groups()
-    (message,) = [w for w in audit.shortcut_warnings("audit") if w.startswith("file format")]
+    (message,) = [w for w in data_audit.shortcut_warnings("audit") if w.startswith("file format")]
     assert "100%" in message and "fake: PNG 100%" in message
 
 
@@ -78,7 +78,7 @@ def test_exif_and_colour_mode_shortcuts(app_ctx, tmp_path):
 
 def test_too_few_labelled_images_give_no_verdict(app_ctx, tmp_path):
     import_classes(tmp_path, {"a.jpg": image_bytes(1)}, {"b.png": image_bytes(2, "PNG")})
-    assert audit.shortcut_findings(dataset_name="audit") == []
+    assert data_audit.shortcut_findings(dataset_name="audit") == []
 
 
 def test_distributions_and_iqr_area_outliers(app_ctx, tmp_path):
@@ -86,7 +86,7 @@ def test_distributions_and_iqr_area_outliers(app_ctx, tmp_path):
     real.update({f"big{i}.jpg": image_bytes(90 + i, size=(200, 150)) for i in range(2)})
     fake = {f"{i}.png": image_bytes(500 + i, "PNG", size=(40, 40)) for i in range(10)}
     import_classes(tmp_path, real, fake)
-    stats = audit.dataset_stats("audit")
+    stats = data_audit.dataset_stats("audit")
     assert stats["classes"] == {"real": 20, "fake": 10}
     outliers = stats["area_outliers"]
     assert (outliers["count"], outliers["high"]) == (2, 1600.0)
@@ -101,7 +101,7 @@ def test_distributions_and_iqr_area_outliers(app_ctx, tmp_path):
     assert quality["real"]["median"] == 90 and quality["fake"] is None
     assert sum(sum(v.values()) for v in stats["splits"].values()) == 30
     with pytest.raises(LookupError):
-        audit.dataset_stats("no such dataset")
+        data_audit.dataset_stats("no such dataset")
 
 
 def test_channel_stats_are_exact_stored_and_reused(app, app_ctx, tmp_path):
@@ -110,7 +110,7 @@ def test_channel_stats_are_exact_stored_and_reused(app, app_ctx, tmp_path):
     size = app.config["CACHE_SIZE"]
     ids = db.session.scalars(select(Image.id)).all()
     pixels = load_pixels(ids, size).reshape(-1, 3) / 255.0
-    mean, std = audit.channel_stats(ids, size)
+    mean, std = data_audit.channel_stats(ids, size)
     assert np.allclose(mean, pixels.mean(axis=0), atol=1e-12)
     assert np.allclose(std, pixels.std(axis=0), atol=1e-12)
     # A second call reads the stored row: changing the cache's pixels changes nothing.
@@ -118,12 +118,12 @@ def test_channel_stats_are_exact_stored_and_reused(app, app_ctx, tmp_path):
     with open(cache.pixels_file, "r+b") as handle:
         handle.seek(ids[0] * cache.row_bytes)
         handle.write(b"\xff" * cache.row_bytes)
-    assert audit.channel_stats(list(reversed(ids)), size) == (mean, std)
+    assert data_audit.channel_stats(list(reversed(ids)), size) == (mean, std)
     assert db.session.scalar(select(func.count(ChannelStats.id))) == 1
-    audit.channel_stats(ids[:3], size)
+    data_audit.channel_stats(ids[:3], size)
     assert db.session.scalar(select(func.count(ChannelStats.id))) == 2
     with pytest.raises(ValueError):
-        audit.channel_stats([], size)
+        data_audit.channel_stats([], size)
 
 
 def test_training_ids_exclude_evaluation_and_unlabelled(app_ctx, tmp_path):
@@ -132,7 +132,7 @@ def test_training_ids_exclude_evaluation_and_unlabelled(app_ctx, tmp_path):
     import_path(write_files(tmp_path / "t", train), dataset="t")
     bench = {f"fake/{i}.jpg": image_bytes(i) for i in range(3)}  # 3 of the training images
     import_path(write_files(tmp_path / "b", bench), dataset="b", evaluation_only=True)
-    ids = set(audit.training_image_ids())
+    ids = set(data_audit.training_image_ids())
     images = db.session.scalars(select(Image)).all()
     benchmark = {i.sha256 for i in images if i.original_path.startswith("fake/")}
     benchmark |= {
@@ -144,6 +144,6 @@ def test_training_ids_exclude_evaluation_and_unlabelled(app_ctx, tmp_path):
         if i.split == "train" and i.label == "real" and i.sha256 not in benchmark
     }
     assert ids == expected and len(ids) > 10
-    stats = audit.dataset_stats("t", with_channel_stats=True)
-    assert stats["channel_stats"]["n_images"] == len(audit.training_image_ids("t"))
+    stats = data_audit.dataset_stats("t", with_channel_stats=True)
+    assert stats["channel_stats"]["n_images"] == len(data_audit.training_image_ids("t"))
     assert len(stats["channel_stats"]["mean"]) == 3

@@ -17,7 +17,7 @@ from tests.helpers import login, make_user
 from webapp import config, create_app
 from webapp.extensions import db
 from webapp.models import Image, Job, ModelVersion, ReviewDecision
-from webapp.services.reviews import original_file, thumbnail_file
+from webapp.services.review.reviews import original_file, thumbnail_file
 
 IGNORED = {("model_versions", "checkpoint_path")}  # rewritten to the new instance on restore
 

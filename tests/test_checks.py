@@ -13,7 +13,7 @@ from tests.factories import make_active_version
 from tests.helpers import csrf_token, make_image_bytes, make_user
 from webapp.extensions import db
 from webapp.models import Check, Dataset, Image, Prediction
-from webapp.services.tokens import create_token
+from webapp.services.people.tokens import create_token
 
 CONTRACT = {
     "id",
@@ -156,7 +156,7 @@ def test_a_check_lists_the_near_duplicate_reviewers_decided(client, bearer, work
     from tests import evidence_factories as make
     from tests.admin_factories import make_decision
     from tests.bad_inputs import write_files
-    from webapp.services.importer import import_path
+    from webapp.services.importing.importer import import_path
 
     original = make.photo("astronaut")
     with app.app_context():
@@ -175,7 +175,7 @@ def test_a_check_lists_the_near_duplicate_reviewers_decided(client, bearer, work
 def test_the_desk_item_carries_the_evidence(client, auth, app, tmp_path):
     from tests import evidence_factories as make
     from tests.bad_inputs import write_files
-    from webapp.services.importer import import_path
+    from webapp.services.importing.importer import import_path
 
     auth.login("reviewer")
     with app.app_context():
@@ -188,7 +188,7 @@ def test_the_desk_item_carries_the_evidence(client, auth, app, tmp_path):
 
 
 def test_a_checked_image_joins_the_queue_only_when_sent(client, bearer, worker, app):
-    from webapp.services import queue
+    from webapp.services.review import queue
 
     # Every call is uncertain here: the test is about the queue, not about the untrained network.
     app.config["UNCERTAIN_LOW"], app.config["UNCERTAIN_HIGH"] = 0.0, 1.0
@@ -218,7 +218,8 @@ def test_an_image_unlike_the_training_data_carries_the_warning(client, bearer, w
     import numpy as np
 
     from webapp.models import ModelVersion
-    from webapp.services import scoring, versions
+    from webapp.services.records import versions
+    from webapp.services.training import scoring
 
     with app.app_context():
         version = db.session.scalar(select(ModelVersion))

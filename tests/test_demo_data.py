@@ -19,8 +19,8 @@ from PIL import JpegImagePlugin
 from scipy.stats import ks_2samp
 
 from webapp.cli.demo_command import demo
-from webapp.services import demo_data
-from webapp.services.demo_data import (
+from webapp.services.operations import demo_data
+from webapp.services.operations.demo_data import (
     MANIFEST_NAME,
     build_demo_folder,
     demo_params,
@@ -250,7 +250,7 @@ def test_cli_builds_under_the_instance_folder_then_reuses(app):
 
 def test_cli_demo_imports_once(app):
     """After the importer is merged: the demo import is idempotent (skipped until then)."""
-    pytest.importorskip("webapp.services.importer")
+    pytest.importorskip("webapp.services.importing.importer")
     runner = app.test_cli_runner()
     arguments = ["--n-real", "5", "--n-fake", "5", "--generator-steps", "2"]
     first = runner.invoke(demo, arguments)

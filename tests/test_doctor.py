@@ -16,8 +16,8 @@ from tests.helpers import make_image_bytes, make_user
 from webapp.extensions import db
 from webapp.jobs.core import worker_identity
 from webapp.models import DatasetImage, ImportRun, Job, JobState, Lease, utcnow
-from webapp.services import versions
-from webapp.services.reviews import original_file, thumbnail_file
+from webapp.services.records import versions
+from webapp.services.review.reviews import original_file, thumbnail_file
 from webapp.services.storage import blob_relative, thumbnail_relative
 
 
@@ -186,7 +186,7 @@ def test_a_silent_heartbeat_from_another_host_counts_as_dead(app_ctx, runner):
 def test_doctor_reports_the_running_workers_and_the_measured_engines(app_ctx, runner):
     """Facts beside the findings: which workers run with which threads, what was measured."""
     from webapp.jobs import presence
-    from webapp.services import engines
+    from webapp.services.training import engines
 
     code, report = doctor(runner)
     assert code == 0 and report["workers"] == [] and report["engines"] == {}

@@ -24,7 +24,7 @@ from webapp.cli.jobwait import counted
 from webapp.extensions import db
 from webapp.jobs import presence
 from webapp.models import WorkerPresence, utcnow
-from webapp.services import engines, scoring
+from webapp.services.training import engines, scoring
 
 
 def write_checkpoint(path: Path, size: int = 32) -> Path:
@@ -95,7 +95,7 @@ def test_an_unknown_tuning_mode_is_refused_with_the_choices(app_ctx):
 
 
 def test_training_precision_is_measured_once_and_logged(app_ctx, monkeypatch):
-    from webapp.services.training import measured_precision, train_config_from
+    from webapp.services.training.training import measured_precision, train_config_from
 
     config = train_config_from({"image_size": 32, "epochs": 1, "preset": "demo"})
     assert config.precision == "auto"

@@ -14,9 +14,10 @@ from tests.bad_inputs import write_files
 from tests.factories import make_prediction, make_version
 from webapp.extensions import db
 from webapp.models import Image, ImageEvidence
-from webapp.services import evidence, queue
+from webapp.services import evidence
 from webapp.services.evidence import phash, similar
-from webapp.services.importer import import_path
+from webapp.services.importing.importer import import_path
+from webapp.services.review import queue
 
 
 def test_camera_exif_is_read_and_weighed_as_weak():
@@ -168,7 +169,7 @@ def test_generator_evidence_on_a_real_label_puts_the_image_in_the_evidence_bucke
 
 
 def test_reports_carry_the_evidence_columns(app_ctx, tmp_path):
-    from webapp.services import reports
+    from webapp.services.reporting import reports
 
     import_path(write_files(tmp_path / "in", {"real/g.png": make.generator_png()}), dataset="r")
     version = make_version()

@@ -14,8 +14,8 @@ from torchvision.datasets import ImageFolder
 from tests.admin_factories import make_dataset, make_decision, make_image, make_version
 from webapp.jobs import wait_for
 from webapp.models import JobState
-from webapp.services import exports
-from webapp.services.labels import effective_labels
+from webapp.services.records.labels import effective_labels
+from webapp.services.reporting import exports
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_missing_originals_are_counted_not_fatal(app_ctx, tmp_path):
 
 
 def test_imagefolder_zip_by_job_extracts_to_a_loadable_tree(labelled, app, worker, tmp_path):
-    from webapp.services.report_jobs import report_file, start_report
+    from webapp.services.reporting.report_jobs import report_file, start_report
 
     job = start_report({"report": "labels", "format": "imagefolder"}, None)
     done = wait_for(job.id, timeout=60, poll=0.05)

@@ -13,8 +13,9 @@ from tests.admin_factories import (
     make_prediction,
     make_version,
 )
-from webapp.services import image_browser, queue
-from webapp.services.image_browser import BrowseFilter
+from webapp.services.admin import image_browser
+from webapp.services.admin.image_browser import BrowseFilter
+from webapp.services.review import queue
 
 
 @pytest.fixture

@@ -26,14 +26,15 @@ from tests.bad_inputs import (
 )
 from webapp.extensions import db
 from webapp.models import Dataset, DatasetImage, Image, ImportRun
-from webapp.services.importer import (
+from webapp.services.importing.importer import (
     ImportRefused,
     SourceError,
     assign_split,
     import_path,
     layout_of,
 )
-from webapp.services.pixel_cache import load_pixels, resize_for_model
+from webapp.services.importing.pixel_cache import resize_for_model
+from webapp.services.importing.pixels import load_pixels
 from webapp.services.storage import instance_root, original_path, thumbnail_path
 
 

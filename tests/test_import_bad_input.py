@@ -21,7 +21,7 @@ from tests.bad_inputs import (
 )
 from webapp.extensions import db
 from webapp.models import Image
-from webapp.services.importer import import_path
+from webapp.services.importing.importer import import_path
 from webapp.services.storage import instance_root
 
 

@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.models import Image
-from webapp.services.audit import shortcut_findings
-from webapp.services.importer import import_path
-from webapp.services.pixel_cache import load_pixels
+from webapp.services.importing.importer import import_path
+from webapp.services.importing.pixels import load_pixels
+from webapp.services.training.data_audit import shortcut_findings
 
 CIFAKE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifake-train-40k.zip"
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from tests.bad_inputs import BAD_FILES, image_bytes, kaggle_layout, write_files
 from webapp.extensions import db
 from webapp.models import Dataset, DatasetImage, Image, ImportRun
-from webapp.services.pixel_cache import PixelCache
+from webapp.services.importing.pixel_cache import PixelCache
 from webapp.services.storage import instance_root, original_path, thumbnail_path
 
 REPO = Path(__file__).resolve().parents[1]

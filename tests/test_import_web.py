@@ -14,7 +14,7 @@ from tests.helpers import csrf_token
 from webapp.extensions import db
 from webapp.jobs import wait_for
 from webapp.models import Dataset, Image, JobState
-from webapp.services.importer import import_path
+from webapp.services.importing.importer import import_path
 
 
 def upload(client, files, **form):

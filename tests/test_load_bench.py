@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.load_bench import Shared, run_checks
 from tests.factories import decide, make_scored_image, make_version
 from tests.helpers import make_user
-from webapp.services import reviews
+from webapp.services.review import reviews
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from tests.test_training import latest_job, tiny_dataset  # noqa: F401
 from webapp.extensions import db
 from webapp.models import JobState, Prediction
-from webapp.services import versions
-from webapp.services.oof_training import load_out_of_fold
-from webapp.services.trainset import CLASS_INDEX, labelled_images
+from webapp.services.records import versions
+from webapp.services.training.oof_training import load_out_of_fold
+from webapp.services.training.trainset import CLASS_INDEX, labelled_images
 
 
 @pytest.mark.slow

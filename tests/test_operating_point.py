@@ -25,9 +25,10 @@ from tests.test_training import latest_job, tiny_dataset, train_and_wait  # noqa
 from webapp.extensions import db
 from webapp.jobs import wait_for
 from webapp.models import JobState, ModelVersion, Prediction
-from webapp.services import queue, versions
-from webapp.services.pixel_cache import load_pixels
-from webapp.services.trainset import labelled_images
+from webapp.services.importing.pixels import load_pixels
+from webapp.services.records import versions
+from webapp.services.review import queue
+from webapp.services.training.trainset import labelled_images
 
 
 def test_a_version_without_a_fitted_threshold_calls_at_one_half(app_ctx):

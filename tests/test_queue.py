@@ -12,8 +12,8 @@ from tests.factories import decide, make_dataset, make_prediction, make_scored_i
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import Lease, QueueBuild, ReviewDecision, utcnow
-from webapp.services import queue, reviews
-from webapp.services.queue import QueueError, QueueFilter
+from webapp.services.review import queue, reviews
+from webapp.services.review.queue import QueueError, QueueFilter
 
 
 @pytest.fixture

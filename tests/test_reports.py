@@ -18,8 +18,8 @@ from tests.admin_factories import (
 )
 from webapp.jobs import submit, wait_for
 from webapp.models import JobState
-from webapp.services import reports
-from webapp.services.labels import effective_labels
+from webapp.services.records.labels import effective_labels
+from webapp.services.reporting import reports
 
 
 @pytest.fixture
@@ -255,7 +255,7 @@ def test_cli_writes_each_format(case, app, tmp_path):
 
 
 def test_report_job_writes_into_instance_reports(case, app, worker):
-    from webapp.services.report_jobs import report_file, start_report
+    from webapp.services.reporting.report_jobs import report_file, start_report
 
     job = start_report({"report": "misclassified", "format": "json", "split": "val"}, None)
     assert job.params["version"] == "v2"  # pinned when asked
@@ -277,7 +277,7 @@ def test_report_job_writes_into_instance_reports(case, app, worker):
     ],
 )
 def test_report_job_refuses_bad_parameters(case, params, message):
-    from webapp.services.report_jobs import start_report
+    from webapp.services.reporting.report_jobs import start_report
 
     with pytest.raises(ValueError, match=message):
         start_report(params, None)

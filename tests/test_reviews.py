@@ -11,8 +11,9 @@ from tests.factories import decide, make_scored_image, make_version
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import ReviewDecision
-from webapp.services import labels, queue, reviews
-from webapp.services.labels import Vote, consensus
+from webapp.services.records import labels
+from webapp.services.records.labels import Vote, consensus
+from webapp.services.review import queue, reviews
 
 
 def vote(decision_id, user_id, choice, admin=False):

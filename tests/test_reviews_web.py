@@ -15,7 +15,7 @@ from sqlalchemy import select
 from tests.factories import make_active_version, make_image, make_scored_image, make_version
 from webapp.extensions import db
 from webapp.models import Job, ModelVersion
-from webapp.services.reviews import original_file
+from webapp.services.review.reviews import original_file
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_original_is_served_at_full_resolution(auth, client, item, app):
 
 
 def test_thumbnail_and_its_fallback(auth, client, app):
-    from webapp.services.reviews import thumbnail_file
+    from webapp.services.review.reviews import thumbnail_file
 
     with app.app_context():
         image = make_image(fmt="PNG")
@@ -114,7 +114,13 @@ def checkpointed_item(app):
         return make_scored_image(version, 0.5, label="unknown", size=(40, 32)).id
 
 
-NO_PYTORCH = ("torch", "torchvision", "model.explain", "model.predict", "webapp.services.scoring")
+NO_PYTORCH = (
+    "torch",
+    "torchvision",
+    "model.explain",
+    "model.predict",
+    "webapp.services.training.scoring",
+)
 
 
 def test_the_web_process_queues_a_heatmap_job_and_never_imports_pytorch(

@@ -15,9 +15,9 @@ from tests.factories import make_active_version
 from tests.test_training import tiny_dataset  # noqa: F401
 from webapp.extensions import db
 from webapp.models import Image, Prediction
-from webapp.services.pixel_cache import resize_for_model
+from webapp.services.importing.pixel_cache import resize_for_model
 from webapp.services.storage import original_path
-from webapp.services.trainset import labelled_images
+from webapp.services.training.trainset import labelled_images
 
 
 @pytest.fixture

@@ -13,17 +13,15 @@ from sqlalchemy import select
 from tests.bad_inputs import image_bytes, write_files
 from webapp.extensions import db
 from webapp.models import Image
-from webapp.services.importer import import_path
-from webapp.services.importer_jpeg import estimate_quality
-from webapp.services.pixel_cache import (
+from webapp.services.evidence.jpeg_quality import estimate_quality
+from webapp.services.importing.importer import import_path
+from webapp.services.importing.pixel_cache import PixelCache, decode_for_model, resize_for_model
+from webapp.services.importing.pixels import (
     CacheError,
-    PixelCache,
     cache_for,
-    decode_for_model,
     ensure_cache,
     load_pixels,
     open_cache,
-    resize_for_model,
 )
 from webapp.services.storage import (
     blob_path,

@@ -9,8 +9,12 @@ from tests.admin_factories import make_dataset
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import Job
-from webapp.services.tokens import create_token
-from webapp.services.train_request import PRESETS, TrainRequestError, clean_train_params
+from webapp.services.people.tokens import create_token
+from webapp.services.training.train_request import (
+    PRESETS,
+    TrainRequestError,
+    clean_train_params,
+)
 
 
 @pytest.fixture

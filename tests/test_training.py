@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from webapp.extensions import db
 from webapp.jobs import submit, wait_for
 from webapp.models import Image, Job, JobState, ModelVersion, Prediction
-from webapp.services import versions
-from webapp.services.importer import import_path
+from webapp.services.importing.importer import import_path
+from webapp.services.records import versions
 
 EVALUATE_KEYS = {
     "version",
@@ -194,7 +194,7 @@ def test_head_only_refresh_scores_from_cached_features(tiny_dataset, worker):
 
 
 def test_progress_fraction_counts_epochs_and_batches():
-    from webapp.services.training import fraction_of
+    from webapp.services.training.progress import fraction_of
 
     assert fraction_of({"epoch": 2, "epochs": 4, "batch": 5, "batches": 10}) == {"fraction": 0.375}
     assert fraction_of({"stage": "loading"}) == {}

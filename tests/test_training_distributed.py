@@ -20,10 +20,10 @@ from tests.test_training import override_labels, write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import cancel, submit, wait_for
 from webapp.models import Image, Job, JobState, ModelVersion, Prediction
-from webapp.services import versions
-from webapp.services.distributed_training import Torchrun
-from webapp.services.importer import import_path
-from webapp.services.trainset import select_training_set
+from webapp.services.importing.importer import import_path
+from webapp.services.records import versions
+from webapp.services.training.distributed import Torchrun
+from webapp.services.training.trainset import labels_changed_since, select_training_set
 
 TINY = {"epochs": 1, "image_size": 32}
 
@@ -163,7 +163,7 @@ def test_export_train_elsewhere_and_register(tiny_dataset, runner, tmp_path):
     version = versions.get_version("v1")
     assert version.job_id is None and version.n_train == len(trainset.train)
     assert version.train_set_sha256 == trainset.sha256()
-    assert versions.labels_changed_since(version)["changed"] == len(changed)
+    assert labels_changed_since(version)["changed"] == len(changed)
     assert load_checkpoint(version.checkpoint_path)[1]["version"] == "v1"
 
 

@@ -19,8 +19,8 @@ from webapp.config import Config
 from webapp.extensions import db
 from webapp.jobs import wait_for
 from webapp.models import JobState, ModelVersion
-from webapp.services import versions
-from webapp.services.training import resolve_train_config
+from webapp.services.records import versions
+from webapp.services.training.training import resolve_train_config
 
 
 @pytest.fixture

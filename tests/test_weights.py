@@ -65,7 +65,7 @@ def test_fetch_puts_checked_weights_where_training_finds_them(
     assert again.exit_code == 0 and "already present" in again.output
     job = train_and_wait(preset="seed", score=False)  # the seed preset starts from ImageNet
     assert job.state == JobState.SUCCEEDED, job.error
-    from webapp.services import versions
+    from webapp.services.records import versions
 
     assert versions.get_version(job.result["version"]).init_weights == f"imagenet:{digest[:12]}"
 

@@ -41,7 +41,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .blueprints import register_blueprints
     from .cli import register_commands
     from .jobs import registry  # noqa: F401  (declares the job kinds)
-    from .services import tokens
+    from .services.people import tokens
 
     errors.init_app(app)
     security.init_app(app)

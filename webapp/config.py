@@ -76,7 +76,7 @@ class Config:
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_SECURE = secure
         self.WTF_CSRF_TIME_LIMIT = None
-        # Login throttling (webapp/services/login_throttle.py), counted in the database.
+        # Login throttling (webapp/services/people/login_throttle.py), counted in the database.
         self.LOGIN_FREE_FAILURES = _int_env("REALFAKE_LOGIN_FREE_FAILURES", 5)
         self.LOGIN_MAX_BACKOFF = _int_env("REALFAKE_LOGIN_MAX_BACKOFF", 900)
         self.LOGIN_ADDRESS_NAMES = _int_env("REALFAKE_LOGIN_ADDRESS_NAMES", 10)

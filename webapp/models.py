@@ -339,9 +339,9 @@ class QueueEntry(db.Model):
     """An image's place in the review queue of the active version: bucket and order within it.
 
     A cache derived from predictions, import labels and the queue settings (rebuilt by
-    ``webapp.services.queue`` when any of them changes), so that serving the next item walks an
-    index instead of scoring every image. ``is_open`` turns false once the image has been decided
-    enough times; decisions stay the truth.
+    ``webapp.services.review.queue`` when any of them changes), so that serving the next item
+    walks an index instead of scoring every image. ``is_open`` turns false once the image has been
+    decided enough times; decisions stay the truth.
     """
 
     __tablename__ = "queue_entries"

@@ -24,7 +24,7 @@ from tests.browser.conftest import CHROMIUM
 from tests.helpers import PASSWORD
 from webapp.extensions import db
 from webapp.models import Dataset, ReviewRequest, User
-from webapp.services import queue
+from webapp.services.review import queue
 
 pytestmark = [
     pytest.mark.browser,

@@ -18,8 +18,8 @@ from tests.test_training import write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import submit, wait_for
 from webapp.models import Image, Job, JobState, ModelVersion
-from webapp.services import versions
-from webapp.services.importer import import_path
+from webapp.services.importing.importer import import_path
+from webapp.services.records import versions
 
 pytestmark = [
     pytest.mark.browser,

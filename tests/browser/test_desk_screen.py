@@ -150,7 +150,7 @@ def test_the_end_screen_says_what_is_left_where(app, server, new_page, queue_of)
     order = queue_of(2)  # uncertain
     with app.app_context():
         from webapp.models import ModelVersion
-        from webapp.services import queue
+        from webapp.services.review import queue
 
         version = db.session.scalar(select(ModelVersion))
         make_scored_image(version, 0.9, label="real")  # misclassified

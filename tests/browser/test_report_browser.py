@@ -15,7 +15,7 @@ from tests.admin_factories import (
     make_version,
 )
 from tests.browser.conftest import CHROMIUM
-from webapp.services import reports
+from webapp.services.reporting import reports
 
 pytestmark = [
     pytest.mark.browser,

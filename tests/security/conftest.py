@@ -15,7 +15,8 @@ from webapp.extensions import db
 from webapp.jobs import submit
 from webapp.jobs.queue import huey
 from webapp.models import Check, ReviewDecision
-from webapp.services import queue, tokens
+from webapp.services.people import tokens
+from webapp.services.review import queue
 
 
 @pytest.fixture(autouse=True)

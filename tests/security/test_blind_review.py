@@ -13,7 +13,8 @@ from tests.factories import make_scored_image, make_version
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.jobs import wait_for
-from webapp.services import queue, tokens
+from webapp.services.people import tokens
+from webapp.services.review import queue
 
 SECRET_NOTE = "the hands have six fingers"
 

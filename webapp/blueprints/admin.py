@@ -11,20 +11,27 @@ from ..extensions import db
 from ..inputs import int_arg
 from ..jobs import cancel
 from ..models import ApiToken, Dataset, Image, Job, ModelVersion, Prediction, ReviewDecision, User
-from ..services import audit_trail, job_views, versions
-from ..services.activation import activate_with_scoring
-from ..services.comparison import (
+from ..services.admin import job_views
+from ..services.admin.job_views import job_to_dict
+from ..services.people.tokens import create_token
+from ..services.people.tokens import revoke_token as revoke
+from ..services.records import audit_trail, versions
+from ..services.reporting.plots import (
+    confusion_matrix_svg,
+    reliability_svg,
+    roc_svg,
+    training_curves_svg,
+)
+from ..services.training import trainset
+from ..services.training.activation import activate_with_scoring
+from ..services.training.comparison import (
     compare_versions,
     count_verdict_changes,
     previous_version,
     verdict_changes,
     verdict_shift,
 )
-from ..services.job_views import job_to_dict
-from ..services.plots import confusion_matrix_svg, reliability_svg, roc_svg, training_curves_svg
-from ..services.tokens import create_token
-from ..services.tokens import revoke_token as revoke
-from ..services.train_request import TrainRequestError, clean_train_params, start_training
+from ..services.training.train_request import TrainRequestError, clean_train_params, start_training
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -81,7 +88,7 @@ def versions_page():
         plots=version_plots(comparison),
         training=training,
         active=versions.active_version(),
-        labels_moved=versions.labels_changed_since(versions.active_version()),
+        labels_moved=trainset.labels_changed_since(versions.active_version()),
         lineage={v.name: versions.lineage(v) for v in comparison["versions"]},
         trained_on={v.name: versions.training_data(v) for v in comparison["versions"]},
         presets=versions.TRAIN_PRESETS,

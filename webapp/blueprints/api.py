@@ -16,13 +16,13 @@ from flask_login import current_user
 
 from ..auth import admin_required, reviewer_required
 from ..inputs import MAX_ID, int_arg
-from ..services import api_schemas as schemas
-from ..services import queue, reviews
-from ..services.api_schemas import dump, parse_body
+from ..services.api import schemas as schemas
+from ..services.api.openapi import document, query_param
+from ..services.api.schemas import dump, parse_body
 from ..services.evidence import records as evidence_records
-from ..services.lookup import http_status
-from ..services.openapi import document, query_param
-from ..services.queue import QueueError, QueueFilter
+from ..services.records.lookup import http_status
+from ..services.review import queue, reviews
+from ..services.review.queue import QueueError, QueueFilter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

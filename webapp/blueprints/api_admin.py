@@ -29,15 +29,17 @@ from ..models import (
     Split,
     User,
 )
-from ..services import api_schemas as schemas
-from ..services import blind_review, report_jobs, versions
-from ..services.activation import activate_with_scoring
-from ..services.api_schemas import dump, parse_body
-from ..services.job_views import job_to_dict
-from ..services.labels import effective_labels
-from ..services.lookup import http_status
-from ..services.openapi import build_document, document, query_param
-from ..services.train_request import TrainRequestError, clean_train_params, start_training
+from ..services.admin.job_views import job_to_dict
+from ..services.api import schemas as schemas
+from ..services.api.openapi import build_document, document, query_param
+from ..services.api.schemas import dump, parse_body
+from ..services.records import versions
+from ..services.records.labels import effective_labels
+from ..services.records.lookup import http_status
+from ..services.reporting import report_jobs
+from ..services.review import blind_review
+from ..services.training.activation import activate_with_scoring
+from ..services.training.train_request import TrainRequestError, clean_train_params, start_training
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api/v1")
 

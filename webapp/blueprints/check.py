@@ -24,9 +24,9 @@ from ..auth import reviewer_required
 from ..extensions import db
 from ..models import Check
 from ..services import checking
+from ..services.api.openapi import document
 from ..services.evidence import TITLES
-from ..services.importer_worker import MAX_FILE_BYTES
-from ..services.openapi import document
+from ..services.importing.worker import MAX_FILE_BYTES
 
 bp = Blueprint("check", __name__, url_prefix="/check")
 api_bp = Blueprint("check_api", __name__, url_prefix="/api/v1")

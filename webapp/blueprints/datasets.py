@@ -22,10 +22,11 @@ from ..auth import admin_required, reviewer_required
 from ..extensions import db
 from ..inputs import int_arg
 from ..models import Dataset, DatasetImage, Image, ImportRun, Job, JobState
-from ..services import audit, dataset_admin
-from ..services.importer import mark_interrupted_runs
-from ..services.importer_upload import UploadError, submit_upload
+from ..services.admin import dataset_admin
+from ..services.importing.importer import mark_interrupted_runs
+from ..services.importing.upload import UploadError, submit_upload
 from ..services.storage import servable_file, thumbnail_path, thumbnails_root
+from ..services.training import data_audit
 
 bp = Blueprint("datasets", __name__, url_prefix="/admin/datasets")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -176,13 +177,13 @@ def stats():
     chosen = request.args.get("dataset") or None
     if chosen is not None and chosen not in names:
         abort(404)
-    result = audit.dataset_stats(chosen, with_channel_stats=None)
+    result = data_audit.dataset_stats(chosen, with_channel_stats=None)
     return render_template(
         "datasets/stats.html",
         stats=result,
         names=names,
         chosen=chosen,
-        warnings=audit.shortcut_warnings(stats=result),
+        warnings=data_audit.shortcut_warnings(stats=result),
     )
 
 

@@ -25,7 +25,8 @@ from ..auth import admin_required, reviewer_required
 from ..extensions import db
 from ..inputs import int_arg
 from ..models import Dataset, Image, Job, ModelVersion, Split
-from ..services import heatmaps, queue, reviews, storage
+from ..services import storage
+from ..services.review import heatmaps, queue, reviews
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 

@@ -50,7 +50,7 @@ def import_command(path, dataset, label, evaluation_only, as_json, workers) -> N
     and test/ folders or else from the content hash (80/10/10). The exit status is 0 even when
     some files are rejected, and 1 only when nothing could be read at all.
     """
-    from ..services.importer import ImportRefused, SourceError, import_path
+    from ..services.importing.importer import ImportRefused, SourceError, import_path
 
     bar = _Bar(enabled=not as_json)
     try:
@@ -108,16 +108,16 @@ def _counts(counts: dict) -> str:
 def stats_command(dataset, as_json) -> None:
     """Audit a dataset: size, format, mode, JPEG quality and EXIF per class, area outliers,
     shortcut warnings, and the training split's per-channel mean and standard deviation."""
-    from ..services import audit
+    from ..services.training import data_audit
 
     try:
-        stats = audit.dataset_stats(dataset, with_channel_stats=True)
+        stats = data_audit.dataset_stats(dataset, with_channel_stats=True)
     except LookupError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
-    for line in audit.describe(stats):
+    for line in data_audit.describe(stats):
         click.echo(line)
 
 

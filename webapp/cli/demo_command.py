@@ -75,7 +75,7 @@ def demo(
     build_only: bool,
 ) -> None:
     """Build the demo dataset (real photographs, generated fakes) and import it."""
-    from webapp.services.demo_data import ensure_demo_folder
+    from webapp.services.operations.demo_data import ensure_demo_folder
 
     try:
         summary = ensure_demo_folder(
@@ -92,7 +92,7 @@ def demo(
     if build_only:
         click.echo(f"demo: {_describe(summary)}")
         return
-    from webapp.services.importer import import_path
+    from webapp.services.importing.importer import import_path
 
     report = import_path(Path(summary["folder"]), dataset=dataset).as_json()
     click.echo(

@@ -11,8 +11,8 @@ import json
 import click
 from flask.cli import AppGroup
 
-from ..services import queue, reviews
-from ..services.queue import QueueError, QueueFilter
+from ..services.review import queue, reviews
+from ..services.review.queue import QueueError, QueueFilter
 
 # AppGroup: every command runs inside an application context, however it is invoked.
 group = AppGroup("queue", help="Inspect the review queue.")

@@ -8,7 +8,7 @@ import sys
 import click
 from tqdm import tqdm
 
-from ..services import exports, reports
+from ..services.reporting import exports, reports
 
 
 @click.group("report", help="Misclassification reports and label exports.")

@@ -27,10 +27,10 @@ from sqlalchemy import select
 from ...extensions import db
 from ...jobs import submit, wait_for
 from ...models import Check, Image, ImageEvidence, Job, JobState, utcnow
-from .. import queue
 from ..evidence import TITLES, phash, similar
-from ..importer import ImportRefused, import_path
-from ..importer_upload import safe_relative_path, uploads_root
+from ..importing.importer import ImportRefused, import_path
+from ..importing.upload import safe_relative_path, uploads_root
+from ..review import queue
 
 DATASET = queue.CHECKS_DATASET
 OOD_WARNING = "unlike the training data: the verdict is unreliable"
