@@ -91,7 +91,7 @@ def add_sizes_and_decisions(version_id: int, n_images: int) -> None:
 
     from webapp.extensions import db
     from webapp.models import ReviewDecision, User
-    from webapp.services.review import queue
+    from webapp.services.review import materialise
 
     db.session.execute(text("UPDATE images SET bytes = 1024 + (id * 7919) % 204800"))
     reviewer = db.session.scalar(db.select(User.id).where(User.username == "rita"))
@@ -112,7 +112,7 @@ def add_sizes_and_decisions(version_id: int, n_images: int) -> None:
     admin.set_password(PASSWORD)
     db.session.add(admin)
     db.session.commit()
-    queue.rebuild()
+    materialise.rebuild()
 
 
 def timed(function) -> float:

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from tests.helpers import make_image_bytes
 from webapp.extensions import db
 from webapp.models import Dataset, DatasetImage, Image, ModelVersion, Prediction, utcnow
-from webapp.services.review.reviews import original_file, thumbnail_file
+from webapp.services.storage import original_path, thumbnail_path
 
 _seeds = itertools.count(1)
 
@@ -74,10 +74,10 @@ def make_image(
 
 
 def _write_files(image: Image, data: bytes) -> None:
-    original = original_file(image)
+    original = original_path(image)
     original.parent.mkdir(parents=True, exist_ok=True)
     original.write_bytes(data)
-    thumb = thumbnail_file(image)
+    thumb = thumbnail_path(image.sha256)
     thumb.parent.mkdir(parents=True, exist_ok=True)
     with PILImage.open(io.BytesIO(data)) as picture:
         picture.convert("RGB").save(thumb, format="JPEG", quality=80)
@@ -158,7 +158,7 @@ def make_active_version() -> ModelVersion:
 
 def decide(user, image_id: int, choice: str, **fields):
     """Lease the image to ``user`` as the desk does (a decision needs the lease), then decide."""
-    from webapp.services.review import queue, reviews
+    from webapp.services.review import decisions, leases
 
-    queue.claim_image(user.id, image_id)
-    return reviews.decide(user, image_id, choice, **fields)
+    leases.claim_image(user.id, image_id)
+    return decisions.decide(user, image_id, choice, **fields)

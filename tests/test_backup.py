@@ -17,7 +17,7 @@ from tests.helpers import login, make_user
 from webapp import config, create_app
 from webapp.extensions import db
 from webapp.models import Image, Job, ModelVersion, ReviewDecision
-from webapp.services.review.reviews import original_file, thumbnail_file
+from webapp.services.storage import original_path, thumbnail_path
 
 IGNORED = {("model_versions", "checkpoint_path")}  # rewritten to the new instance on restore
 
@@ -144,8 +144,8 @@ def test_online_backup_restores_into_a_fresh_instance(app, desk, tmp_path, fresh
         job_markers = {row["params"]["marker"] for row in restored["jobs"].values()}
         assert job_markers == {row["note"] for row in restored["review_decisions"].values()}
         for image in db.session.scalars(select(Image)):
-            assert hashlib.sha256(original_file(image).read_bytes()).hexdigest() == image.sha256
-            assert thumbnail_file(image).is_file()
+            assert hashlib.sha256(original_path(image).read_bytes()).hexdigest() == image.sha256
+            assert thumbnail_path(image.sha256).is_file()
         v1 = db.session.scalar(select(ModelVersion).where(ModelVersion.name == "v1"))
         assert v1.is_active and v1.checkpoint_path.startswith(restored_app.instance_path)
         assert (tmp_path / "restored" / "models" / "v1.pt").read_bytes() == (

@@ -188,19 +188,19 @@ def test_the_desk_item_carries_the_evidence(client, auth, app, tmp_path):
 
 
 def test_a_checked_image_joins_the_queue_only_when_sent(client, bearer, worker, app):
-    from webapp.services.review import queue
+    from webapp.services.review import materialise, queue
 
     # Every call is uncertain here: the test is about the queue, not about the untrained network.
     app.config["UNCERTAIN_LOW"], app.config["UNCERTAIN_HIGH"] = 0.0, 1.0
     body = post_check(client, bearer, make_image_bytes(11)).get_json()
     with app.app_context():
-        queue.ensure_current()
+        materialise.ensure_current()
         assert body["verdict"] == "uncertain"
         assert body["image_id"] not in [item.image_id for item in queue.list_items(limit=50)]
     sent = client.post(f"/api/v1/checks/{body['id']}/review", headers=bearer)
     assert sent.status_code == 200 and sent.get_json()["sent_to_review"] is True
     with app.app_context():
-        queue.ensure_current()
+        materialise.ensure_current()
         items = {item.image_id: item for item in queue.list_items(limit=50)}
         assert items[body["image_id"]].bucket == "uncertain"
 

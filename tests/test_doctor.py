@@ -17,8 +17,7 @@ from webapp.extensions import db
 from webapp.jobs.core import worker_identity
 from webapp.models import DatasetImage, ImportRun, Job, JobState, Lease, utcnow
 from webapp.services.records import versions
-from webapp.services.review.reviews import original_file, thumbnail_file
-from webapp.services.storage import blob_relative, thumbnail_relative
+from webapp.services.storage import blob_relative, original_path, thumbnail_path, thumbnail_relative
 
 
 def dead_pid() -> int:
@@ -95,7 +94,7 @@ def test_repair_clears_what_dead_writers_left(app_ctx, runner, tmp_path):
     assert code == 0, repaired
     assert all(f["repaired"] for f in repaired["findings"])
     assert not (root / blob_relative(orphan, "jpg")).exists()
-    assert original_file(kept).exists() and thumbnail_file(kept).exists()
+    assert original_path(kept).exists() and thumbnail_path(kept.sha256).exists()
     assert not (models / "v7.pt").exists()
     db.session.expire_all()
     assert db.session.get(Job, job.id).state == JobState.FAILED
@@ -121,16 +120,16 @@ def test_missing_files_are_restored_from_a_verified_copy_or_reported(app_ctx, ru
     source = tmp_path / "source"
     copied, lost, thumbless = make_image(), make_image(), make_image()
     (source / "REAL").mkdir(parents=True)
-    (source / "REAL" / "copy.jpg").write_bytes(original_file(copied).read_bytes())
+    (source / "REAL" / "copy.jpg").write_bytes(original_path(copied).read_bytes())
     run = ImportRun(dataset_id=copied.dataset_id, source=str(source), state="succeeded")
     db.session.add(run)
     db.session.flush()
     link = db.session.query(DatasetImage).filter_by(image_id=copied.id).one()
     link.import_id, link.original_path = run.id, "REAL/copy.jpg"
     db.session.commit()
-    original_file(copied).unlink()
-    original_file(lost).unlink()
-    os.unlink(thumbnail_file(thumbless))
+    original_path(copied).unlink()
+    original_path(lost).unlink()
+    os.unlink(thumbnail_path(thumbless.sha256))
 
     code, report = doctor(runner, "--repair")
     found = checks(report)
@@ -140,9 +139,9 @@ def test_missing_files_are_restored_from_a_verified_copy_or_reported(app_ctx, ru
     assert not by_subject[f"image {lost.id}"]["repaired"]
     assert "no copy" in by_subject[f"image {lost.id}"]["message"]
     assert found["missing-thumbnail"][0]["repaired"]
-    data = original_file(copied).read_bytes()
+    data = original_path(copied).read_bytes()
     assert hashlib.sha256(data).hexdigest() == copied.sha256
-    assert thumbnail_file(thumbless).stat().st_size > 0
+    assert thumbnail_path(thumbless.sha256).stat().st_size > 0
 
 
 @pytest.mark.parametrize("active", [True, False])

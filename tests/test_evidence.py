@@ -17,7 +17,7 @@ from webapp.models import Image, ImageEvidence
 from webapp.services import evidence
 from webapp.services.evidence import phash, similar
 from webapp.services.importing.importer import import_path
-from webapp.services.review import queue
+from webapp.services.review import buckets, materialise, queue
 
 
 def test_camera_exif_is_read_and_weighed_as_weak():
@@ -159,12 +159,12 @@ def test_generator_evidence_on_a_real_label_puts_the_image_in_the_evidence_bucke
     version = make_version()
     for image in db.session.scalars(select(Image)):
         make_prediction(image, version, p_fake=0.1, ood_score=0.1, audit_key=0.9)
-    queue.rebuild()
+    materialise.rebuild()
     items = {item.file_name: item for item in queue.list_items(limit=10)}
     assert items["generated.png"].bucket == "evidence"
     assert "plain.jpg" not in items  # camera EXIF alone is weak: nothing disagrees
-    buckets = queue.settings().buckets
-    assert buckets.index("evidence") == buckets.index("label_issue") + 1  # after label mistakes
+    order = buckets.settings().buckets
+    assert order.index("evidence") == order.index("label_issue") + 1  # after label mistakes
     assert "Strong evidence" in items["generated.png"].reason
 
 

@@ -12,8 +12,8 @@ from tests.factories import decide, make_dataset, make_prediction, make_scored_i
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import Lease, QueueBuild, ReviewDecision, utcnow
-from webapp.services.review import queue, reviews
-from webapp.services.review.queue import QueueError, QueueFilter
+from webapp.services.review import buckets, decisions, leases, materialise, queue
+from webapp.services.review.buckets import QueueError, QueueFilter
 
 
 @pytest.fixture
@@ -70,12 +70,12 @@ def names(zoo, image_ids):
 def test_buckets_and_order(zoo):
     items = queue.list_items(limit=100)
     assert names(zoo, [item.image_id for item in items]) == EXPECTED_ORDER
-    buckets = {names(zoo, [item.image_id])[0]: item.bucket for item in items}
-    assert buckets["li_high"] == "label_issue"
-    assert buckets["mis_less"] == "misclassified"
-    assert buckets["unc_tie_b"] == "uncertain"
-    assert buckets["ood_low"] == "ood"
-    assert buckets["audit_real"] == "audit"
+    bucket_of = {names(zoo, [item.image_id])[0]: item.bucket for item in items}
+    assert bucket_of["li_high"] == "label_issue"
+    assert bucket_of["mis_less"] == "misclassified"
+    assert bucket_of["unc_tie_b"] == "uncertain"
+    assert bucket_of["ood_low"] == "ood"
+    assert bucket_of["audit_real"] == "audit"
     assert queue.counts() == {
         "requested": 0,
         "label_issue": 2,
@@ -179,7 +179,7 @@ def test_bad_filters_are_explained(version, bad, message):
 def test_no_active_version_means_an_empty_queue(app_ctx):
     assert queue.list_items() == []
     assert set(queue.counts().values()) == {0}
-    assert queue.claim_next(make_user("ann").id) is None
+    assert leases.claim_next(make_user("ann").id) is None
 
 
 def test_new_predictions_and_a_new_active_version_rebuild_the_queue(version):
@@ -212,7 +212,7 @@ def test_decided_items_leave_the_queue_and_rebuild_agrees(zoo):
     open_now = [item.image_id for item in queue.list_items(limit=100)]
     assert zoo["li_high"] not in open_now
     assert zoo["unc_close"] in open_now  # a skip is not a decision on the label
-    queue.invalidate()
+    materialise.invalidate()
     assert [item.image_id for item in queue.list_items(limit=100)] == open_now
 
 
@@ -221,68 +221,68 @@ def test_decided_items_leave_the_queue_and_rebuild_agrees(zoo):
 
 def test_claims_follow_queue_order_and_never_overlap(zoo):
     ann, bob = make_user("ann"), make_user("bob")
-    first = queue.claim_next(ann.id)
-    second = queue.claim_next(bob.id)
+    first = leases.claim_next(ann.id)
+    second = leases.claim_next(bob.id)
     assert (first.image_id, second.image_id) == (zoo["li_high"], zoo["li_low"])
     assert first.bucket == "label_issue"
     # Ann's unexpired lease is served to her again (a reload loses nothing)...
-    assert queue.claim_next(ann.id).image_id == zoo["li_high"]
+    assert leases.claim_next(ann.id).image_id == zoo["li_high"]
     # ...unless her screen says it holds it already: then she gets the next free item.
-    assert queue.claim_next(ann.id, holding=[zoo["li_high"]]).image_id == zoo["mis_confident"]
-    assert queue.lease_holder(zoo["li_high"]) == ann.id
-    assert sorted(queue.held_by(ann.id)) == sorted([zoo["li_high"], zoo["mis_confident"]])
+    assert leases.claim_next(ann.id, holding=[zoo["li_high"]]).image_id == zoo["mis_confident"]
+    assert leases.lease_holder(zoo["li_high"]) == ann.id
+    assert sorted(leases.held_by(ann.id)) == sorted([zoo["li_high"], zoo["mis_confident"]])
 
 
 def test_expired_leases_free_the_item(zoo):
     ann, bob = make_user("ann"), make_user("bob")
-    held = queue.claim_next(ann.id).image_id
+    held = leases.claim_next(ann.id).image_id
     db.session.execute(
         update(Lease).where(Lease.image_id == held).values(expires_at=utcnow() - timedelta(1))
     )
     db.session.commit()
-    assert queue.lease_holder(held) is None
-    assert queue.claim_next(bob.id).image_id == held
+    assert leases.lease_holder(held) is None
+    assert leases.claim_next(bob.id).image_id == held
 
 
 def test_lease_length_comes_from_config(zoo, app):
     app.config["LEASE_SECONDS"] = 60
-    claim = queue.claim_next(make_user("ann").id)
+    claim = leases.claim_next(make_user("ann").id)
     remaining = (claim.expires_at - utcnow()).total_seconds()
     assert 50 < remaining <= 60
 
 
 def test_claim_respects_filters(zoo):
-    claim = queue.claim_next(make_user("ann").id, QueueFilter(bucket="ood"))
+    claim = leases.claim_next(make_user("ann").id, QueueFilter(bucket="ood"))
     assert claim.image_id == zoo["ood_high"]
 
 
 def test_skipped_items_go_to_others_not_back_to_the_skipper(zoo):
     ann, bob = make_user("ann"), make_user("bob")
-    first = queue.claim_next(ann.id).image_id
+    first = leases.claim_next(ann.id).image_id
     decide(ann, first, "skip")
-    assert queue.claim_next(ann.id).image_id != first
-    assert queue.claim_next(bob.id).image_id == first
+    assert leases.claim_next(ann.id).image_id != first
+    assert leases.claim_next(bob.id).image_id == first
 
 
 def test_releasing_gives_items_back(zoo):
     ann, bob = make_user("ann"), make_user("bob")
-    held = queue.claim_next(ann.id).image_id
-    assert queue.release(ann.id, [held]) == 1
-    assert queue.claim_next(bob.id).image_id == held
+    held = leases.claim_next(ann.id).image_id
+    assert leases.release(ann.id, [held]) == 1
+    assert leases.claim_next(bob.id).image_id == held
 
 
 def test_a_reviewer_cannot_hoard(zoo):
     with pytest.raises(QueueError, match="at most"):
-        queue.claim_next(make_user("ann").id, holding=range(1, queue.MAX_HELD + 2))
+        leases.claim_next(make_user("ann").id, holding=range(1, leases.MAX_HELD + 2))
 
 
 def test_opening_an_item_held_by_someone_else_is_refused(zoo):
     ann, bob = make_user("ann"), make_user("bob")
-    held = queue.claim_next(ann.id).image_id
-    with pytest.raises(queue.ItemHeld):
-        queue.claim_image(bob.id, held)
-    with pytest.raises(queue.ItemHeld):
-        reviews.decide(bob, held, "real")
+    held = leases.claim_next(ann.id).image_id
+    with pytest.raises(buckets.ItemHeld):
+        leases.claim_image(bob.id, held)
+    with pytest.raises(buckets.ItemHeld):
+        decisions.decide(bob, held, "real")
     assert db.session.scalar(select(ReviewDecision.id)) is None
 
 
@@ -300,9 +300,9 @@ def test_concurrent_reviewers_never_share_an_item(app, version):
             with app.app_context():
                 user = db.session.get(type(users[0]), user_id)
                 start.wait()
-                while (claim := queue.claim_next(user_id)) is not None:
+                while (claim := leases.claim_next(user_id)) is not None:
                     served[username].append(claim.image_id)
-                    reviews.decide(user, claim.image_id, "real")
+                    decisions.decide(user, claim.image_id, "real")
                 db.session.remove()
         except BaseException as error:  # reported by the main thread
             errors.append(error)

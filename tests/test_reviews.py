@@ -13,7 +13,7 @@ from webapp.extensions import db
 from webapp.models import ReviewDecision
 from webapp.services.records import labels
 from webapp.services.records.labels import Vote, consensus
-from webapp.services.review import queue, reviews
+from webapp.services.review import decisions, history, item_details, leases, queue, statistics
 
 
 def vote(decision_id, user_id, choice, admin=False):
@@ -77,17 +77,17 @@ def test_decision_rows_record_who_what_and_against_which_version(version, people
 )
 def test_bad_choices_are_refused(version, people, choice, message):
     image = make_scored_image(version, 0.5)
-    with pytest.raises(reviews.ReviewError, match=message):
-        reviews.decide(people[0], image.id, choice)
+    with pytest.raises(decisions.ReviewError, match=message):
+        decisions.decide(people[0], image.id, choice)
     assert decisions_of(people[0]) == []
 
 
 def test_overlong_note_and_unknown_image_are_refused(version, people):
     image = make_scored_image(version, 0.5)
-    with pytest.raises(reviews.ReviewError, match="at most"):
-        reviews.decide(people[0], image.id, "real", note="x" * (reviews.MAX_NOTE + 1))
-    with pytest.raises(reviews.NotFound):
-        reviews.decide(people[0], 999_999, "real")
+    with pytest.raises(decisions.ReviewError, match="at most"):
+        decisions.decide(people[0], image.id, "real", note="x" * (decisions.MAX_NOTE + 1))
+    with pytest.raises(decisions.NotFound):
+        decisions.decide(people[0], 999_999, "real")
 
 
 def test_undo_is_a_new_row_and_restores_the_label(version, people):
@@ -98,14 +98,14 @@ def test_undo_is_a_new_row_and_restores_the_label(version, people):
     decide(ann, second.id, "unsure")
     assert labels.effective_labels([first.id, second.id]) == {first.id: "fake", second.id: "unsure"}
 
-    undone = reviews.undo_last(ann)
+    undone = decisions.undo_last(ann)
     assert undone.reverted["image_id"] == second.id
     assert labels.effective_label(second) == "fake"  # back to the import label
-    again = reviews.undo_last(ann)
+    again = decisions.undo_last(ann)
     assert again.reverted["image_id"] == first.id
     assert labels.effective_label(first) == "real"
-    with pytest.raises(reviews.NothingToUndo):
-        reviews.undo_last(ann)
+    with pytest.raises(decisions.NothingToUndo):
+        decisions.undo_last(ann)
 
     rows = decisions_of(ann)
     assert [row.choice for row in rows] == ["fake", "unsure", "undo", "undo"]
@@ -120,12 +120,12 @@ def test_undoing_a_skip_brings_the_item_back_to_the_skipper(version, people):
     image = make_scored_image(version, 0.5, label="unknown")
     decide(ann, image.id, "skip")
     decide(ann, image.id, "skip")  # skipped twice: left to the others
-    assert queue.claim_next(ann.id) is None
-    assert queue.left_for(ann.id) == {"leased_to_others": 0, "skipped": 1}
-    assert queue.claim_next(ann.id, skipped_again=True).image_id == image.id  # asked for
-    queue.release(ann.id)
-    reviews.undo_last(ann)
-    assert queue.claim_next(ann.id).image_id == image.id
+    assert leases.claim_next(ann.id) is None
+    assert leases.left_for(ann.id) == {"leased_to_others": 0, "skipped": 1}
+    assert leases.claim_next(ann.id, skipped_again=True).image_id == image.id  # asked for
+    leases.release(ann.id)
+    decisions.undo_last(ann)
+    assert leases.claim_next(ann.id).image_id == image.id
 
 
 def test_a_skipped_item_comes_back_to_the_skipper_after_the_rest(version, people):
@@ -134,28 +134,28 @@ def test_a_skipped_item_comes_back_to_the_skipper_after_the_rest(version, people
         make_scored_image(version, 0.5 + i / 100, label="unknown") for i in range(3)
     )
     decide(ann, first.id, "skip")
-    queue.release(ann.id)
+    leases.release(ann.id)
     served = []
-    while (claim := queue.claim_next(ann.id)) is not None:
+    while (claim := leases.claim_next(ann.id)) is not None:
         served.append(claim.image_id)
-        reviews.decide(ann, claim.image_id, "real" if claim.image_id != first.id else "fake")
+        decisions.decide(ann, claim.image_id, "real" if claim.image_id != first.id else "fake")
     assert served == [second.id, third.id, first.id]
-    assert queue.claim_next(bob.id) is None  # all decided now
+    assert leases.claim_next(bob.id) is None  # all decided now
 
 
 def test_the_end_counts_items_other_reviewers_hold(version, people):
     ann, bob, _ = people
     image = make_scored_image(version, 0.5, label="unknown")
-    assert queue.claim_next(bob.id).image_id == image.id
-    assert queue.claim_next(ann.id) is None
-    assert queue.left_for(ann.id) == {"leased_to_others": 1, "skipped": 0}
+    assert leases.claim_next(bob.id).image_id == image.id
+    assert leases.claim_next(ann.id) is None
+    assert leases.left_for(ann.id) == {"leased_to_others": 1, "skipped": 0}
 
 
 def test_one_review_per_item_by_default(version, people):
     ann, bob, _ = people
     image = make_scored_image(version, 0.5, label="unknown")
     decide(ann, image.id, "real")
-    assert queue.claim_next(bob.id) is None
+    assert leases.claim_next(bob.id) is None
 
 
 def test_two_reviews_agreement_sets_the_label(app, version, people):
@@ -164,12 +164,12 @@ def test_two_reviews_agreement_sets_the_label(app, version, people):
     image = make_scored_image(version, 0.5, label="unknown")
     decide(ann, image.id, "fake")
     assert labels.effective_label(image) == "unknown"  # pending: one vote of two
-    assert queue.claim_next(ann.id) is None  # Ann has voted
-    assert queue.claim_next(bob.id).image_id == image.id
+    assert leases.claim_next(ann.id) is None  # Ann has voted
+    assert leases.claim_next(bob.id).image_id == image.id
     outcome = decide(bob, image.id, "fake")
     assert (outcome.state.status, outcome.label) == ("agreed", "fake")
     assert queue.list_items() == []
-    assert reviews.escalations() == []
+    assert item_details.escalations() == []
 
 
 def test_two_reviews_disagreement_escalates_until_an_admin_decides(app, version, people):
@@ -181,16 +181,16 @@ def test_two_reviews_disagreement_escalates_until_an_admin_decides(app, version,
     assert outcome.state.status == "escalated"
     assert labels.effective_label(image) == "real"  # no consensus: the import label stands
     assert queue.list_items() == []  # out of the queue...
-    (escalated,) = reviews.escalations()  # ...and on the admins' list
+    (escalated,) = item_details.escalations()  # ...and on the admins' list
     assert escalated["image_id"] == image.id
     assert [(v["user"], v["choice"], v["note"]) for v in escalated["votes"]] == [
         ("ann", "fake", "hands"),
         ("bob", "real", "looks fine"),
     ]
-    assert "Reviewers disagree (FAKE, REAL)" in reviews.item_details(image.id, boss)["reason"]
+    assert "Reviewers disagree (FAKE, REAL)" in item_details.item_details(image.id, boss)["reason"]
     resolved = decide(boss, image.id, "fake")
     assert (resolved.state.status, resolved.label) == ("resolved", "fake")
-    assert reviews.escalations() == []
+    assert item_details.escalations() == []
 
 
 def test_undo_reopens_a_consensus(app, version, people):
@@ -199,10 +199,10 @@ def test_undo_reopens_a_consensus(app, version, people):
     image = make_scored_image(version, 0.5, label="unknown")
     decide(ann, image.id, "fake")
     decide(bob, image.id, "fake")
-    reviews.undo_last(bob)
+    decisions.undo_last(bob)
     assert labels.review_state(image.id).status == "pending"
     assert [item.image_id for item in queue.list_items()] == [image.id]
-    assert queue.claim_next(bob.id).image_id == image.id
+    assert leases.claim_next(bob.id).image_id == image.id
 
 
 def test_effective_labels_for_all_images(version, people):
@@ -230,12 +230,12 @@ def test_reviewer_counts_and_agreement(version, people):
         decide(ann, image.id, choice)
     decide(bob, images[0].id, "real")  # agrees
     decide(bob, images[1].id, "real")  # disagrees
-    reviews.undo_last(ann)  # the skip
-    reviews.undo_last(ann)  # the unsure
-    stats = reviews.reviewer_stats(ann.id)
+    decisions.undo_last(ann)  # the skip
+    decisions.undo_last(ann)  # the unsure
+    stats = statistics.reviewer_stats(ann.id)
     assert (stats["today"], stats["all_time"], stats["skipped"]) == (2, 2, 0)
     assert stats["agreement"] == {"compared": 2, "agreed": 1, "rate": 0.5}
-    assert reviews.reviewer_stats(bob.id)["agreement"]["rate"] == 0.5
+    assert statistics.reviewer_stats(bob.id)["agreement"]["rate"] == 0.5
     assert db.session.scalar(select(func.count(ReviewDecision.id))) == 8
 
 
@@ -244,17 +244,17 @@ def test_history_hides_other_votes_while_a_consensus_is_pending(app, version, pe
     ann, bob, boss = people
     image = make_scored_image(version, 0.5, label="unknown")
     decide(ann, image.id, "fake", note="smeared text")
-    seen_by_bob = reviews.history(image.id, bob)
+    seen_by_bob = history.history(image.id, bob)
     assert [(e["user"], e["choice"], e["note"]) for e in seen_by_bob] == [("ann", "hidden", "")]
-    assert reviews.history(image.id, ann)[0]["choice"] == "fake"
-    assert reviews.history(image.id, boss)[0]["note"] == "smeared text"
+    assert history.history(image.id, ann)[0]["choice"] == "fake"
+    assert history.history(image.id, boss)[0]["note"] == "smeared text"
     decide(bob, image.id, "fake")
-    assert [e["choice"] for e in reviews.history(image.id, bob)] == ["fake", "fake"]
+    assert [e["choice"] for e in history.history(image.id, bob)] == ["fake", "fake"]
 
 
 def test_item_details_explain_the_item(version, people):
     image = make_scored_image(version, 0.2, label="fake", label_issue_score=0.9, oos_p_fake=0.1)
-    details = reviews.item_details(image.id, people[0])
+    details = item_details.item_details(image.id, people[0])
     assert details["bucket"] == "label_issue"
     assert "Labelled FAKE" in details["reason"] and "0.10" in details["reason"]
     assert details["prediction"]["verdict"] == "real"
@@ -262,7 +262,7 @@ def test_item_details_explain_the_item(version, people):
     assert details["file"]["format"] == "JPEG" and details["file"]["jpeg_quality"] == 90
     assert (details["import_label"], details["label_source"]) == ("fake", "folder name")
     decide(people[0], image.id, "real")
-    after = reviews.item_details(image.id, people[0])
+    after = item_details.item_details(image.id, people[0])
     assert after["bucket"] is None and after["label"] == "real"
     assert after["history"][0]["choice"] == "real"
 
@@ -273,8 +273,8 @@ def test_item_details_explain_the_item(version, people):
 def test_a_decision_needs_the_lease(version, people):
     ann = people[0]
     image = make_scored_image(version, 0.5, label="unknown")
-    with pytest.raises(reviews.Conflict, match="no lease"):
-        reviews.decide(ann, image.id, "real")
+    with pytest.raises(decisions.Conflict, match="no lease"):
+        decisions.decide(ann, image.id, "real")
     assert decisions_of(ann) == []
 
 
@@ -282,11 +282,11 @@ def test_the_same_decision_twice_is_stored_once(version, people):
     ann = people[0]
     image = make_scored_image(version, 0.5, label="unknown")
     first = decide(ann, image.id, "fake", idempotency_key="key-00000001")
-    again = reviews.decide(ann, image.id, "fake", idempotency_key="key-00000001")
+    again = decisions.decide(ann, image.id, "fake", idempotency_key="key-00000001")
     assert again.replayed and not first.replayed
     assert again.decision["id"] == first.decision["id"]
-    with pytest.raises(reviews.Conflict, match="already decided"):  # without the key: refused
-        reviews.decide(ann, image.id, "fake")
+    with pytest.raises(decisions.Conflict, match="already decided"):  # without the key: refused
+        decisions.decide(ann, image.id, "fake")
     assert [row.choice for row in decisions_of(ann)] == ["fake"]
 
 
@@ -294,9 +294,9 @@ def test_a_decided_item_is_refused_until_undone(version, people):
     ann = people[0]
     image = make_scored_image(version, 0.5, label="unknown")
     decide(ann, image.id, "real")
-    with pytest.raises(reviews.Conflict, match="already decided"):
+    with pytest.raises(decisions.Conflict, match="already decided"):
         decide(ann, image.id, "fake")  # leased again (opened by its link): still refused
-    reviews.undo_last(ann)
+    decisions.undo_last(ann)
     assert decide(ann, image.id, "fake").label == "fake"
 
 
@@ -304,17 +304,17 @@ def test_a_key_names_one_decision(version, people):
     ann = people[0]
     one, two = (make_scored_image(version, 0.5, label="unknown") for _ in range(2))
     decide(ann, one.id, "real", idempotency_key="key-00000002")
-    with pytest.raises(reviews.Conflict, match="already used"):
+    with pytest.raises(decisions.Conflict, match="already used"):
         decide(ann, two.id, "real", idempotency_key="key-00000002")
-    with pytest.raises(reviews.ReviewError, match="idempotency_key must be"):
+    with pytest.raises(decisions.ReviewError, match="idempotency_key must be"):
         decide(ann, two.id, "real", idempotency_key="short")
 
 
 def test_concurrent_identical_decisions_store_one_row_and_undo_reverts_it(app, version, people):
     ann = people[0]
     image = make_scored_image(version, 0.5, label="unknown")
-    queue.claim_image(ann.id, image.id)
-    viewer, image_id = reviews.Viewer.of(ann), image.id
+    leases.claim_image(ann.id, image.id)
+    viewer, image_id = decisions.Viewer.of(ann), image.id
     results, errors = [], []
     start = threading.Barrier(8)
 
@@ -322,7 +322,7 @@ def test_concurrent_identical_decisions_store_one_row_and_undo_reverts_it(app, v
         with app.app_context():
             start.wait()
             try:
-                outcome = reviews.decide(viewer, image_id, "real", idempotency_key="same-click-1")
+                outcome = decisions.decide(viewer, image_id, "real", idempotency_key="same-click-1")
                 results.append(outcome.decision["id"])
             except BaseException as error:  # reported below
                 errors.append(error)
@@ -336,7 +336,7 @@ def test_concurrent_identical_decisions_store_one_row_and_undo_reverts_it(app, v
     assert not errors
     assert len(results) == 8 and len(set(results)) == 1
     assert [row.choice for row in decisions_of(ann)] == ["real"]
-    reviews.undo_last(viewer)
+    decisions.undo_last(viewer)
     assert labels.review_state(image_id).status == "unreviewed"
     assert image_id in {item.image_id for item in queue.list_items(limit=10)}
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from tests.factories import make_active_version, make_image, make_scored_image, make_version
 from webapp.extensions import db
 from webapp.models import Job, ModelVersion
-from webapp.services.review.reviews import original_file
+from webapp.services.storage import original_path
 
 
 @pytest.fixture
@@ -63,11 +63,11 @@ def test_original_is_served_at_full_resolution(auth, client, item, app):
 
 
 def test_thumbnail_and_its_fallback(auth, client, app):
-    from webapp.services.review.reviews import thumbnail_file
+    from webapp.services.storage import thumbnail_path
 
     with app.app_context():
         image = make_image(fmt="PNG")
-        image_id, thumb = image.id, thumbnail_file(image)
+        image_id, thumb = image.id, thumbnail_path(image.sha256)
     auth.login("reviewer")
     with client.get(f"/review/image/{image_id}/thumbnail") as response:
         assert response.status_code == 200 and response.mimetype == "image/jpeg"
@@ -83,7 +83,7 @@ def test_missing_files_and_images_are_404(auth, client, app, item):
         from webapp.extensions import db
         from webapp.models import Image
 
-        original_file(db.session.get(Image, item)).unlink()
+        original_path(db.session.get(Image, item)).unlink()
     response = client.get(f"/review/image/{item}/original")
     assert response.status_code == 404
     assert "missing from the image store" in response.get_data(as_text=True)

@@ -24,8 +24,8 @@ from pydantic import (
 
 from ...inputs import MAX_ID, json_object
 from ..reporting import exports, reports
-from ..review import queue
-from ..review.reviews import CHOICES
+from ..review import buckets, leases
+from ..review.decisions import CHOICES
 from ..training.train_request import INTEGER_FIELDS, PRESETS
 
 
@@ -319,7 +319,7 @@ class Escalations(Shape):
 class QueueFilters(Request):
     """Filters of the queue; blank or null means any."""
 
-    bucket: Literal[("", *queue.BUCKET_TITLES)] | None = None
+    bucket: Literal[("", *buckets.BUCKET_TITLES)] | None = None
     dataset: str | None = None
     split: Literal["", "train", "val", "test"] | None = None
     verdict: Literal["", "real", "fake"] | None = None
@@ -328,7 +328,7 @@ class QueueFilters(Request):
 class ClaimRequest(Request):
     filters: QueueFilters | None = None
     holding: list[Id] | None = Field(
-        None, max_length=queue.MAX_HELD, description="ids my screen already holds"
+        None, max_length=leases.MAX_HELD, description="ids my screen already holds"
     )
     image_id: Id | None = Field(None, description="ask for this image instead of the next one")
     skipped_again: bool = Field(False, description="serve items I skipped twice as well")

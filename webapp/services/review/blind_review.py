@@ -19,7 +19,7 @@ HIDDEN = "hidden"
 
 
 class Reader(Protocol):
-    """Who reads: a User, a reviews.Viewer, anything with an id and an admin flag."""
+    """Who reads: a User, a decisions.Viewer, anything with an id and an admin flag."""
 
     id: int
     is_admin: bool
