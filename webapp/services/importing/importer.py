@@ -27,8 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from ...extensions import db
 from ...jobs import JobCancelled, JobFailed, handler
 from ...models import Dataset, DatasetImage, Image, ImportRun, JobState, Label, Split, User, utcnow
+from ...processes import process_alive
 from ..records import audit_trail
-from ..storage import clean_stale_temporaries, instance_root, process_alive
+from ..storage import clean_stale_temporaries, instance_root
 from .database import BatchWriter, Item
 from .pixel_cache import PixelCache
 from .report import ImportReport

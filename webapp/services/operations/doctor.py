@@ -37,6 +37,7 @@ from sqlalchemy import delete, select
 from ...extensions import db
 from ...jobs.recovery import abandoned_jobs, recover_abandoned_jobs
 from ...models import DatasetImage, Image, ImportRun, Job, JobState, Lease, ModelVersion, utcnow
+from ...processes import process_alive
 from ..importing.importer import INTERRUPTED
 from ..importing.pixel_cache import to_rgb
 from ..importing.worker import THUMBNAIL_QUALITY, thumbnail_dimensions
@@ -44,7 +45,6 @@ from ..storage import (
     blob_relative,
     extension_for,
     instance_root,
-    process_alive,
     stale_temporaries,
     temporary_dir_under,
     thumbnail_relative,
