@@ -15,8 +15,9 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask_login import current_user
 
 from ..auth import admin_required, reviewer_required
+from ..errors import json_error
 from ..inputs import MAX_ID, int_arg
-from ..services.api import schemas as schemas
+from ..services.api import schemas
 from ..services.api.openapi import document, query_param
 from ..services.api.schemas import dump, parse_body
 from ..services.evidence import records as evidence_records
@@ -45,18 +46,13 @@ def _server_timing(response):
 @bp.errorhandler(QueueError)
 def _queue_error(error: QueueError):
     status = 409 if isinstance(error, buckets.ItemHeld) else http_status(error)
-    titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}
-    return _error(status, titles[status], str(error))
+    return json_error(status, str(error))
 
 
 @bp.errorhandler(decisions.ReviewError)
 def _review_error(error: decisions.ReviewError):
-    titles = {404: "Not Found", 409: "Conflict"}
-    return _error(error.status, titles.get(error.status, "Bad Request"), str(error))
-
-
-def _error(status: int, title: str, message: str):
-    return jsonify({"error": title, "message": message, "status": status}), status
+    title = None if error.status in (404, 409) else "Bad Request"
+    return json_error(error.status, str(error), title)
 
 
 # ----------------------------------------------------------------------------- queue

@@ -30,7 +30,7 @@ from ..models import (
     User,
 )
 from ..services.admin.job_views import job_to_dict
-from ..services.api import schemas as schemas
+from ..services.api import schemas
 from ..services.api.openapi import build_document, document, query_param
 from ..services.api.schemas import dump, parse_body
 from ..services.records import versions

@@ -22,6 +22,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
+from ..errors import json_error
 from ..extensions import db
 from ..inputs import int_arg
 from ..models import Dataset, Image, Job, ModelVersion, Split
@@ -154,5 +155,5 @@ def _send(path, mimetype: str | None):
 def _unavailable(message: str):
     """503 with the reason, as JSON for scripts and the screen, as text for a browser tab."""
     if request.accept_mimetypes.best == "application/json":
-        return {"error": "Service Unavailable", "message": message, "status": 503}, 503
+        return json_error(503, message)
     return Response(message, status=503, mimetype="text/plain")
