@@ -40,8 +40,10 @@ def create_app(config: Config | None = None) -> Flask:
     from . import auth, errors, security
     from .blueprints import register_blueprints
     from .cli import register_commands
+    from .jobs import queue as job_queue
     from .jobs import registry  # noqa: F401  (declares the job kinds)
 
+    job_queue.configure(app.config)  # Redis or the SQLite file Config names
     errors.init_app(app)
     security.init_app(app)
     auth.init_app(app)  # session and bearer-token users, JSON 401s, CSRF for cookie sessions
