@@ -68,7 +68,7 @@ def test_decision_rows_record_who_what_and_against_which_version(version, people
     assert (row.image_id, row.choice, row.note) == (image.id, "fake", "visible seam")
     assert (row.label_before, row.model_version_id) == ("real", version.id)
     assert outcome.label == "fake" and outcome.state.status == "agreed"
-    assert labels.effective_label(image) == "fake"
+    assert labels.effective_labels([image.id])[image.id] == "fake"
 
 
 @pytest.mark.parametrize(
@@ -100,10 +100,10 @@ def test_undo_is_a_new_row_and_restores_the_label(version, people):
 
     undone = decisions.undo_last(ann)
     assert undone.reverted["image_id"] == second.id
-    assert labels.effective_label(second) == "fake"  # back to the import label
+    assert labels.effective_labels([second.id])[second.id] == "fake"  # back to the import label
     again = decisions.undo_last(ann)
     assert again.reverted["image_id"] == first.id
-    assert labels.effective_label(first) == "real"
+    assert labels.effective_labels([first.id])[first.id] == "real"
     with pytest.raises(decisions.NothingToUndo):
         decisions.undo_last(ann)
 
@@ -163,7 +163,7 @@ def test_two_reviews_agreement_sets_the_label(app, version, people):
     ann, bob, _ = people
     image = make_scored_image(version, 0.5, label="unknown")
     decide(ann, image.id, "fake")
-    assert labels.effective_label(image) == "unknown"  # pending: one vote of two
+    assert labels.effective_labels([image.id])[image.id] == "unknown"  # pending: one vote of two
     assert leases.claim_next(ann.id) is None  # Ann has voted
     assert leases.claim_next(bob.id).image_id == image.id
     outcome = decide(bob, image.id, "fake")
@@ -179,7 +179,8 @@ def test_two_reviews_disagreement_escalates_until_an_admin_decides(app, version,
     decide(ann, image.id, "fake", note="hands")
     outcome = decide(bob, image.id, "real", note="looks fine")
     assert outcome.state.status == "escalated"
-    assert labels.effective_label(image) == "real"  # no consensus: the import label stands
+    # no consensus: the import label stands
+    assert labels.effective_labels([image.id])[image.id] == "real"
     assert queue.list_items() == []  # out of the queue...
     (escalated,) = item_details.escalations()  # ...and on the admins' list
     assert escalated["image_id"] == image.id

@@ -161,12 +161,6 @@ def effective_labels(image_ids: Iterable[int] | None = None) -> dict[int, str]:
     return labels
 
 
-def effective_label(image: Image) -> str:
-    """The effective label of one image (see :func:`effective_labels`)."""
-    state = review_state(image.id)
-    return state.label if state.label is not None else image.label
-
-
 def _chunked(query: Select, column, ids: Iterable[int] | None) -> Iterator[Select]:
     """``query`` once, or once per chunk of ``ids`` restricted on ``column``."""
     if ids is None:

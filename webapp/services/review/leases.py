@@ -130,15 +130,6 @@ def lease_holder(image_id: int) -> int | None:
     return db.session.scalar(_HOLDER, {"image_id": image_id, "now": utcnow()})
 
 
-def held_by(user_id: int) -> list[int]:
-    """Image ids the user holds unexpired leases on."""
-    return list(
-        db.session.scalars(
-            select(Lease.image_id).where(Lease.user_id == user_id, Lease.expires_at > utcnow())
-        )
-    )
-
-
 def claim_next(
     user_id: int,
     filters: QueueFilter | None = None,
