@@ -14,7 +14,7 @@ from sqlalchemy import select
 from tests.admin_factories import make_decision
 from tests.browser.admin_pages import log_in_admin, screenshot, severe_violations
 from tests.browser.conftest import CHROMIUM
-from tests.test_training import write_separable_folder
+from tests.services.training.test_training import write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import submit, wait_for
 from webapp.models import Image, Job, JobState, ModelVersion

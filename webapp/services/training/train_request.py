@@ -18,7 +18,7 @@ from ...models import Dataset, Job
 from ..records.lookup import StateConflict, UnknownName
 
 # model.train.TrainConfig.preset's recipes (that module loads PyTorch, which the web never does;
-# tests/test_train_request.py checks the two lists agree).
+# tests/services/training/test_train_request.py checks the two lists agree).
 PRESETS = ("seed", "demo", "cifake")
 INTEGER_FIELDS = {
     "epochs": (1, 1000),

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from model.train import RECIPES
 from tests.helpers import csrf_token
-from tests.test_training import latest_job, tiny_dataset, write_separable_folder  # noqa: F401
+from tests.services.training.test_training import latest_job, tiny_dataset, write_separable_folder  # noqa: F401
 from webapp.config import Config
 from webapp.extensions import db
 from webapp.jobs import wait_for

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from model.metrics import classification_metrics
 from model.predict import Predictor
 from tests.factories import make_active_version
-from tests.test_training import tiny_dataset  # noqa: F401
+from tests.services.training.test_training import tiny_dataset  # noqa: F401
 from webapp.extensions import db
 from webapp.models import Image, Prediction
 from webapp.services.importing.pixel_cache import resize_for_model

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from model.checkpoint import load_checkpoint
 from model.distributed import ERROR_PREFIX, error_file
 from model.distributed import main as train_from_folder
-from tests.test_training import override_labels, write_separable_folder
+from tests.services.training.test_training import override_labels, write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import cancel, submit, wait_for
 from webapp.models import Image, Job, JobState, ModelVersion, Prediction

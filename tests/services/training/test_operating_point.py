@@ -21,7 +21,7 @@ from tests.factories import (
     make_scored_image,
     make_version,
 )
-from tests.test_training import latest_job, tiny_dataset, train_and_wait  # noqa: F401
+from tests.services.training.test_training import latest_job, tiny_dataset, train_and_wait  # noqa: F401
 from webapp.extensions import db
 from webapp.jobs import wait_for
 from webapp.models import JobState, ModelVersion, Prediction

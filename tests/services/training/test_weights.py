@@ -11,7 +11,7 @@ import torch
 from torchvision.models import ResNet18_Weights, resnet18
 
 from model.weights import expected_hash, published_url
-from tests.test_training import tiny_dataset, train_and_wait  # noqa: F401
+from tests.services.training.test_training import tiny_dataset, train_and_wait  # noqa: F401
 from webapp.models import JobState
 
 

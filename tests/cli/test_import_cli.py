@@ -21,7 +21,7 @@ from webapp.models import Dataset, DatasetImage, Image, ImportRun
 from webapp.services.importing.pixel_cache import PixelCache
 from webapp.services.storage import instance_root, original_path, thumbnail_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def invoke(app, *args):

@@ -15,7 +15,7 @@ from webapp.services.importing.importer import import_path
 from webapp.services.importing.pixels import load_pixels
 from webapp.services.training.data_audit import shortcut_findings
 
-CIFAKE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifake-train-40k.zip"
+CIFAKE = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "cifake-train-40k.zip"
 
 pytestmark = [
     pytest.mark.slow,

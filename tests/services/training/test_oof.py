@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tests.test_training import latest_job, tiny_dataset  # noqa: F401
+from tests.services.training.test_training import latest_job, tiny_dataset  # noqa: F401
 from webapp.extensions import db
 from webapp.models import JobState, Prediction
 from webapp.services.records import versions
