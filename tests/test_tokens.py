@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from tests.admin_factories import make_dataset, make_version
+from tests.factories import make_dataset, make_version
 from tests.helpers import csrf_token, make_user
 from webapp.extensions import db
 from webapp.models import ApiToken

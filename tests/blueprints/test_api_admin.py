@@ -10,11 +10,11 @@ import re
 import pytest
 from sqlalchemy import select
 
-from tests.admin_factories import (
+from tests.factories import (
     make_dataset,
     make_decision,
-    make_image,
     make_prediction,
+    make_seeded_image,
     make_version,
 )
 from tests.helpers import make_user
@@ -34,13 +34,13 @@ def world(app):
     """Two versions (v2 active), five images in two datasets, decisions, and three tokens."""
     with app.app_context():
         alpha, beta = make_dataset("alpha"), make_dataset("beta")
-        v1 = make_version("v1")
+        v1 = make_version("v1", active=False)
         v2 = make_version("v2", active=True)
-        images = [make_image(alpha, "real", "test", seed=i) for i in range(3)]
-        images += [make_image(beta, "fake", "train", seed=10 + i) for i in range(2)]
+        images = [make_seeded_image(alpha, "real", "test", seed=i) for i in range(3)]
+        images += [make_seeded_image(beta, "fake", "train", seed=10 + i) for i in range(2)]
         for index, image in enumerate(images):
-            make_prediction(image, v1, 0.1 + 0.2 * index)
-            make_prediction(image, v2, 0.9 - 0.2 * index, ood_score=0.5)
+            make_prediction(image, v1, 0.1 + 0.2 * index, ood_score=None, audit_key=0.0)
+            make_prediction(image, v2, 0.9 - 0.2 * index, ood_score=0.5, audit_key=0.0)
         first = make_decision(images[0], "rita", "fake", v2, note="looks generated")
         make_decision(images[0], "rita", "undo", v2, reverts=first)
         make_decision(images[1], "sam", "real", v2)
@@ -165,7 +165,7 @@ def test_rollback_and_promotion_via_api(client, world, app):
 
 def test_activating_an_unscored_version_starts_scoring(client, world, app):
     with app.app_context():
-        make_version("v3")
+        make_version("v3", active=False)
     body = post(client, "/api/v1/versions/v3/activate", "admin", world).get_json()
     assert body["version"]["is_active"]
     assert body["scoring_job"]["kind"] == "predict"

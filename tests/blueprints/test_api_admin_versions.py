@@ -8,11 +8,11 @@ import xml.etree.ElementTree as ET
 import pytest
 from sqlalchemy import select
 
-from tests.admin_factories import (
+from tests.factories import (
     make_dataset,
     make_decision,
-    make_image,
     make_prediction,
+    make_seeded_image,
     make_version,
 )
 from tests.helpers import csrf_token
@@ -37,19 +37,21 @@ def versions_case(app_ctx):
     is left out of the common set); v3 scored nothing. Two images were reviewed.
     """
     main, held_out = make_dataset("main"), make_dataset("held-out", evaluation_only=True)
-    v1 = make_version("v1", history=HISTORY)
+    v1 = make_version("v1", history=HISTORY, active=False)
     v2 = make_version("v2", active=True, history=HISTORY[:2], parent=v1)
-    v3 = make_version("v3")
+    v3 = make_version("v3", active=False)
     labels = ["real", "real", "fake", "fake"]
-    images = [make_image(main, label, "test", seed=i) for i, label in enumerate(labels)]
+    images = [make_seeded_image(main, label, "test", seed=i) for i, label in enumerate(labels)]
     for image, p1, p2 in zip(images, (0.2, 0.7, 0.4, 0.9), (0.1, 0.3, 0.8, 0.6), strict=True):
-        make_prediction(image, v1, p1)
-        make_prediction(image, v2, p2)
-    only_v1 = make_image(main, "real", "test", seed=10)
-    make_prediction(only_v1, v1, 0.9)
-    make_prediction(make_image(held_out, "fake", "test", seed=11), v1, 0.1)
-    make_image(main, "unknown", "test", seed=12)
-    make_image(main, "real", "train", seed=13)
+        make_prediction(image, v1, p1, ood_score=None, audit_key=0.0)
+        make_prediction(image, v2, p2, ood_score=None, audit_key=0.0)
+    only_v1 = make_seeded_image(main, "real", "test", seed=10)
+    make_prediction(only_v1, v1, 0.9, ood_score=None, audit_key=0.0)
+    make_prediction(
+        make_seeded_image(held_out, "fake", "test", seed=11), v1, 0.1, ood_score=None, audit_key=0.0
+    )
+    make_seeded_image(main, "unknown", "test", seed=12)
+    make_seeded_image(main, "real", "train", seed=13)
     make_decision(images[1], "ann", "real", v1, note="v1 was wrong")
     make_decision(images[2], "ann", "fake", v2)
     undone = make_decision(images[0], "bob", "real", v2)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.admin_factories import make_dataset, make_image, make_prediction, make_version
+from tests.factories import make_dataset, make_prediction, make_seeded_image, make_version
 from tests.helpers import csrf_token
 from webapp.jobs import wait_for
 from webapp.models import JobState
@@ -20,7 +20,13 @@ def scored(app):
         dataset = make_dataset("main")
         version = make_version("v1", active=True)
         for seed, (label, p_fake) in enumerate([("real", 0.8), ("fake", 0.9), ("fake", 0.1)]):
-            make_prediction(make_image(dataset, label, "test", seed=seed), version, p_fake)
+            make_prediction(
+                make_seeded_image(dataset, label, "test", seed=seed),
+                version,
+                p_fake,
+                ood_score=None,
+                audit_key=0.0,
+            )
 
 
 def start(client, **fields):

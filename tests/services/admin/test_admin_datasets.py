@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from tests.admin_factories import (
+from tests.bad_inputs import image_bytes, write_files, zip_with
+from tests.factories import (
     link_image,
     make_dataset,
     make_decision,
-    make_image,
     make_prediction,
+    make_seeded_image,
     make_version,
 )
-from tests.bad_inputs import image_bytes, write_files, zip_with
 from webapp.extensions import db
 from webapp.models import AuditEvent, Dataset, Image, ImportRun, Prediction, ReviewDecision
 from webapp.services.admin import dataset_admin
@@ -90,11 +90,11 @@ def test_an_import_of_only_duplicates_keeps_its_dataset(app_ctx, tmp_path):
 def two_datasets(app_ctx):
     doomed, other = make_dataset("doomed"), make_dataset("other")
     version = make_version("v1", active=True)
-    only_here = [make_image(doomed, "real", seed=seed) for seed in range(3)]
-    shared = make_image(doomed, "fake", seed=10)
+    only_here = [make_seeded_image(doomed, "real", seed=seed) for seed in range(3)]
+    shared = make_seeded_image(doomed, "fake", seed=10)
     link_image(shared, other)
     for image in [*only_here, shared]:
-        make_prediction(image, version, 0.3)
+        make_prediction(image, version, 0.3, ood_score=None, audit_key=0.0)
     decision = make_decision(only_here[0], "ann", "fake", version, note="a render")
     make_decision(only_here[0], "ann", "undo", version, reverts=decision)
     make_decision(shared, "bob", "fake", version)
@@ -139,8 +139,8 @@ def test_an_archived_dataset_is_not_trained_on(app_ctx):
 
     kept, archived = make_dataset("kept"), make_dataset("old")
     for seed in range(4):
-        make_image(kept, "real" if seed % 2 else "fake", "train", seed=seed)
-        make_image(archived, "real" if seed % 2 else "fake", "train", seed=100 + seed)
+        make_seeded_image(kept, "real" if seed % 2 else "fake", "train", seed=seed)
+        make_seeded_image(archived, "real" if seed % 2 else "fake", "train", seed=100 + seed)
     assert len(select_training_set(None).train) == 8
     dataset_admin.set_archived(archived, True, user=None)
     assert len(select_training_set(None).train) == 4

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from tests.admin_factories import (
+from tests.factories import (
     make_dataset,
     make_decision,
-    make_image,
     make_prediction,
+    make_seeded_image,
     make_version,
 )
 from webapp.services.admin import image_browser
@@ -22,13 +22,13 @@ from webapp.services.review import queue
 def grid(app_ctx):
     """Twelve images over two datasets, scored by v1 (active) and v2."""
     first, second = make_dataset("first"), make_dataset("second")
-    v1, v2 = make_version("v1", active=True), make_version("v2")
+    v1, v2 = make_version("v1", active=True), make_version("v2", active=False)
     images = []
     for seed in range(12):
         dataset = first if seed < 8 else second
-        image = make_image(dataset, "real" if seed % 2 else "fake", "test", seed=seed)
-        make_prediction(image, v1, (seed + 0.5) / 12, ood_score=seed / 10)
-        make_prediction(image, v2, 0.5)
+        image = make_seeded_image(dataset, "real" if seed % 2 else "fake", "test", seed=seed)
+        make_prediction(image, v1, (seed + 0.5) / 12, ood_score=seed / 10, audit_key=0.0)
+        make_prediction(image, v2, 0.5, ood_score=None, audit_key=0.0)
         images.append(image)
     make_decision(images[0], "ann", "real", v1)
     return images

@@ -154,8 +154,8 @@ def test_the_page_shows_a_check_and_sends_it_to_review(client, auth, app, worker
 
 def test_a_check_lists_the_near_duplicate_reviewers_decided(client, bearer, worker, app, tmp_path):
     from tests import evidence_factories as make
-    from tests.admin_factories import make_decision
     from tests.bad_inputs import write_files
+    from tests.factories import make_decision
     from webapp.services.importing.importer import import_path
 
     original = make.photo("astronaut")

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.admin_factories import make_dataset, make_decision, make_image, make_version
+from tests.factories import make_dataset, make_decision, make_seeded_image, make_version
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import utcnow
@@ -63,7 +63,7 @@ def test_the_last_admin_cannot_be_disabled_or_demoted(app_ctx):
 def trail_data(app_ctx):
     dataset = make_dataset("d")
     version = make_version("v1", active=True)
-    first, second = make_image(dataset, seed=1), make_image(dataset, seed=2)
+    first, second = make_seeded_image(dataset, seed=1), make_seeded_image(dataset, seed=2)
     decision = make_decision(first, "ann", "fake", version, note="render")
     make_decision(first, "ann", "undo", version, reverts=decision)
     make_decision(second, "bob", "real", version)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import csv
 
-from tests.admin_factories import (
+from tests.factories import (
     make_dataset,
     make_decision,
-    make_image,
     make_prediction,
+    make_seeded_image,
     make_version,
 )
 from webapp.services.reporting import exports, reports
@@ -31,7 +31,7 @@ def read(path) -> list[dict]:
 def test_labels_csv_writes_formula_like_names_as_text(app_ctx, tmp_path):
     dataset = make_dataset("=evil")
     for seed, name in enumerate(PAYLOADS):
-        make_image(dataset, "real", "test", seed=seed, file_name=name)
+        make_seeded_image(dataset, "real", "test", seed=seed, file_name=name)
     path = tmp_path / "labels.csv"
     exports.write_labels_csv(path)
     rows = read(path)
@@ -43,8 +43,10 @@ def test_labels_csv_writes_formula_like_names_as_text(app_ctx, tmp_path):
 def test_report_csv_writes_formula_like_notes_as_text(app_ctx, tmp_path):
     dataset = make_dataset("alpha")
     version = make_version("v1", active=True)
-    image = make_image(dataset, "real", "test", seed=1, file_name="@file.png")
-    make_prediction(image, version, 0.1)  # REAL; the reviewer says FAKE
+    image = make_seeded_image(dataset, "real", "test", seed=1, file_name="@file.png")
+    make_prediction(
+        image, version, 0.1, ood_score=None, audit_key=0.0
+    )  # REAL; the reviewer says FAKE
     make_decision(image, "rita", "fake", version, note="=1+1")
     path = tmp_path / "report.csv"
     reports.write_misclassified(path, "csv")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from torchvision.datasets import ImageFolder
 
-from tests.admin_factories import make_dataset, make_decision, make_image, make_version
+from tests.factories import make_dataset, make_decision, make_seeded_image, make_version
 from webapp.jobs import wait_for
 from webapp.models import JobState
 from webapp.services.records.labels import effective_labels
@@ -23,14 +23,14 @@ def labelled(app_ctx):
     """Three real, two fake, one unknown and one unsure image; one real image elsewhere."""
     main, other = make_dataset("main"), make_dataset("other")
     version = make_version("v1", active=True)
-    images = [make_image(main, "real", "train", seed=i) for i in range(3)]
-    images += [make_image(main, "fake", "train", seed=10 + i) for i in range(2)]
-    images.append(make_image(main, "unknown", "test", seed=20))
-    unsure = make_image(main, "real", "test", seed=21, file_name="odd name!.png")
+    images = [make_seeded_image(main, "real", "train", seed=i) for i in range(3)]
+    images += [make_seeded_image(main, "fake", "train", seed=10 + i) for i in range(2)]
+    images.append(make_seeded_image(main, "unknown", "test", seed=20))
+    unsure = make_seeded_image(main, "real", "test", seed=21, file_name="odd name!.png")
     make_decision(unsure, "ann", "unsure", version)
     images.append(unsure)
     make_decision(images[3], "ann", "fake", version, note="agrees with import")
-    images.append(make_image(other, "real", "val", seed=30))
+    images.append(make_seeded_image(other, "real", "val", seed=30))
     return images
 
 
@@ -101,8 +101,8 @@ def test_imagefolder_refuses_a_folder_with_files(labelled, tmp_path):
 
 def test_missing_originals_are_counted_not_fatal(app_ctx, tmp_path):
     dataset = make_dataset("d")
-    present = make_image(dataset, "real", seed=1)
-    absent = make_image(dataset, "fake", seed=2, original=False)
+    present = make_seeded_image(dataset, "real", seed=1)
+    absent = make_seeded_image(dataset, "fake", seed=2, original=False)
     summary = exports.write_imagefolder(tmp_path / "tree")
     assert (summary["real"], summary["fake"], summary["missing"]) == (1, 0, 1)
     assert summary["missing_examples"] == [absent.id]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.admin_factories import (
+from tests.factories import (
     make_dataset,
     make_decision,
-    make_image,
     make_prediction,
+    make_seeded_image,
     make_version,
 )
 from webapp.jobs import submit, wait_for
@@ -30,16 +30,16 @@ def case(app_ctx):
     hold whether effective labels come from reviews or from imports.
     """
     alpha, beta = make_dataset("alpha"), make_dataset("beta")
-    v1 = make_version("v1")
+    v1 = make_version("v1", active=False)
     v2 = make_version("v2", active=True, parent=v1)
     images = {}
 
     def image(key, label, p_v2, split="test", dataset=alpha, p_v1=None, ood=None, seed=None):
-        made = make_image(dataset, label, split, seed=seed or len(images) + 1)
+        made = make_seeded_image(dataset, label, split, seed=seed or len(images) + 1)
         if p_v2 is not None:
-            make_prediction(made, v2, p_v2, ood)
+            make_prediction(made, v2, p_v2, ood_score=ood, audit_key=0.0)
         if p_v1 is not None:
-            make_prediction(made, v1, p_v1)
+            make_prediction(made, v1, p_v1, ood_score=None, audit_key=0.0)
         images[key] = made
         return made
 
@@ -152,10 +152,10 @@ def test_html_report_is_self_contained_with_thumbnails(case, tmp_path):
 def test_html_thumbnail_falls_back_to_original_then_to_nothing(app_ctx, tmp_path):
     dataset = make_dataset("gamma")
     version = make_version("v1", active=True)
-    no_thumb = make_image(dataset, "real", seed=50, thumbnail=False)
-    nothing = make_image(dataset, "real", seed=51, thumbnail=False, original=False)
-    make_prediction(no_thumb, version, 0.9)
-    make_prediction(nothing, version, 0.9)
+    no_thumb = make_seeded_image(dataset, "real", seed=50, thumbnail=False)
+    nothing = make_seeded_image(dataset, "real", seed=51, thumbnail=False, original=False)
+    make_prediction(no_thumb, version, 0.9, ood_score=None, audit_key=0.0)
+    make_prediction(nothing, version, 0.9, ood_score=None, audit_key=0.0)
     path = tmp_path / "report.html"
     reports.write_misclassified(path, "html")
     page = ReportPage()

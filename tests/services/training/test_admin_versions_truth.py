@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.admin_factories import (
+from tests.factories import (
     make_dataset,
     make_decision,
-    make_image,
     make_prediction,
+    make_seeded_image,
     make_version,
 )
 from webapp.extensions import db
@@ -37,17 +37,17 @@ def reviewed_pair(app_ctx):
     """v1 full, v2 a head refit of v1 trained on two of the four reviewed images."""
     dataset = make_dataset("d")
     v1 = make_version("v1", active=True, history=[{"epoch": 1, "train_loss": 0.5}])
-    v2 = make_version("v2", parent=v1, history=v1.history)
+    v2 = make_version("v2", parent=v1, history=v1.history, active=False)
     v2.kind = "head"
     db.session.commit()
     images = [
-        make_image(dataset, label, "train", seed=i)
+        make_seeded_image(dataset, label, "train", seed=i)
         for i, label in enumerate(["real", "real", "fake", "fake"])
     ]
     scores = [(0.7, 0.1), (0.2, 0.3), (0.3, 0.9), (0.8, 0.6)]
     for image, (p1, p2) in zip(images, scores, strict=True):
-        make_prediction(image, v1, p1)
-        make_prediction(image, v2, p2)
+        make_prediction(image, v1, p1, ood_score=None, audit_key=0.0)
+        make_prediction(image, v2, p2, ood_score=None, audit_key=0.0)
         make_decision(image, "ann", image.label, v1)
     save_trained(v1, [], [])
     save_trained(v2, [images[0].id, images[2].id], [0, 1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from tests.admin_factories import make_dataset
+from tests.factories import make_dataset
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.models import Job
