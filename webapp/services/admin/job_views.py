@@ -267,3 +267,15 @@ def job_to_dict(job: Job) -> dict:
         "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
         "view": describe(job).as_json(),
     }
+
+
+def recent_jobs(limit: int) -> list[Job]:
+    """The latest ``limit`` jobs, newest first."""
+    return list(db.session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
+
+
+def training_in_flight() -> Job | None:
+    """A training job waiting or running, if there is one (training is a singleton job)."""
+    return db.session.scalar(
+        select(Job).where(Job.kind == "train", Job.state.in_(["queued", "running"]))
+    )
