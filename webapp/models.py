@@ -2,6 +2,8 @@
 
 Predictions and review decisions are append-only: a new model version or a new verdict adds rows,
 nothing is overwritten, so every past call can be audited.
+
+(Over 400 lines: every table in one module, so the schema reads in one place.)
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ rows are written in batches. Labels and splits come from the layout: ``REAL/`` a
 depth and in any case give the label, ``train/``, ``val/`` and ``test/`` the split; otherwise the
 split is drawn from the content hash. Running the same import again adds nothing, and an import
 that was interrupted is completed by running it again.
+
+(Over 400 lines: the run's bookkeeping, its resumption and the web job share one ImportRun
+life cycle; sources, workers, writes and the report are already their own modules.)
 """
 
 from __future__ import annotations

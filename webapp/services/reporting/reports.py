@@ -4,6 +4,9 @@ where reviewers overrode the model.
 Rows are produced chunk by chunk (keyset pages of image ids) and written to the file as they
 come, so a report over every image never sits in memory. Three formats: CSV, JSON (streamed as
 text) and a self-contained HTML page with embedded thumbnails and the version's metrics.
+
+(Over 400 lines: the three formats share the row builder and the chunked reader; a split along
+formats is the next step when one of them grows.)
 """
 
 from __future__ import annotations
