@@ -8,8 +8,8 @@ atomically, so only small results travel back to the main process, which owns th
 :func:`run_ordered` runs a chunk function over a pool of processes with a bounded window of chunks
 in flight and yields results in submission order.
 
-(Over 400 lines: everything that runs inside a worker process is here, so the process imports
-one module and nothing of the app.)
+(Over 400 lines: everything that runs inside a worker process, with no app context, is here,
+in one module.)
 """
 
 from __future__ import annotations
