@@ -64,8 +64,8 @@ def register_version(name: str, size: int, seed: int = 0):
     from model.network import build_model
     from webapp.extensions import db
     from webapp.models import ModelVersion
-    from webapp.services import versions
-    from webapp.services.trainset import select_training_set
+    from webapp.services.records import versions
+    from webapp.services.training.trainset import select_training_set
 
     torch.manual_seed(seed)
     model, init = build_model(init="random")

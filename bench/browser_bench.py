@@ -3,10 +3,10 @@
 Builds a throw-away SQLite (WAL) instance with N images (default 100,000) written directly as
 rows (``bench.common.populate``: one dataset, one active version's predictions), varied file
 file sizes and dimensions, 5,000 review decisions and the materialised review queue, then times
-:func:`webapp.services.image_browser.page` (60 images, keyset paging) for each sort and filter:
-the first page, and a deep page (its cursor fetched first, after walking ``--deep`` pages), median
-and p95 of ``--repeat`` runs. Last, the whole ``GET /admin/images/`` (query, template, 60
-thumbnail links) through the Flask test client as an admin.
+:func:`webapp.services.admin.image_browser.page` (60 images, keyset paging) for each sort and
+filter: the first page, and a deep page (its cursor fetched first, after walking ``--deep``
+pages), median and p95 of ``--repeat`` runs. Last, the whole ``GET /admin/images/`` (query,
+template, 60 thumbnail links) through the Flask test client as an admin.
 
     python bench/browser_bench.py [--images 100000] [--repeat 15] [--deep 200]
 """
@@ -96,7 +96,7 @@ def add_sizes_and_decisions(version_id: int, n_images: int) -> None:
 
     from webapp.extensions import db
     from webapp.models import ReviewDecision, User
-    from webapp.services import queue
+    from webapp.services.review import materialise
 
     db.session.execute(
         text(
@@ -122,7 +122,7 @@ def add_sizes_and_decisions(version_id: int, n_images: int) -> None:
     admin.set_password(PASSWORD)
     db.session.add(admin)
     db.session.commit()
-    queue.rebuild()
+    materialise.rebuild()
 
 
 def timed(function) -> float:
@@ -133,7 +133,7 @@ def timed(function) -> float:
 
 def deep_cursor(chosen, pages: int) -> tuple[str, int]:
     """The cursor after walking ``pages`` pages (or to the last one); and how many were walked."""
-    from webapp.services import image_browser
+    from webapp.services.admin import image_browser
 
     after, walked = "", 0
     while walked < pages:
@@ -145,8 +145,8 @@ def deep_cursor(chosen, pages: int) -> tuple[str, int]:
 
 
 def time_pages(args: argparse.Namespace) -> None:
-    from webapp.services import image_browser
-    from webapp.services.image_browser import BrowseFilter
+    from webapp.services.admin import image_browser
+    from webapp.services.admin.image_browser import BrowseFilter
 
     print(f"\nimage_browser.page (60 images), median / p95 of {args.repeat} runs, ms:")
     print(f"  {'scenario':<40} {'first page':>16} {'deep page':>26}")

@@ -111,7 +111,7 @@ def use_untrained_checkpoint(image_size: int) -> None:
     from model.checkpoint import save_checkpoint
     from model.network import build_model
     from webapp.extensions import db
-    from webapp.services import versions
+    from webapp.services.records import versions
 
     version = versions.active_version()
     model, init = build_model(init="random")

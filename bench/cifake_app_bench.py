@@ -102,7 +102,7 @@ def held_out_metrics(version) -> dict:
     from model.metrics import classification_metrics
     from webapp.extensions import db
     from webapp.models import Prediction
-    from webapp.services.trainset import select_training_set
+    from webapp.services.training.trainset import select_training_set
 
     trainset = select_training_set()
     ids = trainset.val.ids + trainset.test.ids
@@ -124,7 +124,7 @@ def train_and_score(app, params: dict) -> tuple[object, float, str]:
     from webapp.extensions import db
     from webapp.jobs import submit, wait_for
     from webapp.models import Job
-    from webapp.services import versions
+    from webapp.services.records import versions
 
     started = time.perf_counter()
     job = wait_for(submit("train", params).id, poll=1.0)

@@ -7,8 +7,8 @@ Generates N (default 200) 1024x768 JPEGs in a temporary folder, then times
 - the baseline: a process pool (W processes, the same start method the importer uses) running
   the bare loop the seed needed: open, ``draft`` to 224, convert to RGB, resize to 224x224 with
   ``reducing_gap``, nothing else (no hashing, no storing, no database, no result sent back);
-- the real :func:`webapp.services.importer.import_path` into a temporary instance with the same
-  number of processes: hashing, checks, metadata, JPEG quality, thumbnails, originals, the
+- the real :func:`webapp.services.importing.importer.import_path` into a temporary instance with
+  the same number of processes: hashing, checks, metadata, JPEG quality, thumbnails, originals, the
   224-pixel cache and the database rows.
 
 Each round times the bare loop, a fresh import, and the bare loop again (the import is compared
@@ -101,7 +101,7 @@ def fresh_app(instance: Path):
 
 def timed_import(app, path: Path, workers: int, cache_size: int | None = None):
     """(wall, CPU, report) of one real import."""
-    from webapp.services.importer import import_path
+    from webapp.services.importing.importer import import_path
 
     with app.app_context():
         started, cpu = time.perf_counter(), cpu_seconds()

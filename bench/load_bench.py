@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, instance: Path, url: str | None) -> int:
 
     from webapp import create_app
     from webapp.extensions import db
-    from webapp.services import queue
+    from webapp.services.review import materialise
 
     app = create_app()
     names = [f"reviewer{index + 1}" for index in range(args.reviewers)]
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace, instance: Path, url: str | None) -> int:
         upgrade()
         started = time.perf_counter()
         populate(args.images, names)
-        queued = queue.rebuild().n_entries
+        queued = materialise.rebuild().n_entries
         backend = describe_database(db)
         db.session.remove()
         db.engine.dispose()
@@ -372,7 +372,7 @@ def run_checks(shared: Shared) -> list[tuple[bool, str]]:
 
     from webapp.extensions import db
     from webapp.models import QueueEntry, ReviewDecision, User
-    from webapp.services import labels
+    from webapp.services.records import labels
 
     usernames = dict(db.session.execute(select(User.id, User.username)).all())
     rows = {row.id: row for row in db.session.scalars(select(ReviewDecision))}

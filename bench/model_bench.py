@@ -287,7 +287,7 @@ def end_to_end_section(args) -> list[Line]:
         )
         app = fresh_app(Path(folder) / "instance")
         with app.app_context():
-            from webapp.services.importer import import_path
+            from webapp.services.importing.importer import import_path
 
             report = import_path(Path(folder) / "images", dataset="bench", cache_size=224)
             lines: list[Line] = [f"{source}: {report.imported} imported"]
@@ -304,8 +304,8 @@ def end_to_end_rows(args, app, size: int) -> list[Line]:
     from webapp.extensions import db
     from webapp.jobs.core import execute
     from webapp.models import Image, Job, JobState, Prediction
-    from webapp.services import scoring
-    from webapp.services.pixel_cache import cache_for, open_cache
+    from webapp.services.importing.pixels import cache_for, open_cache
+    from webapp.services.training import scoring
 
     version = register_version(f"bench-{size}", size)
     version_id, version_name = version.id, version.name

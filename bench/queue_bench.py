@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, instance: Path) -> None:
 
     from webapp import create_app
     from webapp.extensions import db
-    from webapp.services import queue
+    from webapp.services.review import materialise, queue
 
     app = create_app()
     with app.app_context():
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, instance: Path) -> None:
             f"queue_bench: {args.images:,} images and predictions written in "
             f"{time.perf_counter() - started:.1f} s to {instance / 'realfake.db'} (SQLite, WAL)"
         )
-        build = queue.rebuild()
+        build = materialise.rebuild()
         counts = queue.counts()
         print(
             f"queue build: {build.n_entries:,} entries in {build.seconds:.2f} s; "
@@ -104,12 +104,12 @@ def naive_next_item(version_id: int):
 
     from webapp.extensions import db
     from webapp.models import Image, Prediction
-    from webapp.services import queue
+    from webapp.services.review import buckets
 
-    s = queue.settings()
-    conditions = queue._conditions(s)
+    s = buckets.settings()
+    conditions = buckets.bucket_conditions(s)
     rank = case(*[(conditions[name], index) for index, name in enumerate(s.buckets)])
-    key = case(*[(conditions[name], queue._SORT_KEYS[name]()) for name in s.buckets])
+    key = case(*[(conditions[name], buckets.SORT_KEYS[name]()) for name in s.buckets])
     statement = (
         select(Prediction.image_id)
         .join(Image, Image.id == Prediction.image_id)

@@ -100,10 +100,10 @@ def true_classes(app, image_ids: list[int]) -> np.ndarray:
 
 def measure_size(app, size: int, args) -> dict:
     """Train at ``size`` and measure training speed, inference speed and held-out quality."""
-    from webapp.services.audit import channel_stats
-    from webapp.services.pixel_cache import load_pixels
-    from webapp.services.training import train_config_from
-    from webapp.services.trainset import select_training_set
+    from webapp.services.importing.pixels import load_pixels
+    from webapp.services.training.data_audit import channel_stats
+    from webapp.services.training.training import train_config_from
+    from webapp.services.training.trainset import select_training_set
 
     trainset = select_training_set()
     train_ids, train_labels = trainset.train.as_arrays()

@@ -20,8 +20,8 @@ import os
 import tempfile
 import threading
 
-# The Huey queue is created at import time from the environment, so point it at a scratch
-# instance folder before anything imports the app.
+# Config reads the instance folder (and so the Huey queue's SQLite file) and the Redis URL from
+# the environment: point them at a scratch folder and SQLite before anything builds a Config.
 _SESSION_INSTANCE = tempfile.mkdtemp(prefix="realfake-tests-")
 os.environ["REALFAKE_INSTANCE"] = _SESSION_INSTANCE
 os.environ.pop("REALFAKE_REDIS_URL", None)
@@ -252,7 +252,7 @@ def worker_processes(tmp_path):
 @pytest.fixture
 def shared_queue(app, monkeypatch):
     """Jobs submitted here go to the SQLite queue that worker processes on ``app``'s instance
-    read (this process's queue was made at import time for another folder)."""
+    read, emptied first."""
     from pathlib import Path
 
     from tests.processes import sqlite_queue

@@ -1,7 +1,9 @@
-"""Factories for review-desk test data: datasets, images with real files, versions, predictions.
+"""Factories for test data: datasets, images with real files, versions, predictions, decisions.
 
 Rows are made directly (the importer and the scoring jobs are other parts); each image is a real
-tiny JPEG (or PNG) written where the review screen serves originals and thumbnails from.
+tiny picture written where storage serves originals and thumbnails from. :func:`make_image`
+gives each call a new picture; :func:`make_seeded_image` the same picture for the same seed
+(the admin, report and API tests name their images by seed).
 """
 
 from __future__ import annotations
@@ -9,14 +11,25 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
+from pathlib import Path
 
+import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select, update
 
-from tests.helpers import make_image_bytes
+from tests.helpers import make_image_bytes, make_user
 from webapp.extensions import db
-from webapp.models import Dataset, DatasetImage, Image, ModelVersion, Prediction, utcnow
-from webapp.services.reviews import original_file, thumbnail_file
+from webapp.models import (
+    Dataset,
+    DatasetImage,
+    Image,
+    ModelVersion,
+    Prediction,
+    ReviewDecision,
+    User,
+    utcnow,
+)
+from webapp.services.storage import original_path, thumbnail_path
 
 _seeds = itertools.count(1)
 
@@ -74,16 +87,21 @@ def make_image(
 
 
 def _write_files(image: Image, data: bytes) -> None:
-    original = original_file(image)
+    original = original_path(image)
     original.parent.mkdir(parents=True, exist_ok=True)
     original.write_bytes(data)
-    thumb = thumbnail_file(image)
+    thumb = thumbnail_path(image.sha256)
     thumb.parent.mkdir(parents=True, exist_ok=True)
     with PILImage.open(io.BytesIO(data)) as picture:
         picture.convert("RGB").save(thumb, format="JPEG", quality=80)
 
 
-def make_version(name: str | None = None, active: bool = True) -> ModelVersion:
+def make_version(
+    name: str | None = None,
+    active: bool = True,
+    history: list | None = None,
+    parent: ModelVersion | None = None,
+) -> ModelVersion:
     """A model version row (no checkpoint behind it); ``active`` deactivates the others."""
     if active:
         db.session.execute(update(ModelVersion).values(is_active=False))
@@ -95,6 +113,8 @@ def make_version(name: str | None = None, active: bool = True) -> ModelVersion:
         image_size=32,
         init_weights="random",
         activated_at=utcnow() if active else None,
+        history=history,
+        parent_id=parent.id if parent else None,
     )
     db.session.add(version)
     db.session.commit()
@@ -144,7 +164,7 @@ def make_active_version() -> ModelVersion:
     """An active version with a real (untrained) checkpoint behind it."""
     from model.checkpoint import save_checkpoint
     from model.network import build_model
-    from webapp.services import versions
+    from webapp.services.records import versions
 
     model, init = build_model(init="random")
     path = versions.models_dir() / "v1.pt"
@@ -158,7 +178,101 @@ def make_active_version() -> ModelVersion:
 
 def decide(user, image_id: int, choice: str, **fields):
     """Lease the image to ``user`` as the desk does (a decision needs the lease), then decide."""
-    from webapp.services import queue, reviews
+    from webapp.services.review import decisions, leases
 
-    queue.claim_image(user.id, image_id)
-    return reviews.decide(user, image_id, choice, **fields)
+    leases.claim_image(user.id, image_id)
+    return decisions.decide(user, image_id, choice, **fields)
+
+
+# --- Rows for the admin, report and API tests: pictures that follow from a seed.
+
+
+def picture_bytes(seed: int, size: int = 24, fmt: str = "PNG") -> bytes:
+    """A small deterministic picture; different seeds give different bytes."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def make_seeded_image(
+    dataset: Dataset,
+    label: str = "real",
+    split: str = "test",
+    seed: int = 0,
+    file_name: str | None = None,
+    thumbnail: bool = True,
+    original: bool = True,
+) -> Image:
+    """An Image row in ``dataset`` whose picture follows from ``seed`` alone (the same seed, the
+    same bytes), with its original (PNG) and thumbnail (JPEG) on disk unless told otherwise."""
+    data = picture_bytes(seed)
+    sha256 = hashlib.sha256(data).hexdigest()
+    image = Image(
+        sha256=sha256,
+        dataset_id=dataset.id,
+        file_name=file_name or f"{label}_{seed}.png",
+        original_path="",
+        format="PNG",
+        width=24,
+        height=24,
+        bytes=len(data),
+        mode="RGB",
+        label=label,
+        label_source="folder",
+        split=split,
+    )
+    db.session.add(image)
+    db.session.flush()
+    path = Path(original_path(image))
+    image.original_path = str(path)
+    if original:
+        _write(path, data)
+    if thumbnail:
+        _write(Path(thumbnail_path(sha256)), picture_bytes(seed, 16, "JPEG"))
+    link_image(image, dataset, label)
+    return image
+
+
+def link_image(image: Image, dataset: Dataset, label: str | None = None) -> None:
+    """Make ``image`` a member of ``dataset`` too."""
+    db.session.add(
+        DatasetImage(
+            dataset_id=dataset.id,
+            image_id=image.id,
+            original_path=image.original_path,
+            label=label or image.label,
+        )
+    )
+    db.session.commit()
+
+
+def make_decision(
+    image: Image,
+    user: User | str,
+    choice: str,
+    version: ModelVersion | None = None,
+    note: str = "",
+    reverts: ReviewDecision | None = None,
+) -> ReviewDecision:
+    """A reviewer's decision on an image, made while ``version``'s verdict was shown."""
+    if isinstance(user, str):
+        user = make_user(user)
+    decision = ReviewDecision(
+        image_id=image.id,
+        user_id=user.id,
+        model_version_id=version.id if version else None,
+        label_before=image.label,
+        choice=choice,
+        note=note,
+        reverts_id=reverts.id if reverts else None,
+    )
+    db.session.add(decision)
+    db.session.commit()
+    return decision

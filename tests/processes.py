@@ -111,7 +111,7 @@ class WorkerProcess:
 
 
 def sqlite_queue(instance: Path) -> SqliteStorage:
-    """The Huey storage a worker on ``instance`` reads (see webapp.jobs.queue.make_huey)."""
+    """The Huey storage a worker on ``instance`` reads (see webapp.jobs.queue.storage_settings)."""
     return SqliteStorage("realfake", filename=str(instance / "huey.db"), timeout=30)
 
 

@@ -17,12 +17,12 @@ from sqlalchemy import func, select
 
 from tests.factories import make_active_version
 from tests.processes import flask_env, run_flask, wait_until
-from tests.test_training import write_separable_folder
+from tests.services.training.test_training import write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import submit, wait_for
 from webapp.models import Image, ImportRun, Job, JobState, ModelVersion, Prediction
-from webapp.services import versions
-from webapp.services.importer import import_path
+from webapp.services.importing.importer import import_path
+from webapp.services.records import versions
 from webapp.services.storage import blob_relative, extension_for
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.jobs import cancel, submit
 from webapp.models import Job
-from webapp.services.tokens import create_token
+from webapp.services.people.tokens import create_token
 
 REPORTS = [
     {"report": "labels", "format": "csv"},

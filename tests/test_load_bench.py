@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.load_bench import Shared, run_checks
 from tests.factories import decide, make_scored_image, make_version
 from tests.helpers import make_user
-from webapp.services import reviews
+from webapp.services.review import decisions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def test_tiny_load_run_passes_its_checks():
 def test_checks_catch_lost_and_invented_decisions(app_ctx):
     version = make_version("v1")
     images = [make_scored_image(version, 0.5, label="real") for _ in range(3)]
-    rita = reviews.Viewer.of(make_user("reviewer1"))
+    rita = decisions.Viewer.of(make_user("reviewer1"))
     decided = [decide(rita, image.id, "fake").decision for image in images]
     shared = Shared(target=3, deadline=0)
     for decision in decided[:2]:  # the third row was never acknowledged: "extra"

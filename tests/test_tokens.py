@@ -7,11 +7,11 @@ import re
 import pytest
 from sqlalchemy import select
 
-from tests.admin_factories import make_dataset, make_version
+from tests.factories import make_dataset, make_version
 from tests.helpers import csrf_token, make_user
 from webapp.extensions import db
 from webapp.models import ApiToken
-from webapp.services.tokens import create_token, hash_token, revoke_token
+from webapp.services.people.tokens import create_token, hash_token, revoke_token
 
 
 def bearer(secret: str) -> dict[str, str]:

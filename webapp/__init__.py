@@ -37,15 +37,16 @@ def create_app(config: Config | None = None) -> Flask:
     with app.app_context():
         _configure_sqlite(db.engine)
 
-    from . import auth, errors, security  # noqa: F401  (auth registers the user loader)
+    from . import auth, errors, security
     from .blueprints import register_blueprints
     from .cli import register_commands
+    from .jobs import queue as job_queue
     from .jobs import registry  # noqa: F401  (declares the job kinds)
-    from .services import tokens
 
+    job_queue.configure(app.config)  # Redis or the SQLite file Config names
     errors.init_app(app)
     security.init_app(app)
-    tokens.init_app(app)  # bearer tokens for /api/, JSON 401s, CSRF for cookie sessions only
+    auth.init_app(app)  # session and bearer-token users, JSON 401s, CSRF for cookie sessions
     register_blueprints(app)
     register_commands(app)
 

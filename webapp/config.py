@@ -76,12 +76,13 @@ class Config:
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_SECURE = secure
         self.WTF_CSRF_TIME_LIMIT = None
-        # Login throttling (webapp/services/login_throttle.py), counted in the database.
+        # Login throttling (webapp/services/people/login_throttle.py), counted in the database.
         self.LOGIN_FREE_FAILURES = _int_env("REALFAKE_LOGIN_FREE_FAILURES", 5)
         self.LOGIN_MAX_BACKOFF = _int_env("REALFAKE_LOGIN_MAX_BACKOFF", 900)
         self.LOGIN_ADDRESS_NAMES = _int_env("REALFAKE_LOGIN_ADDRESS_NAMES", 10)
         self.LOGIN_WINDOW = _int_env("REALFAKE_LOGIN_WINDOW", 900)
-        # Task queue: Huey over SQLite in the instance folder, or Redis when a URL is given.
+        # Task queue (webapp/jobs/queue.py): Huey over SQLite in the instance folder, or Redis
+        # when a URL is given; HUEY_IMMEDIATE runs each job at once, in the process that submits it.
         self.REDIS_URL = os.environ.get("REALFAKE_REDIS_URL", "")
         self.HUEY_SQLITE_PATH = str(instance / "huey.db")
         self.HUEY_IMMEDIATE = False

@@ -1,13 +1,47 @@
-"""Error pages: JSON under /api/, HTML elsewhere. The 500 handler rolls the session back."""
+"""Error pages: JSON under /api/, HTML elsewhere. The 500 handler rolls the session back.
+
+Every JSON error, here or in a view, is built by :func:`json_error`, so the API answers
+``{"error", "message", "status"}`` the same way whoever refuses the request.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, make_response, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .extensions import db
 from .jobs import TooManyJobs
+
+# The titles of the statuses views refuse with (werkzeug's own names for the rest).
+STATUS_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def json_error(status: int, message: str, title: str | None = None) -> Response:
+    """The JSON error answer: ``{"error": title, "message": message, "status": status}``, the
+    title defaulting to the status's usual name."""
+    body = {"error": title or STATUS_TITLES.get(status, "Error"), "message": message}
+    response = jsonify(body | {"status": status})
+    response.status_code = status
+    return response
 
 
 def _wants_json() -> bool:
@@ -16,7 +50,7 @@ def _wants_json() -> bool:
 
 def _render(status: int, title: str, message: str):
     if _wants_json():
-        return jsonify({"error": title, "message": message, "status": status}), status
+        return json_error(status, message, title)
     return render_template("errors.html", status=status, title=title, message=message), status
 
 

@@ -4,7 +4,7 @@ that says what is wrong, never a 500.
 Database ids are 64-bit integers: a larger number in a path can name nothing (404), in a query
 string it is a mistake (400). JSON nested deeper than the parser's recursion limit is refused
 like any other malformed body. The fields of JSON bodies are checked by the API's pydantic
-models (``webapp/services/api_schemas.py``).
+models (``webapp/services/api/schemas.py``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Predictions and review decisions are append-only: a new model version or a new verdict adds rows,
 nothing is overwritten, so every past call can be audited.
+
+(Over 400 lines: every table in one module, so the schema reads in one place.)
 """
 
 from __future__ import annotations
@@ -345,9 +347,9 @@ class QueueEntry(db.Model):
     """An image's place in the review queue of the active version: bucket and order within it.
 
     A cache derived from predictions, import labels and the queue settings (rebuilt by
-    ``webapp.services.queue`` when any of them changes), so that serving the next item walks an
-    index instead of scoring every image. ``is_open`` turns false once the image has been decided
-    enough times; decisions stay the truth.
+    ``webapp.services.review.queue`` when any of them changes), so that serving the next item
+    walks an index instead of scoring every image. ``is_open`` turns false once the image has been
+    decided enough times; decisions stay the truth.
     """
 
     __tablename__ = "queue_entries"

@@ -12,19 +12,19 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from tests.admin_factories import (
-    make_dataset,
-    make_decision,
-    make_image,
-    make_prediction,
-    make_version,
-)
 from tests.browser.admin_pages import log_in_admin, screenshot, severe_violations
 from tests.browser.conftest import CHROMIUM
+from tests.factories import (
+    make_dataset,
+    make_decision,
+    make_prediction,
+    make_seeded_image,
+    make_version,
+)
 from tests.helpers import PASSWORD
 from webapp.extensions import db
 from webapp.models import Dataset, ReviewRequest, User
-from webapp.services import queue
+from webapp.services.review import queue
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,14 +37,14 @@ def desk(app):
     """Two versions scoring twelve images of two datasets, with decisions and an undo."""
     with app.app_context():
         first, second = make_dataset("first"), make_dataset("second")
-        v1, v2 = make_version("v1", active=True), make_version("v2")
+        v1, v2 = make_version("v1", active=True), make_version("v2", active=False)
         images = []
         for seed in range(12):
-            image = make_image(
+            image = make_seeded_image(
                 first if seed < 8 else second, "real" if seed % 2 else "fake", "test", seed=seed
             )
-            make_prediction(image, v1, (seed + 0.5) / 12, ood_score=seed / 10)
-            make_prediction(image, v2, 1 - (seed + 0.5) / 12)
+            make_prediction(image, v1, (seed + 0.5) / 12, ood_score=seed / 10, audit_key=0.0)
+            make_prediction(image, v2, 1 - (seed + 0.5) / 12, ood_score=None, audit_key=0.0)
             images.append(image.id)
         decided = db.session.get(type(image), images[0])
         decision = make_decision(decided, "ann", "real", v1, note="a cat")

@@ -11,15 +11,15 @@ import re
 import pytest
 from sqlalchemy import select
 
-from tests.admin_factories import make_decision
 from tests.browser.admin_pages import log_in_admin, screenshot, severe_violations
 from tests.browser.conftest import CHROMIUM
-from tests.test_training import write_separable_folder
+from tests.factories import make_decision
+from tests.services.training.test_training import write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import submit, wait_for
 from webapp.models import Image, Job, JobState, ModelVersion
-from webapp.services import versions
-from webapp.services.importer import import_path
+from webapp.services.importing.importer import import_path
+from webapp.services.records import versions
 
 pytestmark = [
     pytest.mark.browser,

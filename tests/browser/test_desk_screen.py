@@ -150,11 +150,11 @@ def test_the_end_screen_says_what_is_left_where(app, server, new_page, queue_of)
     order = queue_of(2)  # uncertain
     with app.app_context():
         from webapp.models import ModelVersion
-        from webapp.services import queue
+        from webapp.services.review import leases
 
         version = db.session.scalar(select(ModelVersion))
         make_scored_image(version, 0.9, label="real")  # misclassified
-        queue.claim_image(make_user("bob").id, order[0])  # another reviewer holds one
+        leases.claim_image(make_user("bob").id, order[0])  # another reviewer holds one
     page = new_page()
     log_in(page, server, app, "rita")
     page.select_option("select[name=bucket]", "uncertain")

@@ -9,11 +9,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.admin_factories import make_dataset, make_image, make_prediction, make_version
 from tests.browser.admin_pages import log_in_admin, screenshot, severe_violations
 from tests.browser.conftest import CHROMIUM
+from tests.factories import make_dataset, make_prediction, make_version
+from tests.factories import make_seeded_image as make_image
 from webapp.extensions import db
-from webapp.services import image_browser
+from webapp.services.admin import image_browser
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,7 +33,7 @@ def sized(app, monkeypatch):
         for seed in range(60):
             image = make_image(dataset, "real" if seed % 2 else "fake", "test", seed=seed)
             image.width, image.height = SIZES[seed % len(SIZES)]
-            make_prediction(image, version, 0.3)
+            make_prediction(image, version, 0.3, ood_score=None, audit_key=0.0)
         db.session.commit()
 
 

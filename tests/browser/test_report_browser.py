@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.admin_factories import (
+from tests.browser.conftest import CHROMIUM
+from tests.factories import (
     make_dataset,
     make_decision,
-    make_image,
     make_prediction,
+    make_seeded_image,
     make_version,
 )
-from tests.browser.conftest import CHROMIUM
-from webapp.services import reports
+from webapp.services.reporting import reports
 
 pytestmark = [
     pytest.mark.browser,
@@ -29,8 +29,8 @@ def report_file(app_ctx, tmp_path) -> Path:
     dataset = make_dataset("main")
     version = make_version("v1", active=True)
     for seed, (label, p_fake) in enumerate([("real", 0.9), ("fake", 0.2), ("real", 0.7)]):
-        image = make_image(dataset, label, "test", seed=seed)
-        make_prediction(image, version, p_fake)
+        image = make_seeded_image(dataset, label, "test", seed=seed)
+        make_prediction(image, version, p_fake, ood_score=None, audit_key=0.0)
         if seed == 0:
             make_decision(image, "ann", "real", version, note="a photo of my cat")
     written = tmp_path / "written.html"

@@ -15,7 +15,8 @@ from webapp.extensions import db
 from webapp.jobs import submit
 from webapp.jobs.queue import huey
 from webapp.models import Check, ReviewDecision
-from webapp.services import queue, tokens
+from webapp.services.people import tokens
+from webapp.services.review import leases, materialise
 
 
 @pytest.fixture(autouse=True)
@@ -51,15 +52,15 @@ def desk(app) -> Desk:
         rita = make_user("rita", role="reviewer")
         adam = make_user("adam", role="admin")
         images = [make_scored_image(v1, p, label="real") for p in (0.5, 0.55, 0.6)]
-        queue.rebuild()
+        materialise.rebuild()
         db.session.add(
             ReviewDecision(
                 image_id=images[0].id, user_id=rita.id, choice="fake", label_before="real"
             )
         )
         db.session.commit()
-        queue.claim_image(rita.id, images[1].id)
-        queue.claim_image(rita.id, images[2].id)
+        leases.claim_image(rita.id, images[1].id)
+        leases.claim_image(rita.id, images[2].id)
         job = submit("report", {"report": "labels", "format": "csv"}, user_id=adam.id)
         token, reviewer_secret = tokens.create_token(rita, "rita's script")
         _, admin_secret = tokens.create_token(adam, "adam's script")

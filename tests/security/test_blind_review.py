@@ -13,7 +13,8 @@ from tests.factories import make_scored_image, make_version
 from tests.helpers import make_user
 from webapp.extensions import db
 from webapp.jobs import wait_for
-from webapp.services import queue, tokens
+from webapp.services.people import tokens
+from webapp.services.review import materialise
 
 SECRET_NOTE = "the hands have six fingers"
 
@@ -25,7 +26,7 @@ def pending(app):
     with app.app_context():
         version = make_version("v1")
         image = make_scored_image(version, 0.9, label="real")
-        queue.rebuild()
+        materialise.rebuild()
         secrets = {
             name: tokens.create_token(make_user(name, role=role), f"{name}'s script")[1]
             for name, role in (("ann", "reviewer"), ("bob", "reviewer"), ("adam", "admin"))

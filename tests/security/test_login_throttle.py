@@ -14,7 +14,7 @@ from webapp import config as app_config
 from webapp import create_app
 from webapp.extensions import db
 from webapp.models import LoginFailure
-from webapp.services import login_throttle
+from webapp.services.people import login_throttle
 
 ATTACKER = "203.0.113.7"
 

@@ -4,44 +4,36 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..auth import admin_required
 from ..extensions import db
 from ..inputs import int_arg
 from ..jobs import cancel
-from ..models import ApiToken, Dataset, Image, Job, ModelVersion, Prediction, ReviewDecision, User
-from ..services import job_views, versions
-from ..services.activation import activate_with_scoring
-from ..services.comparison import (
+from ..models import ApiToken, Image, Job, ModelVersion, User
+from ..services.admin import figures, job_views
+from ..services.admin.job_views import job_to_dict
+from ..services.people.tokens import create_token
+from ..services.people.tokens import revoke_token as revoke
+from ..services.records import versions
+from ..services.reporting.plots import (
+    confusion_matrix_svg,
+    reliability_svg,
+    roc_svg,
+    training_curves_svg,
+)
+from ..services.training import trainset
+from ..services.training.activation import activate_with_scoring
+from ..services.training.comparison import (
     compare_versions,
     count_verdict_changes,
     previous_version,
     verdict_changes,
     verdict_shift,
 )
-from ..services.job_views import job_to_dict
-from ..services.plots import confusion_matrix_svg, reliability_svg, roc_svg, training_curves_svg
-from ..services.tokens import create_token
-from ..services.tokens import revoke_token as revoke
-from ..services.train_request import TrainRequestError, clean_train_params, start_training
+from ..services.training.train_request import TrainRequestError, clean_train_params, start_training
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-
-def _count(statement) -> int:
-    return db.session.scalar(statement) or 0
-
-
-def _standing_decisions() -> int:
-    """Decisions that stand, as reviewers count theirs: undo rows, the decisions they reverted
-    and skips do not count."""
-    undone = select(ReviewDecision.reverts_id).where(ReviewDecision.reverts_id.is_not(None))
-    return _count(
-        select(func.count(ReviewDecision.id)).where(
-            ReviewDecision.choice.not_in(("undo", "skip")), ReviewDecision.id.not_in(undone)
-        )
-    )
 
 
 @bp.route("/")
@@ -49,20 +41,13 @@ def _standing_decisions() -> int:
 def overview():
     """Counts, the active version and the latest jobs at a glance."""
     active = versions.active_version()
-    counts = {
-        "images": _count(select(func.count(Image.id))),
-        "datasets": _count(select(func.count(Dataset.id))),
-        "labelled": _count(select(func.count(Image.id)).where(Image.label != "unknown")),
-        "decisions": _standing_decisions(),
-        "scored": _count(
-            select(func.count(Prediction.id)).where(Prediction.model_version_id == active.id)
-        )
-        if active
-        else 0,
-    }
-    jobs = db.session.scalars(select(Job).order_by(Job.id.desc()).limit(8)).all()
+    jobs = job_views.recent_jobs(8)
     return render_template(
-        "admin/overview.html", counts=counts, active=active, jobs=jobs, views=_views(jobs)
+        "admin/overview.html",
+        counts=figures.counts(active),
+        active=active,
+        jobs=jobs,
+        views=_views(jobs),
     )
 
 
@@ -71,9 +56,7 @@ def overview():
 def versions_page():
     """Every version side by side on the fixed test split and the reviewed images."""
     comparison = compare_versions()
-    training = db.session.scalar(
-        select(Job).where(Job.kind == "train", Job.state.in_(["queued", "running"]))
-    )
+    training = job_views.training_in_flight()
     return render_template(
         "admin/versions.html",
         versions=comparison["versions"],
@@ -81,7 +64,7 @@ def versions_page():
         plots=version_plots(comparison),
         training=training,
         active=versions.active_version(),
-        labels_moved=versions.labels_changed_since(versions.active_version()),
+        labels_moved=trainset.labels_changed_since(versions.active_version()),
         lineage={v.name: versions.lineage(v) for v in comparison["versions"]},
         curves_notes={v.name: versions.curves_note(v) for v in comparison["versions"]},
         trained_on={v.name: versions.training_data(v) for v in comparison["versions"]},
@@ -202,7 +185,7 @@ def train():
 @admin_required
 def jobs():
     """Recent jobs with their state and progress."""
-    rows = db.session.scalars(select(Job).order_by(Job.id.desc()).limit(100)).all()
+    rows = job_views.recent_jobs(100)
     return render_template("admin/jobs.html", jobs=rows, views=_views(rows))
 
 

@@ -15,14 +15,15 @@ from flask import Blueprint, abort, g, jsonify, request, url_for
 from flask_login import current_user
 
 from ..auth import admin_required, reviewer_required
+from ..errors import json_error
 from ..inputs import MAX_ID, int_arg
-from ..services import api_schemas as schemas
-from ..services import queue, reviews
-from ..services.api_schemas import dump, parse_body
+from ..services.api import schemas
+from ..services.api.openapi import document, query_param
+from ..services.api.schemas import dump, parse_body
 from ..services.evidence import records as evidence_records
-from ..services.lookup import http_status
-from ..services.openapi import document, query_param
-from ..services.queue import QueueError, QueueFilter
+from ..services.records.lookup import http_status
+from ..services.review import buckets, decisions, item_details, leases, queue, statistics
+from ..services.review.buckets import QueueError, QueueFilter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -44,26 +45,21 @@ def _server_timing(response):
 
 @bp.errorhandler(QueueError)
 def _queue_error(error: QueueError):
-    status = 409 if isinstance(error, queue.ItemHeld) else http_status(error)
-    titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict"}
-    return _error(status, titles[status], str(error))
+    status = 409 if isinstance(error, buckets.ItemHeld) else http_status(error)
+    return json_error(status, str(error))
 
 
-@bp.errorhandler(reviews.ReviewError)
-def _review_error(error: reviews.ReviewError):
-    titles = {404: "Not Found", 409: "Conflict"}
-    return _error(error.status, titles.get(error.status, "Bad Request"), str(error))
-
-
-def _error(status: int, title: str, message: str):
-    return jsonify({"error": title, "message": message, "status": status}), status
+@bp.errorhandler(decisions.ReviewError)
+def _review_error(error: decisions.ReviewError):
+    title = None if error.status in (404, 409) else "Bad Request"
+    return json_error(error.status, str(error), title)
 
 
 # ----------------------------------------------------------------------------- queue
 
 
 FILTER_QUERY = [  # a blank value means any
-    query_param("bucket", description="a queue bucket", enum=["", *queue.BUCKET_TITLES]),
+    query_param("bucket", description="a queue bucket", enum=["", *buckets.BUCKET_TITLES]),
     query_param("dataset", description="dataset name"),
     query_param("split", description="train, val or test", enum=["", "train", "val", "test"]),
     query_param("verdict", description="the model's verdict", enum=["", "real", "fake"]),
@@ -99,7 +95,7 @@ def queue_counts():
     counts = queue.counts(filters_from(request.args))
     summary = {
         "counts": counts,
-        "titles": {name: queue.BUCKET_TITLES[name] for name in counts},
+        "titles": {name: buckets.BUCKET_TITLES[name] for name in counts},
         "total": sum(counts.values()),
     }
     return jsonify(dump(schemas.QueueCounts, summary))
@@ -139,16 +135,16 @@ def review_claim():
     the filters still hold for others.
     """
     body = parse_body(schemas.ClaimRequest)
-    viewer = reviews.Viewer.of(current_user)
+    viewer = decisions.Viewer.of(current_user)
     if body.image_id is not None:
-        claim = queue.claim_image(viewer.id, body.image_id)
+        claim = leases.claim_image(viewer.id, body.image_id)
     else:
         filters = body.filters.model_dump() if body.filters else {}
-        claim = queue.claim_next(
+        claim = leases.claim_next(
             viewer.id, filters_from(filters), body.holding or [], body.skipped_again
         )
         if claim is None:  # say where the rest is, for the end screen
-            left = queue.left_for(viewer.id, filters_from(filters))
+            left = leases.left_for(viewer.id, filters_from(filters))
             return jsonify(dump(schemas.Claimed, {"item": None, "left": left}))
     item = item_payload(claim.image_id, viewer, claim) if claim is not None else None
     return jsonify(dump(schemas.Claimed, {"item": item}))
@@ -160,7 +156,7 @@ def review_claim():
 def review_release():
     """Give back my leases: ``{"image_ids": [...]}``, or all of them without the field."""
     image_ids = parse_body(schemas.ReleaseRequest).image_ids
-    return jsonify(dump(schemas.Released, {"released": queue.release(current_user.id, image_ids)}))
+    return jsonify(dump(schemas.Released, {"released": leases.release(current_user.id, image_ids)}))
 
 
 @bp.post("/review/decisions")
@@ -180,8 +176,8 @@ def review_decide():
     ``idempotency_key`` was recorded before; 409 without a lease on the item or once decided.
     """
     body = parse_body(schemas.DecisionRequest)
-    viewer = reviews.Viewer.of(current_user)
-    outcome = reviews.decide(
+    viewer = decisions.Viewer.of(current_user)
+    outcome = decisions.decide(
         viewer,
         body.image_id,
         body.choice,
@@ -189,7 +185,7 @@ def review_decide():
         model_version_id=body.model_version_id,
         idempotency_key=body.idempotency_key,
     )
-    result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
+    result = outcome.to_dict() | {"stats": statistics.reviewer_counts(viewer.id)}
     return jsonify(dump(schemas.DecisionOutcome, result)), 200 if outcome.replayed else 201
 
 
@@ -198,13 +194,13 @@ def review_decide():
 @reviewer_required
 def review_undo():
     """Undo my latest decision; the item comes back to me (``item``) unless someone holds it."""
-    viewer = reviews.Viewer.of(current_user)
-    outcome = reviews.undo_last(viewer)
-    result = outcome.to_dict() | {"stats": reviews.reviewer_counts(viewer.id)}
+    viewer = decisions.Viewer.of(current_user)
+    outcome = decisions.undo_last(viewer)
+    result = outcome.to_dict() | {"stats": statistics.reviewer_counts(viewer.id)}
     try:
-        claim = queue.claim_image(viewer.id, outcome.decision["image_id"])
+        claim = leases.claim_image(viewer.id, outcome.decision["image_id"])
         result["item"] = item_payload(claim.image_id, viewer, claim)
-    except queue.ItemHeld:
+    except buckets.ItemHeld:
         result["item"] = None
     return jsonify(dump(schemas.DecisionOutcome, result)), 201
 
@@ -214,7 +210,7 @@ def review_undo():
 @reviewer_required
 def review_item(image_id: int):
     """Everything the review screen shows about one image, with its decision history."""
-    item = item_payload(image_id, reviews.Viewer.of(current_user))
+    item = item_payload(image_id, decisions.Viewer.of(current_user))
     return jsonify(dump(schemas.ReviewItem, item))
 
 
@@ -223,7 +219,7 @@ def review_item(image_id: int):
 @reviewer_required
 def review_stats():
     """My counts (today, all time) and my agreement with other reviewers."""
-    return jsonify(dump(schemas.ReviewerStats, reviews.reviewer_stats(current_user.id)))
+    return jsonify(dump(schemas.ReviewerStats, statistics.reviewer_stats(current_user.id)))
 
 
 @bp.get("/review/escalations")
@@ -231,15 +227,15 @@ def review_stats():
 @admin_required
 def review_escalations():
     """Items whose reviewers disagree, waiting for an admin's decision."""
-    return jsonify(dump(schemas.Escalations, {"items": reviews.escalations()}))
+    return jsonify(dump(schemas.Escalations, {"items": item_details.escalations()}))
 
 
 def item_payload(
-    image_id: int, viewer: reviews.Viewer, claim: queue.Claim | None = None
+    image_id: int, viewer: decisions.Viewer, claim: leases.Claim | None = None
 ) -> dict[str, Any]:
     """The item details plus the URLs of its pictures and, when leased, the lease expiry."""
     version_id = claim.model_version_id if claim is not None else None
-    details = reviews.item_details(image_id, viewer, version_id)
+    details = item_details.item_details(image_id, viewer, version_id)
     details["urls"] = {
         "image": url_for("review.original", image_id=image_id),
         "thumbnail": url_for("review.thumbnail", image_id=image_id),

@@ -12,32 +12,29 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 from flask_login import current_user
-from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
 from ..inputs import MAX_ID, int_arg
 from ..jobs import cancel
 from ..models import (
-    Dataset,
-    DatasetImage,
     Image,
     Job,
     ModelVersion,
     Prediction,
     ReviewDecision,
-    Split,
-    User,
 )
-from ..services import api_schemas as schemas
-from ..services import blind_review, report_jobs, versions
-from ..services.activation import activate_with_scoring
-from ..services.api_schemas import dump, parse_body
-from ..services.job_views import job_to_dict
-from ..services.labels import effective_labels
-from ..services.lookup import http_status
-from ..services.openapi import build_document, document, query_param
-from ..services.train_request import TrainRequestError, clean_train_params, start_training
+from ..services.admin.job_views import job_to_dict
+from ..services.api import listings, schemas
+from ..services.api.openapi import build_document, document, query_param
+from ..services.api.schemas import dump, parse_body
+from ..services.records import versions
+from ..services.records.labels import effective_labels
+from ..services.records.lookup import UnknownName, http_status
+from ..services.reporting import report_jobs
+from ..services.review import blind_review
+from ..services.training.activation import activate_with_scoring
+from ..services.training.train_request import TrainRequestError, clean_train_params, start_training
 
 bp = Blueprint("api_admin", __name__, url_prefix="/api/v1")
 
@@ -54,7 +51,7 @@ PAGING = [
         maximum=MAX_PAGE,
     ),
 ]
-SPLITS = [split.value for split in Split]
+SPLITS = listings.SPLITS
 TRAIN_PARAMS = ("epochs", "image_size", "datasets", "seed", "score", "preset", "head_only")
 
 
@@ -154,12 +151,6 @@ def version_dict(version: ModelVersion) -> dict[str, Any]:
     }
 
 
-def _version_names() -> dict[int, str]:
-    return {
-        row.id: row.name for row in db.session.execute(select(ModelVersion.id, ModelVersion.name))
-    }
-
-
 @bp.get("/images")
 @document(
     query=[
@@ -174,18 +165,13 @@ def _version_names() -> dict[int, str]:
 def list_images():
     """Images in id order, with import and effective labels."""
     after, limit = page_args()
-    query = select(Image).where(Image.id > after).order_by(Image.id).limit(limit)
-    if request.args.get("dataset"):
-        dataset = db.session.scalar(select(Dataset).where(Dataset.name == request.args["dataset"]))
-        if dataset is None:
-            abort(404, description=f"no dataset {request.args['dataset']!r}")
-        members = select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset.id)
-        query = query.where(Image.id.in_(members))
-    if request.args.get("split"):
-        if request.args["split"] not in SPLITS:
-            abort(400, description=f"split must be one of {', '.join(SPLITS)}")
-        query = query.where(Image.split == request.args["split"])
-    images = db.session.scalars(query).all()
+    dataset, split = request.args.get("dataset") or None, request.args.get("split") or None
+    try:
+        images = listings.images(after, limit, dataset, split)
+    except UnknownName as error:
+        abort(404, description=str(error))
+    except ValueError as error:
+        abort(400, description=str(error))
     labels = effective_labels([image.id for image in images]) if images else {}
     items = [image_dict(i, labels.get(i.id, i.label)) for i in images]
     return jsonify(dump(schemas.ImagePage, page(items, limit)))
@@ -197,25 +183,12 @@ def list_images():
 def get_image(image_id: int):
     """One image with every version's prediction and every review decision on it."""
     image = db.get_or_404(Image, image_id)
-    names = _version_names()
-    predictions = db.session.scalars(
-        select(Prediction).where(Prediction.image_id == image.id).order_by(Prediction.id)
-    )
-    decisions = db.session.scalars(
-        select(ReviewDecision)
-        .where(ReviewDecision.image_id == image.id)
-        .order_by(ReviewDecision.id)
-    )
-    datasets = db.session.scalars(
-        select(Dataset.name)
-        .join(DatasetImage, DatasetImage.dataset_id == Dataset.id)
-        .where(DatasetImage.image_id == image.id)
-        .order_by(Dataset.name)
-    )
+    names = listings.version_names()
+    datasets, predictions, decisions = listings.image_record(image)
     label = effective_labels([image.id]).get(image.id, image.label)
     detail = {
         **image_dict(image, label),
-        "datasets": list(datasets),
+        "datasets": datasets,
         "predictions": [prediction_dict(p, names[p.model_version_id]) for p in predictions],
         "decisions": visible_decisions(decisions, names),
     }
@@ -236,12 +209,7 @@ def list_predictions():
     except ValueError as error:
         abort(http_status(error), description=str(error))
     after, limit = page_args()
-    rows = db.session.scalars(
-        select(Prediction)
-        .where(Prediction.model_version_id == version.id, Prediction.image_id > after)
-        .order_by(Prediction.image_id)
-        .limit(limit)
-    ).all()
+    rows = listings.predictions(version, after, limit)
     items = [prediction_dict(p, version.name) for p in rows]
     return jsonify(dump(schemas.PredictionPage, page(items, limit, "image_id")))
 
@@ -263,24 +231,11 @@ def list_decisions():
     """Review decisions in the order they were made (undo rows included: they name what they
     revert)."""
     after, limit = page_args()
-    query = select(ReviewDecision).where(ReviewDecision.id > after)
     image_id = int_arg("image_id", None, 1, blank_is_absent=False)
-    if image_id is not None:
-        query = query.where(ReviewDecision.image_id == image_id)
-    if request.args.get("reviewer"):
-        query = query.join(User, User.id == ReviewDecision.user_id).where(
-            User.username == request.args["reviewer"]
-        )
-    rows = db.session.scalars(query.order_by(ReviewDecision.id).limit(limit)).all()
-    items = visible_decisions(rows, _version_names())
+    reviewer = request.args.get("reviewer") or None
+    rows = listings.decisions(after, limit, image_id, reviewer)
+    items = visible_decisions(rows, listings.version_names())
     return jsonify(dump(schemas.DecisionPage, page(items, limit)))
-
-
-def _visible_jobs():
-    query = select(Job)
-    if not current_user.is_admin:
-        query = query.where(Job.user_id == current_user.id)
-    return query
 
 
 @bp.get("/jobs")
@@ -297,16 +252,13 @@ def _visible_jobs():
 def list_jobs():
     """Jobs in id order: every job for an admin, a reviewer's own otherwise."""
     after, limit = page_args()
-    query = _visible_jobs().where(Job.id > after)
-    for key in ("kind", "state"):
-        if request.args.get(key):
-            query = query.where(getattr(Job, key) == request.args[key])
-    rows = db.session.scalars(query.order_by(Job.id).limit(limit)).all()
+    kind, state = request.args.get("kind") or None, request.args.get("state") or None
+    rows = listings.jobs(current_user, after, limit, kind, state)
     return jsonify(dump(schemas.JobPage, page([job_to_dict(job) for job in rows], limit)))
 
 
 def _job_or_404(job_id: int) -> Job:
-    job = db.session.scalar(_visible_jobs().where(Job.id == job_id))
+    job = listings.visible_job(current_user, job_id)
     if job is None:
         abort(404, description=f"no job {job_id}")
     return job
@@ -333,7 +285,7 @@ def cancel_job(job_id: int):
 @reviewer_required
 def list_versions():
     """Every model version, newest first, with metrics and training history."""
-    rows = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()))
+    rows = listings.all_versions()
     return jsonify(dump(schemas.Version, [version_dict(version) for version in rows]))
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import User
-from ..services import login_throttle
+from ..services.people import login_throttle
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 

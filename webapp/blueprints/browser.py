@@ -9,7 +9,7 @@ from flask_login import current_user
 from ..auth import admin_required
 from ..extensions import db
 from ..models import Image
-from ..services import image_browser
+from ..services.admin import image_browser
 from ..services.evidence import records as evidence_records
 
 bp = Blueprint("browser", __name__, url_prefix="/admin/images")

@@ -21,12 +21,13 @@ from flask import (
 from flask_login import current_user
 
 from ..auth import reviewer_required
+from ..errors import json_error
 from ..extensions import db
 from ..models import Check
 from ..services import checking
+from ..services.api.openapi import document
 from ..services.evidence import TITLES
-from ..services.importer_worker import MAX_FILE_BYTES
-from ..services.openapi import document
+from ..services.importing.worker import MAX_FILE_BYTES
 
 bp = Blueprint("check", __name__, url_prefix="/check")
 api_bp = Blueprint("check_api", __name__, url_prefix="/api/v1")
@@ -82,14 +83,8 @@ def _created_check() -> Check:
 @api_bp.errorhandler(checking.CheckError)
 @bp.errorhandler(checking.CheckError)
 def _check_error(error: checking.CheckError):
-    titles = {
-        400: "Bad Request",
-        409: "Conflict",
-        413: "Content Too Large",
-        422: "Unprocessable Content",
-    }
-    title = titles.get(error.status, "Internal Server Error")
-    return jsonify({"error": title, "message": str(error), "status": error.status}), error.status
+    known = error.status in (400, 409, 413, 422)
+    return json_error(error.status, str(error), None if known else "Internal Server Error")
 
 
 # ----------------------------------------------------------------------------- API

@@ -16,57 +16,26 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import func, select
 
 from ..auth import admin_required, reviewer_required
 from ..extensions import db
 from ..inputs import int_arg
-from ..models import Dataset, DatasetImage, Image, ImportRun, Job, JobState
-from ..services import audit, dataset_admin
-from ..services.importer import mark_interrupted_runs
-from ..services.importer_upload import UploadError, submit_upload
+from ..models import Dataset, ImportRun, Job
+from ..services.admin import dataset_admin, dataset_views
+from ..services.importing.upload import UploadError, submit_upload
 from ..services.storage import servable_file, thumbnail_path, thumbnails_root
+from ..services.training import data_audit
 
 bp = Blueprint("datasets", __name__, url_prefix="/admin/datasets")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _label_counts() -> dict[int, dict[str, int]]:
-    """Images per dataset and label: {dataset_id: {label: n}}."""
-    rows = db.session.execute(
-        select(DatasetImage.dataset_id, Image.label, func.count())
-        .join(Image, Image.id == DatasetImage.image_id)
-        .group_by(DatasetImage.dataset_id, Image.label)
-    )
-    counts: dict[int, dict[str, int]] = {}
-    for dataset_id, label, count in rows:
-        counts.setdefault(dataset_id, {})[label] = count
-    return counts
 
 
 @bp.get("/")
 @admin_required
 def index():
     """Datasets with their counts, the upload form, and the imports running now."""
-    mark_interrupted_runs()
-    datasets = db.session.scalars(select(Dataset).order_by(Dataset.name)).all()
-    running = db.session.scalars(
-        select(Job)
-        .where(Job.kind == "import", Job.state.in_([JobState.QUEUED, JobState.RUNNING]))
-        .order_by(Job.id)
-    ).all()
-    watched = int_arg("job", None, 1)
-    job_ids = sorted({job.id for job in running} | ({watched} if watched else set()))
-    recent = db.session.scalars(select(ImportRun).order_by(ImportRun.id.desc()).limit(15)).all()
-    names = {dataset.id: dataset.name for dataset in datasets}
-    return render_template(
-        "datasets/index.html",
-        datasets=datasets,
-        counts=_label_counts(),
-        job_ids=job_ids,
-        recent=recent,
-        names=names,
-    )
+    page = dataset_views.overview(watched_job=int_arg("job", None, 1))
+    return render_template("datasets/index.html", **page)
 
 
 @bp.post("/upload")
@@ -95,94 +64,38 @@ def job_status(job_id: int):
     job = db.session.get(Job, job_id)
     if job is None or job.kind != "import":
         abort(404)
-    result = job.result or {}
-    dataset_id = None
-    if result.get("dataset"):
-        dataset_id = db.session.scalar(select(Dataset.id).where(Dataset.name == result["dataset"]))
-    return jsonify(
-        {
-            "id": job.id,
-            "state": job.state,
-            "finished": job.is_finished,
-            "progress": job.progress or {},
-            "imported": result.get("imported"),
-            "duplicates": result.get("duplicates"),
-            "rejected": len(result.get("rejected", [])),
-            "skipped": result.get("skipped", 0),
-            "warnings": result.get("warnings", []),
-            "dataset": result.get("dataset") or (job.params or {}).get("dataset"),
-            "detail_url": url_for("datasets.detail", dataset_id=dataset_id) if dataset_id else None,
-            "import_url": url_for("datasets.import_page", run_id=result["import_id"])
-            if result.get("import_id")
-            else None,
-            "error": job.error.strip().splitlines()[-1] if job.error else "",
-        }
-    )
+    summary = dataset_views.import_job_summary(job)
+    dataset_id, run_id = summary.pop("dataset_id"), summary.pop("import_id")
+    detail_url = url_for("datasets.detail", dataset_id=dataset_id) if dataset_id else None
+    import_url = url_for("datasets.import_page", run_id=run_id) if run_id else None
+    return jsonify(summary | {"detail_url": detail_url, "import_url": import_url})
 
 
 @bp.get("/<int:dataset_id>")
 @admin_required
 def detail(dataset_id: int):
     """One dataset: counts by label and split, its import reports, a few thumbnails."""
-    mark_interrupted_runs()
-    dataset = db.session.get(Dataset, dataset_id)
-    if dataset is None:
+    page = dataset_views.dataset_detail(dataset_id)
+    if page is None:
         abort(404)
-    member = select(DatasetImage.image_id).where(DatasetImage.dataset_id == dataset_id)
-    by_label_split = db.session.execute(
-        select(Image.label, Image.split, func.count())
-        .where(Image.id.in_(member))
-        .group_by(Image.label, Image.split)
-    ).all()
-    conflicts = db.session.scalar(
-        select(func.count()).where(Image.id.in_(member), Image.label_conflict.is_(True))
-    )
-    runs = db.session.scalars(
-        select(ImportRun).where(ImportRun.dataset_id == dataset_id).order_by(ImportRun.id.desc())
-    ).all()
-    samples = [
-        image
-        for label in ("real", "fake", "unknown")
-        for image in db.session.scalars(
-            select(Image)
-            .where(Image.id.in_(member), Image.label == label)
-            .order_by(Image.id)
-            .limit(12)
-        )
-    ]
-    return render_template(
-        "datasets/detail.html",
-        dataset=dataset,
-        table=_pivot(by_label_split),
-        conflicts=conflicts,
-        runs=runs,
-        samples=samples,
-    )
-
-
-def _pivot(rows) -> dict:
-    splits = ("train", "val", "test")
-    table = {}
-    for label, split, count in rows:
-        table.setdefault(label, dict.fromkeys(splits, 0))[split] = count
-    return table
+    return render_template("datasets/detail.html", **page)
 
 
 @bp.get("/stats")
 @admin_required
 def stats():
     """The data audit page: distributions per class, outliers, shortcut warnings, plots."""
-    names = db.session.scalars(select(Dataset.name).order_by(Dataset.name)).all()
+    names = dataset_views.dataset_names()
     chosen = request.args.get("dataset") or None
     if chosen is not None and chosen not in names:
         abort(404)
-    result = audit.dataset_stats(chosen, with_channel_stats=None)
+    result = data_audit.dataset_stats(chosen, with_channel_stats=None)
     return render_template(
         "datasets/stats.html",
         stats=result,
         names=names,
         chosen=chosen,
-        warnings=audit.shortcut_warnings(stats=result),
+        warnings=data_audit.shortcut_warnings(stats=result),
     )
 
 
@@ -212,13 +125,7 @@ def import_page(run_id: int):
     run = db.session.get(ImportRun, run_id)
     if run is None:
         abort(404)
-    imported = db.session.execute(
-        select(DatasetImage.original_path, Image.id, Image.label, Image.sha256)
-        .join(Image, Image.id == DatasetImage.image_id)
-        .where(DatasetImage.import_id == run.id)
-        .order_by(DatasetImage.original_path)
-        .limit(FILES_SHOWN)
-    ).all()
+    imported = dataset_views.imported_files(run, FILES_SHOWN)
     return render_template(
         "datasets/import.html",
         run=run,

@@ -10,7 +10,8 @@ from flask_login import current_user
 from ..auth import admin_required
 from ..extensions import db
 from ..models import User
-from ..services import accounts, audit_trail
+from ..services.people import accounts
+from ..services.records import audit_trail
 
 bp = Blueprint("people", __name__, url_prefix="/admin")
 AUDIT_PAGE = 100

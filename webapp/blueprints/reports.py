@@ -10,8 +10,8 @@ from sqlalchemy import select
 from ..auth import reviewer_required
 from ..extensions import db
 from ..models import Dataset, Job, ModelVersion
-from ..services import report_jobs
-from ..services.job_views import job_to_dict
+from ..services.admin.job_views import job_to_dict
+from ..services.reporting import report_jobs
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 

@@ -22,10 +22,12 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
+from ..errors import json_error
 from ..extensions import db
 from ..inputs import int_arg
 from ..models import Dataset, Image, Job, ModelVersion, Split
-from ..services import heatmaps, queue, reviews, storage
+from ..services import storage
+from ..services.review import buckets, heatmaps, item_details, materialise
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 
@@ -45,18 +47,18 @@ MIME_TYPES = {
 @reviewer_required
 def desk():
     """The review screen. ``?image=ID`` opens that image first; filters come from the query."""
-    s = queue.settings()
+    s = buckets.settings()
     filters = {name: request.args.get(name, "") for name in FILTER_NAMES}
     return render_template(
         "review/desk.html",
-        buckets=[(name, queue.BUCKET_TITLES[name]) for name in s.buckets],
+        buckets=[(name, buckets.BUCKET_TITLES[name]) for name in s.buckets],
         datasets=db.session.scalars(
             select(Dataset.name).where(Dataset.archived_at.is_(None)).order_by(Dataset.name)
         ).all(),
         splits=[split.value for split in Split],
         filters=filters,
         open_image=int_arg("image", None, 1),
-        has_model=queue.active_version_id() is not None,
+        has_model=materialise.active_version_id() is not None,
         settings=s,
         min_display_ms=max(0, int(current_app.config["DESK_MIN_DISPLAY_MS"])),
     )
@@ -66,7 +68,7 @@ def desk():
 @admin_required
 def escalations():
     """Items whose reviewers disagree, for an admin to decide."""
-    return render_template("review/escalations.html", items=reviews.escalations())
+    return render_template("review/escalations.html", items=item_details.escalations())
 
 
 @bp.get("/image/<int:image_id>/original")
@@ -82,7 +84,7 @@ def original(image_id: int):
 def thumbnail(image_id: int):
     """The small JPEG made at import; the original when there is none."""
     image = _image_or_404(image_id)
-    path = storage.servable_file(reviews.thumbnail_file(image), storage.thumbnails_root())
+    path = storage.servable_file(storage.thumbnail_path(image.sha256), storage.thumbnails_root())
     if path is not None:
         return _send(path, "image/jpeg")
     return _send(original_or_404(image), MIME_TYPES.get(image.format.upper()))
@@ -97,7 +99,7 @@ def heatmap(image_id: int):
     the reason. ``?retry=1`` tries again after a failure. Never computed in the web process.
     """
     _image_or_404(image_id)
-    version_id = queue.active_version_id()
+    version_id = materialise.active_version_id()
     if version_id is None:
         return _unavailable("No active model version: an admin must train and activate one first.")
     version = db.session.get(ModelVersion, version_id)
@@ -137,9 +139,9 @@ def _image_or_404(image_id: int) -> Image:
 
 def original_or_404(image: Image):
     """The stored original, only from inside the image store (no link out of it)."""
-    path = storage.servable_file(reviews.original_file(image), storage.images_root())
+    path = storage.servable_file(storage.original_path(image), storage.images_root())
     if path is None:
-        current_app.logger.warning("image file missing: %s", reviews.original_file(image))
+        current_app.logger.warning("image file missing: %s", storage.original_path(image))
         abort(404, description="The image file is missing from the image store.")
     return path
 
@@ -153,5 +155,5 @@ def _send(path, mimetype: str | None):
 def _unavailable(message: str):
     """503 with the reason, as JSON for scripts and the screen, as text for a browser tab."""
     if request.accept_mimetypes.best == "application/json":
-        return {"error": "Service Unavailable", "message": message, "status": 503}, 503
+        return json_error(503, message)
     return Response(message, status=503, mimetype="text/plain")

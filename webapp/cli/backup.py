@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..services.backup import BackupError, create_backup, restore_backup
+from ..services.operations.backup import BackupError, create_backup, restore_backup
 
 
 @click.group("backup", help="Back up the instance while it runs, or restore a backup.")

@@ -8,32 +8,12 @@ import sys
 
 import click
 
+from .progress import ProgressBar
+
 
 @click.group("data", help="Import images and audit datasets.")
 def group() -> None:
     pass
-
-
-class _Bar:
-    """A tqdm progress bar on stderr, fed by the importer's progress(done, total) calls."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @group.command("import")
@@ -50,9 +30,9 @@ def import_command(path, dataset, label, evaluation_only, as_json, workers) -> N
     and test/ folders or else from the content hash (80/10/10). The exit status is 0 even when
     some files are rejected, and 1 only when nothing could be read at all.
     """
-    from ..services.importer import ImportRefused, SourceError, import_path
+    from ..services.importing.importer import ImportRefused, SourceError, import_path
 
-    bar = _Bar(enabled=not as_json)
+    bar = ProgressBar(enabled=not as_json)
     try:
         report = import_path(
             path,
@@ -108,16 +88,16 @@ def _counts(counts: dict) -> str:
 def stats_command(dataset, as_json) -> None:
     """Audit a dataset: size, format, mode, JPEG quality and EXIF per class, area outliers,
     shortcut warnings, and the training split's per-channel mean and standard deviation."""
-    from ..services import audit
+    from ..services.training import data_audit
 
     try:
-        stats = audit.dataset_stats(dataset, with_channel_stats=True)
+        stats = data_audit.dataset_stats(dataset, with_channel_stats=True)
     except LookupError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
-    for line in audit.describe(stats):
+    for line in data_audit.describe(stats):
         click.echo(line)
 
 
@@ -138,15 +118,12 @@ def evidence_command(as_json) -> None:
     images that have none: those imported before evidence existed, or with it turned off."""
     from ..services.evidence.store import backfill
 
-    def progress(done: int, total: int) -> None:
-        if not as_json:
-            click.echo(f"\revidence: {done}/{total}", nl=False)
-
-    counts = backfill(progress)
+    with ProgressBar("evidence", enabled=not as_json) as bar:
+        counts = backfill(bar)
     if as_json:
         click.echo(json.dumps(counts))
         return
     click.echo(
-        f"\nevidence computed for {counts['computed']} image(s); "
+        f"evidence computed for {counts['computed']} image(s); "
         f"{counts['missing_original']} without their original"
     )

@@ -13,17 +13,14 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from .progress import StagedProgress
+
 DEMO_FOLDER = "demo-src"
 
 
 def demo_folder() -> Path:
     """Where the demo images are generated: inside the current app's instance folder."""
     return Path(current_app.instance_path) / DEMO_FOLDER
-
-
-def _progress(stage: str, done: int, total: int) -> None:
-    """One self-overwriting status line on stderr per stage."""
-    click.echo(f"\rdemo: {stage} {done}/{total}", nl=done >= total, err=True)
 
 
 def _describe(summary: dict) -> str:
@@ -75,8 +72,9 @@ def demo(
     build_only: bool,
 ) -> None:
     """Build the demo dataset (real photographs, generated fakes) and import it."""
-    from webapp.services.demo_data import ensure_demo_folder
+    from webapp.services.operations.demo_data import ensure_demo_folder
 
+    progress = StagedProgress("demo")
     try:
         summary = ensure_demo_folder(
             demo_folder(),
@@ -85,14 +83,16 @@ def demo(
             n_real=n_real,
             n_fake=n_fake,
             generator_steps=generator_steps,
-            on_progress=_progress,
+            on_progress=progress,
         )
     except (FileExistsError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+    finally:
+        progress.close()
     if build_only:
         click.echo(f"demo: {_describe(summary)}")
         return
-    from webapp.services.importer import import_path
+    from webapp.services.importing.importer import import_path
 
     report = import_path(Path(summary["folder"]), dataset=dataset).as_json()
     click.echo(

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..services.doctor import machine_status, run_doctor, status_lines
+from ..services.operations.doctor import machine_status, run_doctor, status_lines
 
 
 @click.command(

@@ -8,14 +8,13 @@ start one, instead of a bar that never moves.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import click
-from tqdm import tqdm
 
 from ..jobs import presence, wait_for
 from ..models import Job, JobState
+from .progress import ProgressBar
 
 NO_WORKER_AFTER = 2.0  # seconds a job may sit queued before the worker check
 
@@ -46,40 +45,22 @@ def counted(progress: dict) -> tuple[int, int, str] | None:
         return None
 
 
-class _Bar:
-    """A tqdm bar whose total and unit follow what the job reports (they change by stage)."""
-
-    def __init__(self, label: str) -> None:
-        self.bar = tqdm(desc=label, file=sys.stderr, leave=True, unit="img")
-        self.unit = None
-
-    def update(self, job: Job) -> None:
-        count = counted(job.progress or {})
-        if count is not None:
-            done, total, unit = count
-            if (unit, total) != (self.unit, self.bar.total):
-                self.bar.reset(total=total)
-                self.bar.unit, self.unit = unit, unit
-            self.bar.n = done
-        self.bar.set_postfix_str(describe(job), refresh=True)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def wait_with_bar(job_id: int, label: str) -> Job:
     """Show a bar until the job ends; raise ClickException (exit 1) unless it succeeded."""
-    bar = _Bar(label)
+    bar = ProgressBar(label)
     started, warned = time.monotonic(), False
 
     def update(job: Job) -> None:
         nonlocal warned
-        bar.update(job)
+        count = counted(job.progress or {})
+        if count is not None:
+            bar(*count)
+        bar.describe(describe(job))
         queued_for = time.monotonic() - started
         if job.state == JobState.QUEUED and not warned and queued_for >= NO_WORKER_AFTER:
             warned = True  # checked once: a worker started later picks the job up silently
             if not presence.running_workers():
-                tqdm.write(presence.no_worker_message(job.id), file=sys.stderr)
+                bar.write(presence.no_worker_message(job.id))
 
     try:
         job = wait_for(job_id, poll=0.5, on_progress=update)

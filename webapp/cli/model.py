@@ -11,7 +11,8 @@ from sqlalchemy import select
 from ..extensions import db
 from ..jobs import submit
 from ..models import ModelVersion
-from ..services import versions
+from ..services.records import versions
+from ..services.training import trainset
 from .jobwait import wait_with_bar
 
 # model.perturb.PERTURBATIONS, spelled out so the CLI starts without loading PyTorch (a test
@@ -102,7 +103,7 @@ def train_command(
     if input_mode == "resize" and (downscale is not None or crop_grid is not None):
         raise click.UsageError("--downscale and --crop-grid apply to --input crops only")
     active = versions.active_version()
-    moved = versions.labels_changed_since(active)
+    moved = trainset.labels_changed_since(active)
     if moved is not None:
         click.echo(
             f"since {active.name} was trained: {moved['changed']} labels changed, "
@@ -188,7 +189,7 @@ def evaluate_command(dataset, version_name, as_json, perturb) -> None:
 def calibrate_command(dataset, version_name, target_fpr, no_score) -> None:
     """Refit temperature and FAKE threshold on a labelled dataset; record a new version."""
     try:
-        from ..services.recalibration import calibrate_on_dataset  # loads PyTorch
+        from ..services.training.recalibration import calibrate_on_dataset  # loads PyTorch
 
         version = calibrate_on_dataset(dataset, version_name, target_fpr)
     except ValueError as error:
@@ -211,10 +212,10 @@ def calibrate_command(dataset, version_name, target_fpr, no_score) -> None:
 def _evaluate(dataset: str, version_name: str | None, perturb: str | None) -> dict:
     """Clean metrics, or metrics on perturbed copies (loads PyTorch either way)."""
     if perturb:
-        from ..services.robustness import evaluate_perturbed
+        from ..services.training.robustness import evaluate_perturbed
 
         return evaluate_perturbed(dataset, perturb, version_name)
-    from ..services.evaluation import evaluate_dataset
+    from ..services.training.evaluation import evaluate_dataset
 
     return evaluate_dataset(dataset, version_name)
 
@@ -280,8 +281,8 @@ def list_command() -> None:
 def activate_command(name) -> None:
     """Make version NAME the active one (promote or roll back), as the Versions page does:
     recorded in the audit trail (by ``cli``), scoring queued when NAME has not scored yet."""
-    from ..services.activation import activate_with_scoring
-    from ..services.audit_trail import CLI_ACTOR
+    from ..services.records.audit_trail import CLI_ACTOR
+    from ..services.training.activation import activate_with_scoring
 
     try:
         version = versions.get_version(name)
@@ -302,10 +303,10 @@ def activate_command(name) -> None:
 @click.option("--preset", help="Training recipe (default REALFAKE_TRAIN_PRESET).")
 def export_trainset_command(folder, epochs, image_size, datasets, seed, preset) -> None:
     """Write the training set and recipe to FOLDER, for torchrun on other machines."""
-    from ..services.audit import channel_stats
-    from ..services.distributed_training import export_trainset
-    from ..services.training import check_trainable, train_config_from
-    from ..services.trainset import select_training_set
+    from ..services.training.data_audit import channel_stats
+    from ..services.training.distributed import export_trainset
+    from ..services.training.training import check_trainable, train_config_from
+    from ..services.training.trainset import select_training_set
 
     if folder.exists() and any(folder.iterdir()):
         raise click.ClickException(f"{folder} is not empty: export into a new folder")
@@ -349,7 +350,7 @@ def register_command(checkpoint, trainset_folder, datasets, no_score) -> None:
     from model.checkpoint import CheckpointError, load_checkpoint
     from model.train import TrainConfig
 
-    from ..services.training import register_checkpoint
+    from ..services.training.training import register_checkpoint
 
     try:
         network, meta = load_checkpoint(checkpoint)
@@ -370,8 +371,8 @@ def register_command(checkpoint, trainset_folder, datasets, no_score) -> None:
 def _trainset_of(meta: dict, folder, datasets):
     """What the checkpoint was trained on: the exported folder, or the desk's current labels
     when they still are exactly what it was trained on."""
-    from ..services.distributed_training import trainset_from_export
-    from ..services.trainset import select_training_set
+    from ..services.training.distributed import trainset_from_export
+    from ..services.training.trainset import select_training_set
 
     trainset = (
         trainset_from_export(folder)

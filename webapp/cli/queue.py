@@ -11,8 +11,8 @@ import json
 import click
 from flask.cli import AppGroup
 
-from ..services import queue, reviews
-from ..services.queue import QueueError, QueueFilter
+from ..services.review import buckets, item_details, materialise, queue
+from ..services.review.buckets import QueueError, QueueFilter
 
 # AppGroup: every command runs inside an application context, however it is invoked.
 group = AppGroup("queue", help="Inspect the review queue.")
@@ -74,14 +74,14 @@ def counts(bucket, dataset, split, verdict, as_json) -> None:
         click.echo(json.dumps({"counts": per_bucket, "total": sum(per_bucket.values())}))
         return
     for name, number in per_bucket.items():
-        click.echo(f"{queue.BUCKET_TITLES[name]:<26} {number:>8}")
+        click.echo(f"{buckets.BUCKET_TITLES[name]:<26} {number:>8}")
     click.echo(f"{'Total':<26} {sum(per_bucket.values()):>8}")
 
 
 @group.command("rebuild")
 def rebuild() -> None:
     """Rebuild the queue from the active version's predictions now (it also happens by itself)."""
-    build = queue.rebuild()
+    build = materialise.rebuild()
     if build is None:
         click.echo("No active model version: the queue is empty.")
         return
@@ -92,7 +92,7 @@ def rebuild() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def escalations(as_json: bool) -> None:
     """Items whose reviewers disagree, waiting for an admin."""
-    items = reviews.escalations()
+    items = item_details.escalations()
     if as_json:
         click.echo(json.dumps({"items": items}, indent=2))
         return

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
-from tqdm import tqdm
 
-from ..services import exports, reports
+from ..services.reporting import exports, reports
+from .progress import ProgressBar
 
 
 @click.group("report", help="Misclassification reports and label exports.")
@@ -16,24 +15,9 @@ def group() -> None:
     pass
 
 
-class Bar:
-    """A tqdm bar fed by the (done, total) progress callbacks of the writers."""
-
-    def __init__(self, label: str) -> None:
-        self.bar = tqdm(desc=label, unit="img", file=sys.stderr, leave=False)
-
-    def __call__(self, done: int, total: int) -> None:
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def run_writer(label: str, write, *args, **kwargs) -> dict:
     """Run a writer with a progress bar; bad names become a clear error and exit status 1."""
-    bar = Bar(label)
+    bar = ProgressBar(label, leave=False)
     try:
         return write(*args, progress=bar, **kwargs)
     except ValueError as error:

@@ -25,7 +25,7 @@ def tune_command(image_size, no_compile, as_json) -> None:
     from model.device import pick_device  # loads PyTorch
     from model.machine import cpu_description
 
-    from ..services import engines
+    from ..services.training import engines
 
     model, meta, source = _network_for(image_size)
     device = pick_device(current_app.config["MODEL_DEVICE"])
@@ -60,7 +60,7 @@ def _network_for(image_size: int | None):
     from model.checkpoint import load_checkpoint
     from model.tuning import random_network
 
-    from ..services import versions
+    from ..services.records import versions
 
     active = versions.active_version()
     if active is not None and image_size in (None, active.image_size):

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Role, User
-from ..services import accounts
-from ..services.audit_trail import CLI_ACTOR
+from ..services.people import accounts
+from ..services.records.audit_trail import CLI_ACTOR
 
 
 @click.group("users", help="Manage reviewer and admin accounts.")
@@ -71,7 +71,7 @@ def list_users() -> None:
 @click.option("--label", required=True, help="What the token is for (shown on the tokens page).")
 def token(name: str, label: str) -> None:
     """Make an API token for user NAME; it is printed once and only its hash is kept."""
-    from ..services.tokens import create_token
+    from ..services.people.tokens import create_token
 
     user = db.session.scalar(select(User).where(User.username == name))
     if user is None:
@@ -89,7 +89,7 @@ def token(name: str, label: str) -> None:
 def revoke_token(token_id: int) -> None:
     """Revoke API token TOKEN_ID (see the admin tokens page for ids)."""
     from ..models import ApiToken
-    from ..services.tokens import revoke_token as revoke
+    from ..services.people.tokens import revoke_token as revoke
 
     row = db.session.get(ApiToken, token_id)
     if row is None:

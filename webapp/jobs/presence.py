@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 
 from ..extensions import db
 from ..models import WorkerPresence, utcnow
-from ..services.storage import process_alive
+from ..processes import process_alive
 from .recovery import split_worker
 
 START_HINT = "flask --app wsgi worker"

@@ -1,26 +1,48 @@
-"""The Huey instance: SQLite storage in the instance folder by default, Redis when configured.
+"""The Huey instance, pointed by the app factory at the storage the app's Config names.
 
-It is created at import time because Huey registers tasks with decorators; the storage it uses is
-chosen from the same environment variables the app's Config reads.
+The instance exists at import time because Huey registers tasks with decorators; until an app
+configures it, it holds tasks in memory. :func:`configure` (called by ``create_app``) gives it
+Redis when ``REDIS_URL`` is set, else the SQLite file ``HUEY_SQLITE_PATH`` (in the instance
+folder by default), and runs tasks at once, in the caller, with ``HUEY_IMMEDIATE``. The
+environment variables behind those settings (``REALFAKE_REDIS_URL``, ``REALFAKE_INSTANCE``) are
+read by :class:`webapp.config.Config`, so the web app and ``flask worker`` find the same queue.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
-from huey import RedisHuey, SqliteHuey
+from huey import Huey
+from huey.storage import MemoryStorage, RedisStorage, SqliteStorage
 
-from ..config import instance_path_from_env
+QUEUE_NAME = "realfake"
+SQLITE_TIMEOUT = 30  # seconds a writer waits for the SQLite queue's lock
 
-
-def make_huey():
-    """Build the queue from ``REALFAKE_REDIS_URL`` (Redis) or the instance folder (SQLite)."""
-    redis_url = os.environ.get("REALFAKE_REDIS_URL")
-    if redis_url:
-        return RedisHuey("realfake", url=redis_url)
-    instance = instance_path_from_env()
-    instance.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey("realfake", filename=str(instance / "huey.db"), timeout=30)
+huey = Huey(QUEUE_NAME, storage_class=MemoryStorage)
 
 
-huey = make_huey()
+def storage_settings(config: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
+    """The storage class and its arguments that ``config`` names."""
+    if config.get("REDIS_URL"):
+        return RedisStorage, {"url": config["REDIS_URL"]}
+    path = Path(config["HUEY_SQLITE_PATH"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteStorage, {"filename": str(path), "timeout": SQLITE_TIMEOUT}
+
+
+def configure(config: Mapping[str, Any]) -> None:
+    """Point the queue at the storage ``config`` names (unchanged when it already is, so an app
+    built again inside a worker process leaves the consumer's storage alone)."""
+    storage_class, kwargs = storage_settings(config)
+    immediate = bool(config.get("HUEY_IMMEDIATE", False))
+    if (huey.storage_class, huey.storage_kwargs, huey.immediate) == (
+        storage_class,
+        kwargs,
+        immediate,
+    ):
+        return
+    huey.storage_class, huey.storage_kwargs = storage_class, kwargs
+    huey.immediate = immediate
+    huey.storage = huey.create_storage()

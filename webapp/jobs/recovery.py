@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import Job, JobState, utcnow
-from ..services.storage import process_alive
+from ..processes import process_alive
 from .core import is_resumable, run_job
 
 REQUEUED = "requeued"

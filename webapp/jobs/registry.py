@@ -7,12 +7,12 @@ and hundreds of MB per process).
 
 from .core import declare
 
-declare("import", "webapp.services.importer", resumable=True)
-declare("train", "webapp.services.training", singleton=True)
-declare("predict", "webapp.services.scoring", resumable=True)
-declare("oof", "webapp.services.oof_training", singleton=True)
-declare("report", "webapp.services.report_jobs")
-declare("heatmap", "webapp.services.heatmap_jobs")
+declare("import", "webapp.services.importing.importer", resumable=True)
+declare("train", "webapp.services.training.training", singleton=True)
+declare("predict", "webapp.services.training.scoring", resumable=True)
+declare("oof", "webapp.services.training.oof_training", singleton=True)
+declare("report", "webapp.services.reporting.report_jobs")
+declare("heatmap", "webapp.services.review.heatmap_jobs")
 declare("check", "webapp.services.checking.job")
-declare("sleep", "webapp.services.demo_jobs")
-declare("fail", "webapp.services.demo_jobs")
+declare("sleep", "webapp.services.operations.demo_jobs")
+declare("fail", "webapp.services.operations.demo_jobs")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from flask import current_app
 
+from ..processes import process_alive
+
 # A temporary file untouched this long was abandoned, whatever its name says.
 STALE_AFTER_SECONDS = 3600
 IMAGES_DIR = "images"
@@ -127,23 +129,6 @@ def write_atomic(path: Path, data: bytes, temporary_dir: Path) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (a zombie, killed but not yet reaped,
-    does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(0)
-    return state not in (b"Z", b"X")
 
 
 def stale_temporaries(root: Path | str | None = None) -> list[Path]:

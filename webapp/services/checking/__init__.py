@@ -27,12 +27,12 @@ from sqlalchemy import select
 from ...extensions import db
 from ...jobs import submit, wait_for
 from ...models import Check, Image, ImageEvidence, Job, JobState, utcnow
-from .. import queue
 from ..evidence import TITLES, phash, similar
-from ..importer import ImportRefused, import_path
-from ..importer_upload import safe_relative_path, uploads_root
+from ..importing.importer import ImportRefused, import_path
+from ..importing.upload import safe_relative_path, uploads_root
+from ..review import buckets, materialise
 
-DATASET = queue.CHECKS_DATASET
+DATASET = buckets.CHECKS_DATASET
 OOD_WARNING = "unlike the training data: the verdict is unreliable"
 
 
@@ -65,7 +65,7 @@ class Verdict:
 
 def verdict_for(p_fake: float, threshold: float) -> Verdict:
     """The verdict, with the queue's uncertain band moved to be centred on ``threshold``."""
-    s = queue.settings()
+    s = buckets.settings()
     low = max(0.0, threshold - (0.5 - s.uncertain_low))
     high = min(1.0, threshold + (s.uncertain_high - 0.5))
     return Verdict(p_fake, threshold, low, high)
@@ -151,7 +151,7 @@ def send_to_review(check: Check) -> Check:
     if check.sent_to_review_at is None:
         check.sent_to_review_at = utcnow()
         db.session.commit()
-        queue.invalidate()
+        materialise.invalidate()
     return check
 
 

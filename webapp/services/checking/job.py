@@ -17,7 +17,8 @@ from sqlalchemy import select
 from ...extensions import db
 from ...jobs import handler
 from ...models import Check, Image, ModelVersion, Prediction
-from .. import scoring, versions
+from ..records import versions
+from ..training import scoring
 from . import threshold_of, verdict_for
 
 _ood_index: dict[tuple, Any] = {}

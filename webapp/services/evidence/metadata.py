@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from ..importer_jpeg import LUMINANCE_BASE, estimate_quality, ijg_table
+from .jpeg_quality import LUMINANCE_BASE, estimate_quality, ijg_table
 
 EXIF_IFD = 0x8769
 CAMERA_TAGS = {271: "make", 272: "model", 305: "software", 306: "datetime"}

@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 
 from ...extensions import db
 from ...models import Dataset, Image, ImageEvidence, Prediction
-from .. import labels, versions
+from ..records import labels, versions
 from . import phash
 
 MAX_DISTANCE = 7  # what the band look-up guarantees to find

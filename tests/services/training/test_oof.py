@@ -1,0 +1,54 @@
+"""Held-out networks for the "suspected label mistake" bucket, through the real job queue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from tests.services.training.test_training import latest_job, tiny_dataset  # noqa: F401
+from webapp.extensions import db
+from webapp.models import JobState, Prediction
+from webapp.services.records import versions
+from webapp.services.training.oof_training import load_out_of_fold
+from webapp.services.training.trainset import CLASS_INDEX, labelled_images
+
+
+@pytest.mark.slow
+def test_train_with_held_out_networks_scores_label_issues_from_them(
+    tiny_dataset,  # noqa: F811
+    worker,
+    runner,
+):
+    args = ["model", "train", "--epochs", "1", "--oof-folds", "2", "--oof-epochs", "2", "--wait"]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert "2 held-out networks over" in result.output
+    held_out = latest_job("oof")
+    assert held_out.state == JobState.SUCCEEDED, held_out.error
+    version = versions.active_version()
+    assert "epochs 2" in held_out.log
+    out_of_fold = load_out_of_fold(version)
+    trained = set(versions.training_ids(version).tolist())
+    assert set(out_of_fold) == trained and trained
+    rows = {
+        row.image_id: row
+        for row in db.session.scalars(
+            select(Prediction).where(Prediction.model_version_id == version.id)
+        )
+    }
+    part = labelled_images("tiny")
+    for image_id, label in zip(part.ids, part.labels, strict=True):
+        row = rows[image_id]
+        expected = out_of_fold[image_id] if image_id in trained else row.p_fake
+        assert row.oos_p_fake == pytest.approx(expected)
+        p_given = expected if label == CLASS_INDEX["fake"] else 1 - expected
+        assert row.label_issue_score == pytest.approx(1 - p_given)
+    # the held-out networks are not the version: on its own training images they differ
+    own = np.array([rows[i].p_fake for i in trained])
+    assert not np.allclose(own, [out_of_fold[i] for i in trained])
+
+
+def test_one_fold_is_refused(app, runner):
+    result = runner.invoke(args=["model", "train", "--oof-folds", "1"])
+    assert result.exit_code != 0 and "--oof-folds" in result.output

@@ -1,0 +1,99 @@
+"""A training request is checked before it is queued: types, ranges, dataset names, presets."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import make_dataset
+from tests.helpers import make_user
+from webapp.extensions import db
+from webapp.models import Job
+from webapp.services.people.tokens import create_token
+from webapp.services.training.train_request import (
+    PRESETS,
+    TrainRequestError,
+    clean_train_params,
+)
+
+
+@pytest.fixture
+def admin_secret(app):
+    with app.app_context():
+        make_dataset("main")
+        make_dataset("held-out", evaluation_only=True)
+        return create_token(make_user("adam", role="admin"), "adam's script")[1]
+
+
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"epochs": -5}, 400, "epochs: Input should be greater than or equal to 1"),
+        ({"epochs": 0}, 400, "epochs: Input should be greater than or equal to 1"),
+        ({"epochs": 2.5}, 400, "epochs: Input should be a valid integer"),
+        ({"epochs": True}, 400, "epochs: Input should be a valid integer"),
+        ({"image_size": "abc"}, 400, "image_size: Input should be a valid integer"),
+        ({"image_size": 10**30}, 400, "image_size: Input should be less than or equal to 1024"),
+        ({"seed": -1}, 400, "seed: Input should be greater than or equal to 0"),
+        ({"datasets": ["nosuch"]}, 404, "no dataset 'nosuch'"),
+        ({"datasets": "main"}, 400, "datasets: Input should be a valid list"),
+        ({"datasets": [1]}, 400, "datasets.0: Input should be a valid string"),
+        ({"datasets": ["held-out"]}, 409, "evaluation-only datasets are never trained on"),
+        ({"score": "yes"}, 400, "score: Input should be a valid boolean"),
+        (
+            {"preset": "fastest"},
+            400,
+            "preset: Input should be 'seed', 'demo', 'cifake' or 'photos'",
+        ),
+        (
+            {"epochs": -5, "image_size": "abc", "datasets": ["nosuch"]},
+            400,
+            "epochs: Input should be greater than or equal to 1; "
+            "image_size: Input should be a valid integer",
+        ),
+    ],
+)
+def test_bad_training_requests_are_refused_and_queue_nothing(
+    app, admin_secret, body, status, message
+):
+    response = app.test_client().post(
+        "/api/v1/train", json=body, headers={"Authorization": f"Bearer {admin_secret}"}
+    )
+    assert response.status_code == status
+    assert message in response.get_json()["message"]
+    with app.app_context():
+        assert db.session.scalars(select(Job).where(Job.kind == "train")).all() == []
+
+
+def test_the_service_checks_every_field_and_names_every_problem(app_ctx):
+    """The admin form's path: the same ranges, without the API's schema in front."""
+    with pytest.raises(TrainRequestError) as raised:
+        clean_train_params({"epochs": -5, "image_size": "abc", "datasets": ["nosuch"]})
+    assert str(raised.value) == (
+        "epochs must be a whole number from 1 to 1000; "
+        "image_size must be a whole number from 16 to 1024; no dataset 'nosuch'"
+    )
+
+
+def test_a_good_request_keeps_its_parameters(app, admin_secret):
+    body = {"epochs": 2, "image_size": 32, "datasets": ["main"], "seed": 7, "score": False}
+    response = app.test_client().post(
+        "/api/v1/train", json=body, headers={"Authorization": f"Bearer {admin_secret}"}
+    )
+    assert response.status_code == 202
+    assert response.get_json()["params"] == body
+
+
+def test_null_fields_mean_the_default(app_ctx):
+    assert clean_train_params({"epochs": None, "head_only": False}) == {"head_only": False}
+    with pytest.raises(TrainRequestError, match="unknown field"):
+        clean_train_params({"epoch": 1})
+
+
+def test_the_preset_names_are_the_models():
+    from model.train import TrainConfig
+
+    for name in PRESETS:
+        assert TrainConfig.preset(name).image_size > 0
+    with pytest.raises(ValueError, match="unknown preset"):
+        TrainConfig.preset("not-" + PRESETS[0])

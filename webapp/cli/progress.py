@@ -1,0 +1,79 @@
+"""The one progress bar every command shows: tqdm on stderr, so stdout stays the result.
+
+Writers and jobs report progress as ``(done, total)`` calls, a job's bar also changes unit and
+total between stages; :class:`ProgressBar` takes both, and is silent when ``enabled`` is false
+(``--json`` output, where only the result may be printed).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+
+class ProgressBar:
+    """A tqdm bar on stderr fed by ``bar(done, total)``; closed by :meth:`close` or ``with``."""
+
+    def __init__(
+        self, label: str | None = None, unit: str = "img", enabled: bool = True, leave: bool = True
+    ) -> None:
+        self.bar = tqdm(
+            desc=label,
+            unit=unit,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=leave,
+            disable=not enabled,
+        )
+        self.unit = unit
+
+    def __call__(self, done: int, total: int | None, unit: str | None = None) -> None:
+        """Show ``done`` of ``total`` (a new unit or total starts the count afresh)."""
+        unit = unit or self.unit
+        if (unit, total) != (self.unit, self.bar.total):
+            self.bar.reset(total=total)
+            self.bar.unit, self.unit = unit, unit
+        self.bar.n = done
+        self.bar.refresh()
+
+    def describe(self, text: str) -> None:
+        """Words after the numbers (a job's stage, say)."""
+        self.bar.set_postfix_str(text, refresh=True)
+
+    def write(self, message: str) -> None:
+        """A line above the bar, without breaking it."""
+        tqdm.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        """Finish the bar (it stays on screen when ``leave``)."""
+        self.bar.close()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class StagedProgress:
+    """One bar per stage, for callers that report ``(stage, done, total)``."""
+
+    def __init__(self, prefix: str, enabled: bool = True) -> None:
+        self.prefix, self.enabled = prefix, enabled
+        self.stage: str | None = None
+        self.bar: ProgressBar | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` in the bar of ``stage`` (a new stage closes the last)."""
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = ProgressBar(f"{self.prefix}: {stage}", unit="", enabled=self.enabled)
+        self.bar(done, total)
+
+    def close(self) -> None:
+        """Finish the current stage's bar."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

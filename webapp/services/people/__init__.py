@@ -1,0 +1,1 @@
+"""People and access: accounts and roles, API tokens, and login throttling."""

@@ -1,0 +1,96 @@
+"""Out-of-fold networks as a background job, for the queue's "suspected label mistake" bucket.
+
+The scoring job's default out-of-sample scores come from a light model on the version's own
+features, and the version trained on those very images (their mistaken labels included). With
+``oof_folds`` set, a training job hands over to this one before scoring: K networks with the
+version's recipe (optionally fewer epochs), each trained without one fold of the version's
+training images and scoring that fold, write ``models/<version>.oof.npz``. Scoring then takes an
+image's out-of-sample p_fake from there when the image was trained on, and from the version
+itself when it was not (val, test and other labelled images: the version never saw them).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.out_of_fold import out_of_fold_p_fake
+from model.train import TrainConfig, TrainingStopped
+
+from ...jobs import JobCancelled, handler, submit
+from ...models import ModelVersion
+from ..importing.pixels import pixels_for_input
+from ..records import versions
+from .data_audit import channel_stats
+
+
+def oof_path(version: ModelVersion | str) -> Path:
+    """Where a version's out-of-fold probabilities are kept, beside its checkpoint."""
+    name = version if isinstance(version, str) else version.name
+    return versions.models_dir() / f"{name}.oof.npz"
+
+
+def load_out_of_fold(version: ModelVersion) -> dict[int, float] | None:
+    """image id -> out-of-fold p_fake for the version's training images, or None when absent."""
+    path = oof_path(version)
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return dict(zip(data["ids"].tolist(), data["p_fake"].tolist(), strict=True))
+
+
+def oof_config(version: ModelVersion, epochs: int | None) -> TrainConfig:
+    """The version's own recipe, with ``epochs`` when given (and no time budget)."""
+    config = TrainConfig.from_dict(version.train_args or {})
+    return replace(config, epochs=int(epochs or config.epochs), max_minutes=None)
+
+
+def _save_atomically(path: Path, **arrays) -> None:
+    """Write the arrays beside ``path`` and move them into place: a killed job leaves only a
+    ``.tmp`` file (which ``doctor`` removes), never a half-written file scoring would read."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(temporary, path)
+
+
+@handler("oof")
+def oof_job(context) -> dict[str, Any]:
+    """Train K held-out networks over a version's training images; then queue its scoring."""
+    params = context.params
+    version = versions.get_version(params.get("version"))
+    folds = int(params.get("folds") or 5)
+    saved = versions.training_labels(version)
+    ids, labels = saved["train_ids"], saved["train_labels"]
+    config = oof_config(version, params.get("epochs"))
+    context.log(
+        f"{folds} out-of-fold networks over {len(ids)} training images of {version.name}: "
+        f"image size {config.image_size}; epochs {config.epochs}"
+    )
+    mean, std = channel_stats(ids.tolist(), config.image_size)
+
+    def on_fold(done: int, total: int) -> None:
+        context.progress(stage="out-of-fold", done=done, total=total, fraction=done / total)
+
+    try:
+        p_fake = out_of_fold_p_fake(
+            pixels_for_input(config.input_settings(), ids.tolist()),
+            labels,
+            config,
+            mean,
+            std,
+            folds,
+            on_fold,
+            context.cancel_requested,
+        )
+    except TrainingStopped as stop:
+        raise JobCancelled() from stop
+    _save_atomically(oof_path(version), ids=ids, p_fake=p_fake, folds=folds)
+    agreement = float(((p_fake >= 0.5) == labels.astype(bool)).mean()) if len(ids) else None
+    if params.get("score", True):
+        submit("predict", {"version": version.name})
+    return {"version": version.name, "folds": folds, "images": len(ids), "agreement": agreement}

@@ -1,0 +1,123 @@
+"""A training request checked before it is queued: every field typed and in range, every dataset
+named one that exists and may be trained on, so a mistake fails at once with its reason instead
+of minutes later in the worker (or never, as a negative epoch count would).
+
+Only one training runs at a time. Asking again with the same parameters returns the job already
+queued; asking with other parameters is refused (409) rather than silently dropping them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from ...extensions import db
+from ...jobs import submit
+from ...models import Dataset, Job
+from ..records.lookup import StateConflict, UnknownName
+
+# model.train.TrainConfig.preset's recipes (that module loads PyTorch, which the web never does;
+# tests/services/training/test_train_request.py checks the two lists agree).
+PRESETS = ("seed", "demo", "cifake", "photos")
+INTEGER_FIELDS = {
+    "epochs": (1, 1000),
+    "image_size": (16, 1024),
+    "seed": (0, 2**32 - 1),
+    "nproc": (1, 64),
+}
+BOOLEAN_FIELDS = ("score", "head_only")
+FIELDS = (*INTEGER_FIELDS, *BOOLEAN_FIELDS, "datasets", "preset")
+
+
+class TrainRequestError(ValueError):
+    """A training request that cannot be queued; ``status`` is the HTTP status that fits."""
+
+    status = 400
+
+
+class UnknownDatasets(TrainRequestError, UnknownName):
+    """Datasets named that do not exist."""
+
+    status = 404
+
+
+class HeldOutDatasets(TrainRequestError, StateConflict):
+    """Evaluation-only datasets asked to train on."""
+
+    status = 409
+
+
+class TrainingBusy(TrainRequestError):
+    """Another training with other parameters is queued or running."""
+
+    status = 409
+
+
+def clean_train_params(raw: dict[str, Any], allowed: tuple[str, ...] = FIELDS) -> dict[str, Any]:
+    """The request's fields, checked; absent or null fields are left out (the defaults apply).
+
+    Every problem is named at once, so one correction fixes the request.
+    """
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise TrainRequestError(f"unknown field(s) {', '.join(unknown)}; use {', '.join(allowed)}")
+    params: dict[str, Any] = {}
+    problems: list[TrainRequestError] = []
+    for name in allowed:
+        if raw.get(name) is None:
+            continue
+        try:
+            params[name] = _clean(name, raw[name])
+        except TrainRequestError as error:
+            problems.append(error)
+    if len(problems) == 1:
+        raise problems[0]  # keeps its status: 404 for a dataset that does not exist
+    if problems:
+        raise TrainRequestError("; ".join(map(str, problems)))
+    return params
+
+
+def _clean(name: str, value: Any) -> Any:
+    if name in INTEGER_FIELDS:
+        low, high = INTEGER_FIELDS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise TrainRequestError(f"{name} must be a whole number from {low} to {high}")
+        return value
+    if name in BOOLEAN_FIELDS:
+        if not isinstance(value, bool):
+            raise TrainRequestError(f"{name} must be true or false")
+        return value
+    if name == "preset":
+        if value not in PRESETS:
+            raise TrainRequestError(f"preset must be one of {', '.join(PRESETS)}")
+        return value
+    return _datasets(value)
+
+
+def _datasets(value: Any) -> list[str]:
+    """Names of existing datasets that are not evaluation-only (an empty list means all)."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise TrainRequestError("datasets must be a list of dataset names")
+    names = sorted({name.strip() for name in value if name.strip()})
+    found = db.session.scalars(select(Dataset).where(Dataset.name.in_(names)))
+    rows = {row.name: row for row in found}
+    missing = [name for name in names if name not in rows]
+    if missing:
+        raise UnknownDatasets(f"no dataset {', '.join(map(repr, missing))}")
+    held_out = [name for name in names if rows[name].evaluation_only]
+    if held_out:
+        listed = ", ".join(held_out)
+        raise HeldOutDatasets(f"evaluation-only datasets are never trained on: {listed}")
+    return names
+
+
+def start_training(params: dict[str, Any], user_id: int | None) -> Job:
+    """Queue a training with checked ``params``, or return the one queued with the same ones."""
+    job = submit("train", params, user_id=user_id)
+    if job.params != params:
+        raise TrainingBusy(
+            f"training job {job.id} is {job.state} with other parameters ({job.params}); "
+            "wait for it or cancel it first"
+        )
+    return job
