@@ -17,7 +17,7 @@ from sqlalchemy import select
 from model.checkpoint import load_checkpoint
 from model.crops import InputMode, decode_native
 from model.predict import Predictor
-from tests.test_training import latest_job, write_separable_folder
+from tests.services.training.test_training import latest_job, write_separable_folder
 from webapp.extensions import db
 from webapp.jobs import wait_for
 from webapp.models import Image, JobState, ModelVersion, Prediction
