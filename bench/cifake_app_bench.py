@@ -13,6 +13,7 @@ Examples::
 
     python bench/cifake_app_bench.py --minutes 20 --budget-clock cpu   # the issue's run
     python bench/cifake_app_bench.py --n 400 --epochs 1                # a smoke run (a minute)
+    python bench/cifake_app_bench.py --preset cifake-robust --perturb jpeg75   # JPEG robustness
 
 ``--minutes`` passes a time budget to the job (``options: max_minutes``: the schedule follows the
 clock); without it the preset's epochs run. ``--option KEY=VALUE`` sets any TrainConfig field
@@ -50,6 +51,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--option", action="append", default=[], help="TrainConfig KEY=VALUE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="keep the instance in this folder")
+    parser.add_argument(
+        "--perturb",
+        action="append",
+        default=[],
+        help="also score the held-out images re-encoded this way (jpeg75, jpeg50, resize50, "
+        "crop90) by the app's own perturbation path, beside the clean figures",
+    )
     return parser.parse_args(argv)
 
 
@@ -117,6 +125,31 @@ def held_out_metrics(version) -> dict:
     return classification_metrics(labels, [rows[i] for i in ids], version.threshold)
 
 
+def held_out_perturbed(version, perturbation: str) -> dict:
+    """The version on perturbed copies of its val + test images (``model evaluate --perturb``'s
+    own decoding and re-encoding), at its threshold."""
+    import numpy as np
+
+    from model.metrics import classification_metrics
+    from webapp.services.training.robustness import perturbed_pixels
+    from webapp.services.training.scoring import chunks, get_predictor, score_batch
+    from webapp.services.training.trainset import select_training_set
+
+    trainset = select_training_set()
+    ids = trainset.val.ids + trainset.test.ids
+    labels = trainset.val.labels + trainset.test.labels
+    predictor = get_predictor(version)
+    p_fake = np.concatenate(
+        [
+            predictor.predict(
+                perturbed_pixels(chunk, version.image_size, perturbation, predictor.input_mode)
+            ).p_fake
+            for chunk in chunks(list(ids), score_batch())
+        ]
+    )
+    return classification_metrics(labels, p_fake, version.threshold)
+
+
 def train_and_score(app, params: dict) -> tuple[object, float, str]:
     """Submit the training job, wait for it and for the scoring it queues."""
     from sqlalchemy import select
@@ -178,6 +211,13 @@ def main(argv=None) -> dict:
                 "held_out_roc_auc": held_out["roc_auc"],
                 "held_out_tpr_at_fpr": held_out["tpr_at_fpr"],
             }
+            for perturbation in args.perturb:
+                perturbed = held_out_perturbed(version, perturbation)
+                figures[f"held_out_{perturbation}_accuracy"] = perturbed["accuracy"]
+                figures[f"held_out_{perturbation}_roc_auc"] = perturbed["roc_auc"]
+                figures[f"held_out_{perturbation}_drop_points"] = round(
+                    100 * (held_out["accuracy"] - perturbed["accuracy"]), 2
+                )
         consumer.stop(graceful=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)

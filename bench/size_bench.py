@@ -101,7 +101,7 @@ def true_classes(app, image_ids: list[int]) -> np.ndarray:
 def measure_size(app, size: int, args) -> dict:
     """Train at ``size`` and measure training speed, inference speed and held-out quality."""
     from webapp.services.importing.pixels import load_pixels
-    from webapp.services.training.data_audit import channel_stats
+    from webapp.services.training.normalisation import channel_stats
     from webapp.services.training.training import train_config_from
     from webapp.services.training.trainset import select_training_set
 

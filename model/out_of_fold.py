@@ -16,7 +16,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from model.calibration import apply_temperature
-from model.train import TrainConfig, train
+from model.config import TrainConfig
+from model.train import train
 
 
 def fold_assignment(labels, folds: int, seed: int = 0) -> np.ndarray:

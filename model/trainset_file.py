@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.train import TrainConfig
+from model.config import TrainConfig
 
 FORMAT_VERSION = 1
 INFO_FILE = "trainset.json"

@@ -109,7 +109,7 @@ class Config:
         # Size and epochs set in the environment override the preset's; None: the preset's own.
         self.DEFAULT_IMAGE_SIZE = _optional_int_env("REALFAKE_IMAGE_SIZE")
         self.DEFAULT_EPOCHS = _optional_int_env("REALFAKE_EPOCHS")
-        # A model.train.TrainConfig preset: "seed" (224 px as the study), "demo", "cifake".
+        # A model.config.TrainConfig preset: "seed" (224 px as the study), "demo", "cifake".
         self.TRAIN_PRESET = os.environ.get("REALFAKE_TRAIN_PRESET", "seed")
         self.KFOLD = _int_env("REALFAKE_KFOLD", 5)
         # Each version's FAKE threshold allows this share of real validation images to be called

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from model.config import TrainConfig
 from model.data import channel_stats
-from model.train import TrainConfig, train
+from model.train import train
 from tests.model.factories import make_images
 
 

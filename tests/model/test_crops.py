@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import TrainConfig
 from model.crops import (
     CropView,
     InputMode,
@@ -23,7 +24,7 @@ from model.crops import (
 )
 from model.network import build_model
 from model.predict import Predictor
-from model.train import TrainConfig, train
+from model.train import train
 
 FILL = (7, 7, 7)
 

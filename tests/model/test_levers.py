@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from model.config import TrainConfig
 from model.ema import WeightEMA
 from model.predict import Predictor
-from model.train import TrainConfig, train
+from model.train import train
 from tests.model.conftest import tiny_config
 
 

@@ -47,7 +47,7 @@ def test_resize_halves_and_crop_keeps_the_centre():
 
 
 def test_the_cli_offers_exactly_the_perturbations():
-    from webapp.cli.model import PERTURBATIONS as OFFERED
+    from webapp.cli.evaluate import PERTURBATIONS as OFFERED
 
     assert OFFERED == PERTURBATIONS
 

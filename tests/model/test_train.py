@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from model.config import TrainConfig
 from model.metrics import THRESHOLD_MARGIN, fit_operating_point
 from model.predict import Predictor, reproduces
-from model.train import TrainConfig, TrainingStopped, lr_at, train
+from model.train import TrainingStopped, lr_at, train
 from tests.model.conftest import tiny_config
 
 

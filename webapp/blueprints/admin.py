@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from ..auth import admin_required
 from ..extensions import db
 from ..inputs import int_arg
 from ..jobs import cancel
-from ..models import ApiToken, Image, Job, ModelVersion, User
+from ..models import ApiToken, Job, ModelVersion, User
 from ..services.admin import figures, job_views
 from ..services.admin.job_views import job_to_dict
-from ..services.people.tokens import create_token
+from ..services.people import accounts
+from ..services.people.tokens import all_tokens, create_token
 from ..services.people.tokens import revoke_token as revoke
-from ..services.records import versions
+from ..services.records import catalog, versions
 from ..services.reporting.plots import (
     confusion_matrix_svg,
     reliability_svg,
@@ -115,16 +115,9 @@ def verdict_changes_page(name: str):
         against=against,
         rows=rows,
         total=count_verdict_changes(version, previous),
-        thumbnails=_thumbnail_hashes([row["image_id"] for row in rows]),
+        thumbnails=catalog.thumbnail_hashes([row["image_id"] for row in rows]),
         next_after=rows[-1]["image_id"] if len(rows) == 200 else None,
     )
-
-
-def _thumbnail_hashes(image_ids: list[int]) -> dict[int, str]:
-    if not image_ids:
-        return {}
-    rows = db.session.execute(select(Image.id, Image.sha256).where(Image.id.in_(image_ids)))
-    return {image_id: sha256 for image_id, sha256 in rows}
 
 
 def _version_or_404(name: str) -> ModelVersion:
@@ -235,9 +228,9 @@ def tokens():
             flash(str(error), "error")
         else:
             flash(f"Token {token.name!r} for {user.username} made: copy it now.", "info")
-    rows = db.session.scalars(select(ApiToken).order_by(ApiToken.id.desc())).all()
-    users = db.session.scalars(select(User).order_by(User.username)).all()
-    return render_template("admin/tokens.html", tokens=rows, users=users, secret=secret)
+    return render_template(
+        "admin/tokens.html", tokens=all_tokens(), users=accounts.all_users(), secret=secret
+    )
 
 
 @bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])

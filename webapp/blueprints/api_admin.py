@@ -7,7 +7,6 @@ Role checks are the UI's: reviewers read and export, admins also train, activate
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
@@ -20,19 +19,16 @@ from ..jobs import cancel
 from ..models import (
     Image,
     Job,
-    ModelVersion,
-    Prediction,
-    ReviewDecision,
 )
 from ..services.admin.job_views import job_to_dict
 from ..services.api import listings, schemas
+from ..services.api import rows as shapes
 from ..services.api.openapi import build_document, document, query_param
 from ..services.api.schemas import dump, parse_body
 from ..services.records import versions
 from ..services.records.labels import effective_labels
 from ..services.records.lookup import UnknownName, http_status
 from ..services.reporting import report_jobs
-from ..services.review import blind_review
 from ..services.training.activation import activate_with_scoring
 from ..services.training.train_request import TrainRequestError, clean_train_params, start_training
 
@@ -55,10 +51,6 @@ SPLITS = listings.SPLITS
 TRAIN_PARAMS = ("epochs", "image_size", "datasets", "seed", "score", "preset", "head_only")
 
 
-def _iso(moment) -> str | None:
-    return moment.isoformat() + "Z" if moment else None
-
-
 def page_args() -> tuple[int, int]:
     """``after`` and ``limit`` from the query string, checked."""
     after = int_arg("after", 0, blank_is_absent=False)
@@ -68,87 +60,6 @@ def page_args() -> tuple[int, int]:
 def page(items: list[dict[str, Any]], limit: int, key: str = "id") -> dict[str, Any]:
     """A page of items and the cursor for the next one (None on the last page)."""
     return {"items": items, "next_after": items[-1][key] if len(items) == limit else None}
-
-
-def image_dict(image: Image, label: str) -> dict[str, Any]:
-    """The JSON form of an image."""
-    return {
-        "id": image.id,
-        "sha256": image.sha256,
-        "file_name": image.file_name,
-        "dataset": image.dataset.name,
-        "split": image.split,
-        "format": image.format,
-        "width": image.width,
-        "height": image.height,
-        "import_label": image.label,
-        "label": label,
-        "created_at": _iso(image.created_at),
-    }
-
-
-def prediction_dict(prediction: Prediction, version_name: str) -> dict[str, Any]:
-    """The JSON form of a prediction."""
-    return {
-        "image_id": prediction.image_id,
-        "version": version_name,
-        "p_fake": prediction.p_fake,
-        "p_fake_raw": prediction.p_fake_raw,
-        "verdict": prediction.verdict,
-        "oos_p_fake": prediction.oos_p_fake,
-        "label_issue_score": prediction.label_issue_score,
-        "ood_score": prediction.ood_score,
-        "created_at": _iso(prediction.created_at),
-    }
-
-
-def decision_dict(decision: ReviewDecision, version_names: dict[int, str]) -> dict[str, Any]:
-    """The JSON form of a review decision."""
-    return {
-        "id": decision.id,
-        "image_id": decision.image_id,
-        "reviewer": decision.user.username,
-        "choice": decision.choice,
-        "note": decision.note,
-        "label_before": decision.label_before,
-        "version": version_names.get(decision.model_version_id),
-        "reverts_id": decision.reverts_id,
-        "at": _iso(decision.created_at),
-    }
-
-
-def visible_decisions(
-    decisions: Iterable[ReviewDecision], version_names: dict[int, str]
-) -> list[dict[str, Any]]:
-    """Decisions as the current user may see them (blind review hides other reviewers' votes
-    on images still waiting for reviews)."""
-    entries = [decision_dict(d, version_names) | {"user_id": d.user_id} for d in decisions]
-    shown = blind_review.redact_decisions(current_user, entries)
-    return [{key: value for key, value in entry.items() if key != "user_id"} for entry in shown]
-
-
-def version_dict(version: ModelVersion) -> dict[str, Any]:
-    """The JSON form of a model version."""
-    return {
-        "name": version.name,
-        "is_active": version.is_active,
-        "kind": version.kind,
-        "created_at": _iso(version.created_at),
-        "activated_at": _iso(version.activated_at),
-        "architecture": version.architecture,
-        "image_size": version.image_size,
-        "init_weights": version.init_weights,
-        "temperature": version.temperature,
-        "threshold": version.threshold,
-        "preset": version.preset,
-        "epochs": version.epochs,
-        "n_train": version.n_train,
-        "labels_changed": version.labels_changed,
-        "train_set_sha256": version.train_set_sha256,
-        "metrics": version.metrics,
-        "history": version.history,
-        "job_id": version.job_id,
-    }
 
 
 @bp.get("/images")
@@ -173,7 +84,7 @@ def list_images():
     except ValueError as error:
         abort(400, description=str(error))
     labels = effective_labels([image.id for image in images]) if images else {}
-    items = [image_dict(i, labels.get(i.id, i.label)) for i in images]
+    items = [shapes.image_dict(i, labels.get(i.id, i.label)) for i in images]
     return jsonify(dump(schemas.ImagePage, page(items, limit)))
 
 
@@ -187,10 +98,10 @@ def get_image(image_id: int):
     datasets, predictions, decisions = listings.image_record(image)
     label = effective_labels([image.id]).get(image.id, image.label)
     detail = {
-        **image_dict(image, label),
+        **shapes.image_dict(image, label),
         "datasets": datasets,
-        "predictions": [prediction_dict(p, names[p.model_version_id]) for p in predictions],
-        "decisions": visible_decisions(decisions, names),
+        "predictions": [shapes.prediction_dict(p, names[p.model_version_id]) for p in predictions],
+        "decisions": shapes.visible_decisions(current_user, decisions, names),
     }
     return jsonify(dump(schemas.ImageDetail, detail))
 
@@ -210,7 +121,7 @@ def list_predictions():
         abort(http_status(error), description=str(error))
     after, limit = page_args()
     rows = listings.predictions(version, after, limit)
-    items = [prediction_dict(p, version.name) for p in rows]
+    items = [shapes.prediction_dict(p, version.name) for p in rows]
     return jsonify(dump(schemas.PredictionPage, page(items, limit, "image_id")))
 
 
@@ -234,7 +145,7 @@ def list_decisions():
     image_id = int_arg("image_id", None, 1, blank_is_absent=False)
     reviewer = request.args.get("reviewer") or None
     rows = listings.decisions(after, limit, image_id, reviewer)
-    items = visible_decisions(rows, listings.version_names())
+    items = shapes.visible_decisions(current_user, rows, listings.version_names())
     return jsonify(dump(schemas.DecisionPage, page(items, limit)))
 
 
@@ -286,7 +197,7 @@ def cancel_job(job_id: int):
 def list_versions():
     """Every model version, newest first, with metrics and training history."""
     rows = listings.all_versions()
-    return jsonify(dump(schemas.Version, [version_dict(version) for version in rows]))
+    return jsonify(dump(schemas.Version, [shapes.version_dict(version) for version in rows]))
 
 
 @bp.post("/versions/<name>/activate")
@@ -301,7 +212,7 @@ def activate_version(name: str):
         abort(404, description=str(error))
     scoring = activate_with_scoring(version, current_user.id)
     activation = {
-        "version": version_dict(version),
+        "version": shapes.version_dict(version),
         "scoring_job": job_to_dict(scoring) if scoring else None,
     }
     return jsonify(dump(schemas.Activation, activation))

@@ -6,11 +6,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
 
 from ..extensions import db
-from ..models import User
-from ..services.people import login_throttle
+from ..services.people import accounts, login_throttle
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -52,7 +50,7 @@ def login():
         response = make_response(render_template("auth/login.html", username=username), 429)
         response.headers["Retry-After"] = str(refused.retry_after)
         return response
-    user = db.session.scalar(select(User).where(User.username == username))
+    user = accounts.find_user(username)
     if not login_throttle.authenticate(user, password):
         login_throttle.record_failure(username, address)
         flash("Unknown user or wrong password.", "error")

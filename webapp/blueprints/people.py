@@ -21,8 +21,7 @@ AUDIT_PAGE = 100
 @admin_required
 def users():
     """Every account, with forms to add one and to change each."""
-    rows = db.session.scalars(db.select(User).order_by(User.username)).all()
-    return render_template("admin/users.html", users=rows)
+    return render_template("admin/users.html", users=accounts.all_users())
 
 
 @bp.post("/users")

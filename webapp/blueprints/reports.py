@@ -5,23 +5,15 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
 from ..auth import reviewer_required
 from ..extensions import db
-from ..models import Dataset, Job, ModelVersion
+from ..models import Job
 from ..services.admin.job_views import job_to_dict
+from ..services.records import catalog
 from ..services.reporting import report_jobs
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
-
-
-def visible_report_jobs(limit: int = 50) -> list[Job]:
-    """Report jobs this user may see: their own, or every one for an admin."""
-    query = select(Job).where(Job.kind == "report").order_by(Job.id.desc()).limit(limit)
-    if not current_user.is_admin:
-        query = query.where(Job.user_id == current_user.id)
-    return list(db.session.scalars(query))
 
 
 def report_job_or_404(job_id: int) -> Job:
@@ -58,13 +50,11 @@ def index():
         else:
             flash(f"Report job {job.id} started; it appears below when ready.", "info")
             return redirect(url_for("reports.index"))
-    versions = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).all()
-    datasets = db.session.scalars(select(Dataset).order_by(Dataset.name)).all()
-    jobs = visible_report_jobs()
+    jobs = report_jobs.visible_report_jobs(current_user)
     return render_template(
         "reports/index.html",
-        versions=versions,
-        datasets=datasets,
+        versions=catalog.versions_newest_first(),
+        datasets=catalog.datasets_by_name(),
         jobs=[report_job_dict(job) for job in jobs],
         form=request.form,
     ), status

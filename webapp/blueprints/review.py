@@ -19,14 +19,14 @@ from flask import (
     send_file,
 )
 from flask_login import current_user
-from sqlalchemy import select
 
 from ..auth import admin_required, reviewer_required
 from ..errors import json_error
 from ..extensions import db
 from ..inputs import int_arg
-from ..models import Dataset, Image, Job, ModelVersion, Split
+from ..models import Image, Job, ModelVersion, Split
 from ..services import storage
+from ..services.records import catalog
 from ..services.review import buckets, heatmaps, item_details, materialise
 
 bp = Blueprint("review", __name__, url_prefix="/review")
@@ -52,9 +52,7 @@ def desk():
     return render_template(
         "review/desk.html",
         buckets=[(name, buckets.BUCKET_TITLES[name]) for name in s.buckets],
-        datasets=db.session.scalars(
-            select(Dataset.name).where(Dataset.archived_at.is_(None)).order_by(Dataset.name)
-        ).all(),
+        datasets=catalog.open_dataset_names(),
         splits=[split.value for split in Split],
         filters=filters,
         open_image=int_arg("image", None, 1),

@@ -11,7 +11,7 @@ from webapp.extensions import db
 from webapp.models import ChannelStats, Image
 from webapp.services.importing.importer import import_path
 from webapp.services.importing.pixels import cache_for, load_pixels
-from webapp.services.training import data_audit
+from webapp.services.training import data_audit, normalisation
 
 N = 12
 
@@ -110,7 +110,7 @@ def test_channel_stats_are_exact_stored_and_reused(app, app_ctx, tmp_path):
     size = app.config["CACHE_SIZE"]
     ids = db.session.scalars(select(Image.id)).all()
     pixels = load_pixels(ids, size).reshape(-1, 3) / 255.0
-    mean, std = data_audit.channel_stats(ids, size)
+    mean, std = normalisation.channel_stats(ids, size)
     assert np.allclose(mean, pixels.mean(axis=0), atol=1e-12)
     assert np.allclose(std, pixels.std(axis=0), atol=1e-12)
     # A second call reads the stored row: changing the cache's pixels changes nothing.
@@ -118,12 +118,12 @@ def test_channel_stats_are_exact_stored_and_reused(app, app_ctx, tmp_path):
     with open(cache.pixels_file, "r+b") as handle:
         handle.seek(ids[0] * cache.row_bytes)
         handle.write(b"\xff" * cache.row_bytes)
-    assert data_audit.channel_stats(list(reversed(ids)), size) == (mean, std)
+    assert normalisation.channel_stats(list(reversed(ids)), size) == (mean, std)
     assert db.session.scalar(select(func.count(ChannelStats.id))) == 1
-    data_audit.channel_stats(ids[:3], size)
+    normalisation.channel_stats(ids[:3], size)
     assert db.session.scalar(select(func.count(ChannelStats.id))) == 2
     with pytest.raises(ValueError):
-        data_audit.channel_stats([], size)
+        normalisation.channel_stats([], size)
 
 
 def test_training_ids_exclude_evaluation_and_unlabelled(app_ctx, tmp_path):
@@ -132,7 +132,7 @@ def test_training_ids_exclude_evaluation_and_unlabelled(app_ctx, tmp_path):
     import_path(write_files(tmp_path / "t", train), dataset="t")
     bench = {f"fake/{i}.jpg": image_bytes(i) for i in range(3)}  # 3 of the training images
     import_path(write_files(tmp_path / "b", bench), dataset="b", evaluation_only=True)
-    ids = set(data_audit.training_image_ids())
+    ids = set(normalisation.training_image_ids())
     images = db.session.scalars(select(Image)).all()
     benchmark = {i.sha256 for i in images if i.original_path.startswith("fake/")}
     benchmark |= {
@@ -145,5 +145,5 @@ def test_training_ids_exclude_evaluation_and_unlabelled(app_ctx, tmp_path):
     }
     assert ids == expected and len(ids) > 10
     stats = data_audit.dataset_stats("t", with_channel_stats=True)
-    assert stats["channel_stats"]["n_images"] == len(data_audit.training_image_ids("t"))
+    assert stats["channel_stats"]["n_images"] == len(normalisation.training_image_ids("t"))
     assert len(stats["channel_stats"]["mean"]) == 3

@@ -91,7 +91,7 @@ def test_null_fields_mean_the_default(app_ctx):
 
 
 def test_the_preset_names_are_the_models():
-    from model.train import TrainConfig
+    from model.config import TrainConfig
 
     for name in PRESETS:
         assert TrainConfig.preset(name).image_size > 0

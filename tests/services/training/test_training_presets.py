@@ -12,7 +12,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from model.train import RECIPES
+from model.config import RECIPES
 from tests.helpers import csrf_token
 from tests.services.training.test_training import latest_job, tiny_dataset, write_separable_folder  # noqa: F401
 from webapp.config import Config

@@ -20,6 +20,16 @@ class AccountError(ValueError):
     """A change that cannot be made; the message says why, and nothing was changed."""
 
 
+def all_users() -> list[User]:
+    """Every account, by user name."""
+    return list(db.session.scalars(select(User).order_by(User.username)))
+
+
+def find_user(username: str) -> User | None:
+    """The account called ``username``, if there is one."""
+    return db.session.scalar(select(User).where(User.username == username))
+
+
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")

@@ -42,6 +42,11 @@ def create_token(user: User, name: str, actor: User | str | None = None) -> tupl
     return token, secret
 
 
+def all_tokens() -> list[ApiToken]:
+    """Every token, revoked ones included (the record), the newest first."""
+    return list(db.session.scalars(select(ApiToken).order_by(ApiToken.id.desc())))
+
+
 def revoke_token(token: ApiToken, actor: User | str | None = None) -> ApiToken:
     """Stop a token working from now on (the row stays, for the record); audited like
     :func:`create_token`."""

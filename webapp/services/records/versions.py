@@ -13,7 +13,7 @@ from ...models import ModelVersion, utcnow
 from .labels import reviewed_image_ids
 from .lookup import StateConflict, UnknownName
 
-# The names of model.train.TrainConfig's presets, here so pages can offer them without loading
+# The names of model.config.TrainConfig's presets, here so pages can offer them without loading
 # PyTorch (a test checks the two lists agree).
 TRAIN_PRESETS = ("seed", "demo", "cifake", "cifake-robust", "photos")
 

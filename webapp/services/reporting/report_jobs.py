@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import abort, current_app, send_file
+from sqlalchemy import select
 
 from ...extensions import db
 from ...jobs import handler, submit
@@ -84,6 +85,15 @@ def report_file(job: Job) -> Path | None:
         return None
     folder = reports_dir()
     return servable_file(folder / str(job.result.get("file", "")), folder)
+
+
+def visible_report_jobs(user: User, limit: int = 50) -> list[Job]:
+    """The report jobs ``user`` may see, the newest first: their own, or every one for an
+    admin."""
+    query = select(Job).where(Job.kind == "report").order_by(Job.id.desc()).limit(limit)
+    if not user.is_admin:
+        query = query.where(Job.user_id == user.id)
+    return list(db.session.scalars(query))
 
 
 def may_see(job: Job, user: User) -> bool:

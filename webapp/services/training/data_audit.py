@@ -6,26 +6,21 @@ detector tell real from fake without looking at the content.
 - :func:`shortcut_findings` / :func:`shortcut_warnings`: for each such attribute, how well a rule
   on that attribute alone separates the classes (balanced accuracy). Detectors are known to learn
   these shortcuts (all fakes PNG, all fakes 512x512, different JPEG quality) instead of the content;
-- :func:`channel_stats`: per-channel mean and standard deviation in one streaming pass over the
-  pixel cache, stored in ChannelStats and reused.
+- the training images' per-channel statistics (:mod:`.normalisation`), when cheap or stored.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from flask import current_app
 from sqlalchemy import select
 
-from model.data import channel_stats as streamed_channel_stats
-
 from ...extensions import db
-from ...models import ChannelStats, Dataset, DatasetImage, Image, Label, Split
-from ..importing.pixels import cache_for, ensure_cache
+from ...models import DatasetImage, Image, Label
+from .normalisation import channel_stats_entry, dataset_id, training_image_ids
 
 CLASSES = (Label.REAL, Label.FAKE, Label.UNKNOWN)
 NUMERIC = ("width", "height", "aspect", "area", "kilobytes", "jpeg_quality")
@@ -45,19 +40,9 @@ MIN_PER_CLASS = 10
 # that a rule cannot score by memorising values unique to one image.
 MIN_CATEGORY = 5
 HISTOGRAM_BINS = 20
-CHEAP_CHANNEL_PASS_BYTES = 256 * 1024**2
 
 
 # --- Loading --------------------------------------------------------------------------------
-
-
-def _dataset_id(name: str | None) -> int | None:
-    if name is None:
-        return None
-    dataset_id = db.session.scalar(select(Dataset.id).where(Dataset.name == name))
-    if dataset_id is None:
-        raise LookupError(f"no dataset named {name!r}")
-    return dataset_id
 
 
 def _columns(dataset_name: str | None) -> dict[str, np.ndarray]:
@@ -73,10 +58,10 @@ def _columns(dataset_name: str | None) -> dict[str, np.ndarray]:
         Image.has_exif,
         Image.jpeg_quality,
     )
-    dataset_id = _dataset_id(dataset_name)
-    if dataset_id is not None:
+    chosen = dataset_id(dataset_name)
+    if chosen is not None:
         statement = statement.join(DatasetImage, DatasetImage.image_id == Image.id).where(
-            DatasetImage.dataset_id == dataset_id
+            DatasetImage.dataset_id == chosen
         )
     rows = db.session.execute(statement).all()
     names = ("label", "split", "width", "height", "bytes", "format", "mode", "exif", "quality")
@@ -215,7 +200,7 @@ def dataset_stats(dataset_name: str | None = None, with_channel_stats: bool | No
     }
     ids = training_image_ids(dataset_name)
     size = current_app.config["CACHE_SIZE"]
-    stats["channel_stats"] = _channel_stats_entry(ids, size, compute=with_channel_stats)
+    stats["channel_stats"] = channel_stats_entry(ids, size, compute=with_channel_stats)
     return stats
 
 
@@ -311,85 +296,6 @@ def shortcut_warnings(dataset_name: str | None = None, stats: dict | None = None
         for f in findings
         if f["warning"]
     ]
-
-
-# --- Channel statistics ---------------------------------------------------------------------
-
-
-def training_image_ids(dataset_name: str | None = None) -> list[int]:
-    """Labelled training-split images that no evaluation-only dataset holds."""
-    evaluation_only = (
-        select(DatasetImage.image_id)
-        .join(Dataset, Dataset.id == DatasetImage.dataset_id)
-        .where(Dataset.evaluation_only.is_(True))
-    )
-    statement = select(Image.id).where(
-        Image.split == Split.TRAIN,
-        Image.label.in_([Label.REAL, Label.FAKE]),
-        Image.id.not_in(evaluation_only),
-    )
-    dataset_id = _dataset_id(dataset_name)
-    if dataset_id is not None:
-        statement = statement.join(DatasetImage, DatasetImage.image_id == Image.id).where(
-            DatasetImage.dataset_id == dataset_id
-        )
-    return list(db.session.scalars(statement.order_by(Image.id)))
-
-
-def ids_key(image_ids: Sequence[int], size: int) -> str:
-    """The key of an image set: a hash of the sorted ids and the size."""
-    ids = sorted(set(int(i) for i in image_ids))
-    return hashlib.sha256(f"{size}|{','.join(map(str, ids))}".encode()).hexdigest()
-
-
-def stored_channel_stats(image_ids: Sequence[int], size: int) -> ChannelStats | None:
-    """The stored statistics of exactly this set of images at this size, if any."""
-    return db.session.scalar(
-        select(ChannelStats)
-        .where(
-            ChannelStats.images_sha256 == ids_key(image_ids, size), ChannelStats.image_size == size
-        )
-        .order_by(ChannelStats.id.desc())
-    )
-
-
-def channel_stats(image_ids: Sequence[int], size: int) -> tuple[list[float], list[float]]:
-    """Per-channel (R, G, B) mean and standard deviation in [0, 1] over ``image_ids`` at
-    ``size``: ``model.data.channel_stats`` streamed over the pixel cache (exact integer sums),
-    stored and reused for the same set of images."""
-    stored = stored_channel_stats(image_ids, size)
-    if stored is not None:
-        return list(stored.mean), list(stored.std)
-    ids = sorted(set(int(i) for i in image_ids))
-    if not ids:
-        raise ValueError("channel statistics need at least one image")
-    ensure_cache(ids, size)
-    mean, std = streamed_channel_stats(cache_for(size).array(), rows=ids)
-    row = ChannelStats(
-        image_size=size,
-        images_sha256=ids_key(ids, size),
-        n_images=len(ids),
-        mean=[float(m) for m in mean],
-        std=[float(s) for s in std],
-    )
-    db.session.add(row)
-    db.session.commit()
-    return list(row.mean), list(row.std)
-
-
-def _channel_stats_entry(ids: list[int], size: int, compute: bool | None) -> dict | None:
-    if not ids:
-        return None
-    if compute is None:  # when it takes a moment only: a pass over at most this many bytes
-        compute = len(ids) * size * size * 3 <= CHEAP_CHANNEL_PASS_BYTES
-    if compute:
-        mean, std = channel_stats(ids, size)
-    else:
-        stored = stored_channel_stats(ids, size)
-        if stored is None:
-            return {"n_images": len(ids), "size": size, "mean": None, "std": None}
-        mean, std = stored.mean, stored.std
-    return {"n_images": len(ids), "size": size, "mean": mean, "std": std}
 
 
 # --- Text -----------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ from flask import current_app
 
 import model
 from model.checkpoint import load_checkpoint
+from model.config import TrainConfig
 from model.distributed import ERROR_PREFIX, PROGRESS_PREFIX, error_file
-from model.train import TrainConfig
 from model.trainset_file import images_for_writing, load_trainset, save_trainset_info
 
 from ..importing.pixels import cache_for, ensure_cache

@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from model.config import TrainConfig
 from model.out_of_fold import out_of_fold_p_fake
-from model.train import TrainConfig, TrainingStopped
+from model.train import TrainingStopped
 
 from ...jobs import JobCancelled, handler, submit
 from ...models import ModelVersion
 from ..importing.pixels import pixels_for_input
 from ..records import versions
-from .data_audit import channel_stats
+from .normalisation import channel_stats
 
 
 def oof_path(version: ModelVersion | str) -> Path:

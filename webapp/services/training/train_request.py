@@ -17,7 +17,7 @@ from ...jobs import submit
 from ...models import Dataset, Job
 from ..records.lookup import StateConflict, UnknownName
 
-# model.train.TrainConfig.preset's recipes (that module loads PyTorch, which the web never does;
+# model.config.TrainConfig.preset's recipes (that module loads PyTorch, which the web never does;
 # tests/services/training/test_train_request.py checks the two lists agree).
 PRESETS = ("seed", "demo", "cifake", "photos")
 INTEGER_FIELDS = {

@@ -15,15 +15,16 @@ import numpy as np
 from flask import current_app
 
 from model.checkpoint import save_checkpoint
-from model.train import TrainConfig, TrainingStopped, train
+from model.config import TrainConfig
+from model.train import TrainingStopped, train
 
 from ...jobs import JobCancelled, handler, submit
 from ...models import ModelVersion
 from ..importing.pixels import pixels_for_input
 from ..records import versions
-from .data_audit import channel_stats
 from .distributed import train_distributed
 from .evaluation import measure_at_operating_point
+from .normalisation import channel_stats
 from .progress import Throttle
 from .trainset import TrainingSet, labels_changed_since, select_training_set
 
