@@ -59,8 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.calibration import apply_temperature  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
-from model.data import channel_stats  # noqa: E402
 from model.metrics import classification_metrics  # noqa: E402
+from model.stats import channel_stats  # noqa: E402
 from model.train import train  # noqa: E402
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifake-train-40k.zip"

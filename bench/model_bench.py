@@ -44,7 +44,6 @@ from model.cpu_conv import patch_small_convolutions  # noqa: E402
 from model.data import (  # noqa: E402
     ArrayDataset,
     BatchLoader,
-    channel_stats,
     train_transform,
 )
 from model.device import cpu_has_fast_bf16, pick_device, precision_policy  # noqa: E402
@@ -52,6 +51,7 @@ from model.engine import train_one_epoch  # noqa: E402
 from model.machine import cpu_description  # noqa: E402
 from model.network import build_model  # noqa: E402
 from model.predict import Predictor  # noqa: E402
+from model.stats import channel_stats  # noqa: E402
 from model.threads import configure_threads, describe  # noqa: E402
 from model.tuning import TuningResult, tune, tune_training  # noqa: E402
 

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.confident import find_label_issues, rank_label_issues, self_confidence  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
-from model.data import channel_stats  # noqa: E402
 from model.out_of_fold import out_of_fold_p_fake  # noqa: E402
+from model.stats import channel_stats  # noqa: E402
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifake-train-40k.zip"
 

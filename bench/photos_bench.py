@@ -57,11 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.config import TrainConfig  # noqa: E402
 from model.crops import NativeImages, decode_native  # noqa: E402
-from model.data import channel_stats  # noqa: E402
 from model.images import load_for_model  # noqa: E402
 from model.machine import cpu_description  # noqa: E402
 from model.metrics import classification_metrics  # noqa: E402
 from model.predict import Predictor  # noqa: E402
+from model.stats import channel_stats  # noqa: E402
 from model.train import train  # noqa: E402
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "photos-dev-298.zip"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model.config import TrainConfig
-from model.data import channel_stats
+from model.stats import channel_stats
 from model.train import train
 from tests.model.factories import make_images
 

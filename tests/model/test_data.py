@@ -8,11 +8,11 @@ from model.data import (
     ArrayDataset,
     BatchLoader,
     as_nchw,
-    channel_stats,
     eval_transform,
     random_crop,
     train_transform,
 )
+from model.stats import channel_stats
 from tests.model.factories import make_images
 
 

@@ -19,11 +19,12 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint, plain_meta
-from model.data import BatchLoader, channel_stats, train_transform
+from model.data import BatchLoader, train_transform
 from model.distributed import ERROR_PREFIX, PROGRESS_PREFIX, error_file, main
 from model.network import build_model
 from model.parallel import DistributedContext, state_sha256
 from model.predict import Predictor
+from model.stats import channel_stats
 from model.train import TrainingStopped, seed_everything, train
 from model.trainset_file import (
     TrainsetError,

@@ -1,6 +1,6 @@
 """Normalisation statistics of the training images: per-channel mean and standard deviation.
 
-The pass is ``model.data.channel_stats`` streamed over the pixel cache (exact integer sums, a
+The pass is ``model.stats.channel_stats`` streamed over the pixel cache (exact integer sums, a
 memory map read block by block); the result is stored in ChannelStats under a hash of the image
 set and size, and reused, so a retrain on the same images never pays for it twice.
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
-from model.data import channel_stats as streamed_channel_stats
+from model.stats import channel_stats as streamed_channel_stats
 
 from ...extensions import db
 from ...models import ChannelStats, Dataset, DatasetImage, Image, Label, Split
@@ -70,7 +70,7 @@ def stored_channel_stats(image_ids: Sequence[int], size: int) -> ChannelStats | 
 
 def channel_stats(image_ids: Sequence[int], size: int) -> tuple[list[float], list[float]]:
     """Per-channel (R, G, B) mean and standard deviation in [0, 1] over ``image_ids`` at
-    ``size``: ``model.data.channel_stats`` streamed over the pixel cache (exact integer sums),
+    ``size``: ``model.stats.channel_stats`` streamed over the pixel cache (exact integer sums),
     stored and reused for the same set of images."""
     stored = stored_channel_stats(image_ids, size)
     if stored is not None:
