@@ -209,14 +209,6 @@ def flip_where(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     return torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
 
 
-def random_crop(
-    batch: torch.Tensor, padding: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Zero-pad by ``padding`` and crop each image back to size at its own random offset."""
-    offsets = torch.randint(0, 2 * padding + 1, (2, batch.shape[0]), generator=generator)
-    return crop_at(batch, padding, offsets.t())
-
-
 def crop_at(batch: torch.Tensor, padding: int, offsets: torch.Tensor) -> torch.Tensor:
     """Zero-pad by ``padding`` and crop image ``i`` back to size at ``offsets[i]`` (row, col)."""
     count, _, height, width = batch.shape

@@ -8,8 +8,8 @@ from model.data import (
     ArrayDataset,
     BatchLoader,
     as_nchw,
+    crop_at,
     eval_transform,
-    random_crop,
     train_transform,
 )
 from model.stats import channel_stats
@@ -41,10 +41,11 @@ def test_flip_only_augmentation_gives_the_image_or_its_mirror():
     assert bool(mirrored.any()) and bool(same.any())
 
 
-def test_random_crop_takes_windows_of_the_padded_image():
+def test_crop_at_takes_windows_of_the_padded_image():
     images, _ = make_images(8, size=8)
     batch = as_nchw(images)
-    crops = random_crop(batch, 2, torch.Generator().manual_seed(3))
+    offsets = torch.randint(0, 5, (8, 2), generator=torch.Generator().manual_seed(3))
+    crops = crop_at(batch, 2, offsets)
     padded = torch.nn.functional.pad(batch, (2, 2, 2, 2))
     for index in range(len(batch)):
         windows = {
@@ -53,7 +54,8 @@ def test_random_crop_takes_windows_of_the_padded_image():
             for dx in range(5)
             if torch.equal(padded[index, :, dy : dy + 8, dx : dx + 8], crops[index])
         }
-        assert windows, f"crop {index} is not a window of its padded image"
+        row, col = (int(v) for v in offsets[index])
+        assert (row, col) in windows, f"crop {index} is not the window at its offset"
 
 
 def test_seed_augmentation_runs_and_is_reproducible():
