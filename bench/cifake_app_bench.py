@@ -128,25 +128,14 @@ def held_out_metrics(version) -> dict:
 def held_out_perturbed(version, perturbation: str) -> dict:
     """The version on perturbed copies of its val + test images (``model evaluate --perturb``'s
     own decoding and re-encoding), at its threshold."""
-    import numpy as np
-
     from model.metrics import classification_metrics
-    from webapp.services.training.robustness import perturbed_pixels
-    from webapp.services.training.scoring import chunks, get_predictor, score_batch
+    from webapp.services.training.robustness import perturbed_p_fake
     from webapp.services.training.trainset import select_training_set
 
     trainset = select_training_set()
     ids = trainset.val.ids + trainset.test.ids
     labels = trainset.val.labels + trainset.test.labels
-    predictor = get_predictor(version)
-    p_fake = np.concatenate(
-        [
-            predictor.predict(
-                perturbed_pixels(chunk, version.image_size, perturbation, predictor.input_mode)
-            ).p_fake
-            for chunk in chunks(list(ids), score_batch())
-        ]
-    )
+    p_fake = perturbed_p_fake(version, ids, perturbation)
     return classification_metrics(labels, p_fake, version.threshold)
 
 

@@ -29,9 +29,9 @@ from .reports import (
     active_decisions,
     check_split,
     count_images,
+    id_pages,
     in_scope,
     label_source,
-    page_size,
 )
 
 LABEL_COLUMNS = ("image_id", "sha256", "file_name", "dataset", "split", "label", "source")
@@ -54,13 +54,7 @@ def image_pages(dataset: Dataset | None, split: str | None, chunk: int | None = 
     query = in_scope(
         select(Image).options(joinedload(Image.dataset)).order_by(Image.id), dataset, split
     )
-    last = 0
-    while True:
-        page = db.session.scalars(query.where(Image.id > last).limit(chunk or page_size())).all()
-        if not page:
-            return
-        yield page
-        last = page[-1].id
+    yield from id_pages(db.session.scalars, query, chunk)
 
 
 def iter_label_rows(

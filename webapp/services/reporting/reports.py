@@ -148,13 +148,20 @@ def image_pages(scope: Scope, chunk: int | None = None) -> Iterator[list]:
         scope.dataset,
         scope.split,
     )
+    yield from id_pages(db.session.execute, query, chunk)
+
+
+def id_pages(run: Callable, query, chunk: int | None = None):
+    """Keyset pages of ``query`` (ordered by Image.id) through ``run`` (``db.session.execute`` for
+    rows, ``db.session.scalars`` for entities): each page starts after the last id of the one
+    before, so a long export never holds more than one page or pays for an OFFSET."""
     last = 0
     while True:
-        rows = db.session.execute(query.where(Image.id > last).limit(chunk or page_size())).all()
-        if not rows:
+        page = run(query.where(Image.id > last).limit(chunk or page_size())).all()
+        if not page:
             return
-        yield rows
-        last = rows[-1].id
+        yield page
+        last = page[-1].id
 
 
 def active_decisions(image_ids: Sequence[int], reader=None) -> dict[int, list[dict[str, Any]]]:

@@ -56,6 +56,19 @@ def _perturbed(image_ids: Sequence[int], perturbation: str):
             raise ValueError(f"image {image_id}: its original {path} cannot be read") from error
 
 
+def perturbed_p_fake(version, image_ids: Sequence[int], perturbation: str) -> np.ndarray:
+    """p(fake) of ``version`` on perturbed copies of ``image_ids`` (in order), batch by batch."""
+    predictor = get_predictor(version)
+    return np.concatenate(
+        [
+            predictor.predict(
+                perturbed_pixels(chunk, version.image_size, perturbation, predictor.input_mode)
+            ).p_fake
+            for chunk in chunks(list(image_ids), score_batch())
+        ]
+    )
+
+
 def evaluate_perturbed(
     dataset_name: str, perturbation: str, version_name: str | None = None
 ) -> dict[str, Any]:
@@ -68,15 +81,7 @@ def evaluate_perturbed(
     clean = evaluate_dataset(dataset_name, version.name)
     if len(ids) == 0:
         return {**clean, "perturb": perturbation}
-    predictor = get_predictor(version)
-    p_fake = np.concatenate(
-        [
-            predictor.predict(
-                perturbed_pixels(chunk, version.image_size, perturbation, predictor.input_mode)
-            ).p_fake
-            for chunk in chunks(ids.tolist(), score_batch())
-        ]
-    )
+    p_fake = perturbed_p_fake(version, ids.tolist(), perturbation)
     metrics = classification_metrics(labels, p_fake, version.threshold)
     clean_summary = {key: clean[key] for key in ("accuracy", "roc_auc", "tpr_at_fpr")}
     return {
