@@ -43,7 +43,7 @@ def admin_secret(app):
         (
             {"preset": "fastest"},
             400,
-            "preset: Input should be 'seed', 'demo', 'cifake' or 'photos'",
+            "preset: Input should be 'seed', 'demo', 'cifake', 'cifake-robust' or 'photos'",
         ),
         (
             {"epochs": -5, "image_size": "abc", "datasets": ["nosuch"]},
@@ -91,8 +91,10 @@ def test_null_fields_mean_the_default(app_ctx):
 
 
 def test_the_preset_names_are_the_models():
-    from model.config import TrainConfig
+    from model.config import RECIPES, TrainConfig
 
+    assert sorted(PRESETS) == sorted(RECIPES)  # the form, the API and the CLI offer every recipe
+    assert clean_train_params({"preset": "cifake-robust"}) == {"preset": "cifake-robust"}
     for name in PRESETS:
         assert TrainConfig.preset(name).image_size > 0
     with pytest.raises(ValueError, match="unknown preset"):

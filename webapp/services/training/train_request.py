@@ -16,10 +16,7 @@ from ...extensions import db
 from ...jobs import submit
 from ...models import Dataset, Job
 from ..records.lookup import StateConflict, UnknownName
-
-# model.config.TrainConfig.preset's recipes (that module loads PyTorch, which the web never does;
-# tests/services/training/test_train_request.py checks the two lists agree).
-PRESETS = ("seed", "demo", "cifake", "photos")
+from ..records.versions import TRAIN_PRESETS as PRESETS
 INTEGER_FIELDS = {
     "epochs": (1, 1000),
     "image_size": (16, 1024),
