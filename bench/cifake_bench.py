@@ -112,6 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--save", type=Path, help="also save the trained checkpoint here")
     for name, kind in [
         ("stem", str),
+        ("residual", str),
+        ("ema-decay", float),
+        ("tta", str),
         ("image-size", int),
         ("batch-size", int),
         ("lr", float),
@@ -127,6 +130,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         ("warmup-fraction", float),
     ]:
         parser.add_argument(f"--{name}", type=kind)
+    parser.add_argument(
+        "--option", action="append", default=[], help="any TrainConfig KEY=VALUE (compile=true)"
+    )
     return parser.parse_args(argv)
 
 
@@ -137,6 +143,12 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         for key, value in vars(args).items()
         if value is not None and key in TrainConfig.__dataclass_fields__
     }
+    for pair in args.option:
+        key, _, raw = pair.partition("=")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
     if args.minutes:
         overrides["max_minutes"] = args.minutes
         overrides.setdefault("epochs", 1000)  # the clock ends the run

@@ -92,7 +92,7 @@ def load_checkpoint(path, device=None) -> tuple[nn.Module, dict]:
     """Rebuild the network of a checkpoint (eval mode, on ``device`` or CPU) and its meta."""
     payload = read_checkpoint(path)
     meta = payload["meta"]
-    model, _ = build_model(init="random", stem=meta["stem"])
+    model, _ = build_model(init="random", stem=meta["stem"], residual=meta.get("residual", "none"))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as error:

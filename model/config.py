@@ -31,7 +31,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 (fp16 on cuda)
-    stem: str = "imagenet"  # imagenet | small
+    stem: str = "imagenet"  # imagenet | medium | small
+    residual: str = (
+        "none"  # none | npr | highpass: a residual input beside the colours (network.py)
+    )
     init: str = "auto"  # auto | imagenet | random
     weights_path: str | None = None
     weights_sha256: str | None = None
@@ -60,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"unknown budget_clock {self.budget_clock!r}: use wall or cpu")
         if self.schedule not in {"onecycle", "cosine", "constant"}:
             raise ValueError(f"unknown schedule {self.schedule!r}: use onecycle, cosine, constant")
+        if self.residual not in {"none", "npr", "highpass"}:
+            raise ValueError(f"unknown residual {self.residual!r}: use none, npr or highpass")
         if self.tta not in {"none", "flip"}:
             raise ValueError(f"unknown tta {self.tta!r}: use none or flip")
         if not 0.0 <= self.ema_decay < 1.0:

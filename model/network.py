@@ -10,6 +10,15 @@ see 1/4 of the input resolution, right for 224 px); ``"small"`` is the CIFAR-sty
 stride-1 convolution, no max-pool: full resolution, about 16x the compute), for tiny inputs such
 as 32 px CIFAKE images; ``"medium"`` sits between them (3x3 stride-1 convolution, then the
 max-pool: 1/2 resolution, about 4x the compute of ``"imagenet"`` at the same input size).
+
+Residual input (``residual``): ``"npr"`` gives the first convolution, beside the three colour
+channels, each pixel's difference from the top-left pixel of its 2x2 block (the neighbouring-pixel
+relation of Tan et al., CVPR 2024: an upsampling generator's pixels are correlated in a 2-pixel
+period that camera pixels are not); ``"highpass"`` gives the difference from the 3x3 mean instead
+(a fixed high-pass filter, with no period assumed). Either is computed inside ``conv1``
+(``ResidualConv2d``), so every engine, the batch-norm fusion and the checkpoint see one ordinary
+convolution with six input channels. With ImageNet weights the residual channels start at zero,
+so the pretrained network is unchanged until training moves them.
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ ARCHITECTURE = "resnet18"
 NUM_CLASSES = 2
 FEATURE_DIM = 512
 STEMS = ("imagenet", "medium", "small")
+RESIDUALS = ("none", "npr", "highpass")
+RESIDUAL_GAIN = 4.0
+"""Residuals are scaled by this so they start near the colour channels' spread (neighbouring
+pixels of a photograph differ by a fraction of the spread of the pixels)."""
 TORCHVISION_RESNET18_FILE = "resnet18-f37072fd.pth"
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
 
@@ -40,6 +53,7 @@ def build_model(
     weights_sha256: str | None = None,
     stem: str = "imagenet",
     zero_init_residual: bool = False,
+    residual: str = "none",
 ) -> tuple[nn.Module, str]:
     """A ResNet18 with ``fc`` giving two logits, and how it was initialised.
 
@@ -51,6 +65,8 @@ def build_model(
         raise ValueError(f"unknown init {init!r}: use auto, imagenet or random")
     if stem not in STEMS:
         raise ValueError(f"unknown stem {stem!r}: use one of {', '.join(STEMS)}")
+    if residual not in RESIDUALS:
+        raise ValueError(f"unknown residual {residual!r}: use one of {', '.join(RESIDUALS)}")
     model = resnet18(weights=None, zero_init_residual=zero_init_residual)
     init_used = "random"
     if init != "random":
@@ -62,6 +78,8 @@ def build_model(
         elif init == "imagenet" or weights_path:
             raise WeightsError(f"ImageNet weights not found at {path}")
     _set_stem(model, stem)
+    if residual != "none":
+        model.conv1 = ResidualConv2d.around(model.conv1, residual, zero_new=init_used != "random")
     model.fc = nn.Linear(FEATURE_DIM, NUM_CLASSES)
     return model, init_used
 
@@ -139,6 +157,59 @@ def _set_stem(model: nn.Module, stem: str) -> None:
         nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     if stem == "small":
         model.maxpool = nn.Identity()
+
+
+class ResidualConv2d(nn.Conv2d):
+    """A convolution over the colour channels and a fixed residual of them (``RESIDUALS``).
+
+    ``in_channels`` is 6: the three channels as given, then ``RESIDUAL_GAIN`` times their residual.
+    The residual has no parameters, so the state dict is an ordinary convolution's.
+    """
+
+    def __init__(self, *args, residual: str = "npr", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.residual = residual
+
+    @classmethod
+    def around(cls, conv: nn.Conv2d, residual: str, zero_new: bool) -> ResidualConv2d:
+        """A six-channel copy of a three-channel ``conv``: its colour weights kept, the residual
+        weights random (or zero, so a pretrained network starts unchanged)."""
+        wide = cls(
+            2 * conv.in_channels,
+            conv.out_channels,
+            kernel_size=conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            bias=conv.bias is not None,
+            residual=residual,
+        )
+        with torch.no_grad():
+            wide.weight[:, : conv.in_channels] = conv.weight
+            if zero_new:
+                wide.weight[:, conv.in_channels :] = 0.0
+            if conv.bias is not None:
+                wide.bias.copy_(conv.bias)
+        return wide
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Convolve ``[images, gain * residual(images)]``."""
+        return super().forward(
+            torch.cat([images, RESIDUAL_GAIN * residual_of(images, self.residual)], 1)
+        )
+
+
+def residual_of(images: torch.Tensor, kind: str) -> torch.Tensor:
+    """``images`` minus the top-left pixel of each 2x2 block (``npr``) or minus the 3x3 mean
+    (``highpass``)."""
+    if kind == "npr":
+        height, width = images.shape[-2:]
+        anchors = images[..., ::2, ::2]
+        upsampled = anchors.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+        return images - upsampled[..., :height, :width]
+    if kind == "highpass":
+        mean = nn.functional.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
+        return images - mean
+    raise ValueError(f"unknown residual {kind!r}")
 
 
 def forward_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

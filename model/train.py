@@ -77,6 +77,7 @@ class TrainResult:
         return {
             "architecture": ARCHITECTURE,
             "stem": self.config.stem,
+            "residual": self.config.residual,
             "image_size": self.config.image_size,
             "mean": list(self.mean),
             "std": list(self.std),
@@ -308,6 +309,7 @@ def _run(
         config.weights_sha256,
         config.stem,
         config.zero_init_residual,
+        config.residual,
     )
     model = model.to(policy.device, memory_format=policy.memory_format())
     if config.small_conv_grad and policy.device.type == "cpu":

@@ -276,6 +276,12 @@ class ModelVersion(db.Model):
         return (self.train_args or {}).get("input_mode") or "resize"
 
     @property
+    def residual(self) -> str:
+        """The fixed residual input its network reads beside the colours (``model.network``):
+        "none" (also every version from before residual inputs), "npr" or "highpass"."""
+        return (self.train_args or {}).get("residual") or "none"
+
+    @property
     def epochs(self) -> int | None:
         """The epochs it was configured to train (None when not recorded)."""
         value = (self.train_args or {}).get("epochs")

@@ -55,6 +55,13 @@ def group() -> None:
     help="With --input crops: score each image as the mean over an N x N grid of crops.",
 )
 @click.option(
+    "--residual",
+    type=click.Choice(["none", "npr", "highpass"]),
+    help="A fixed residual input beside the colours: npr (each pixel minus its 2x2 block's "
+    "corner, where upsampling generators leave traces) or highpass (minus the 3x3 mean); "
+    "default: the preset's.",
+)
+@click.option(
     "--head-only",
     is_flag=True,
     help="Fast refresh: retrain only the active version's classifier head on cached features.",
@@ -84,6 +91,7 @@ def train_command(
     input_mode,
     downscale,
     crop_grid,
+    residual,
     head_only,
     nproc,
     no_score,
@@ -110,6 +118,8 @@ def train_command(
     params.update(oof_folds=oof_folds, oof_epochs=oof_epochs)
     crops = {"input_mode": input_mode, "downscale": downscale, "crop_grid": crop_grid}
     params.update({key: value for key, value in crops.items() if value is not None})
+    if residual is not None:
+        params["residual"] = residual
     job = submit("train", params)
     click.echo(f"training job {job.id} ({job.state})")
     if wait:
@@ -166,6 +176,7 @@ def list_command() -> None:
             f"{'*' if version.is_active else ' '} {version.name:<6} {version.kind:<5} "
             f"preset={version.preset:<6} size={version.image_size:<4} "
             f"epochs={_fmt_int(version.epochs):<3} input={version.input_mode:<6} "
+            f"residual={version.residual:<8} "
             f"init={version.init_weights:<20} "
             f"n_train={version.n_train:<6} accuracy={fmt(accuracy)} "
             f"created={version.created_at:%Y-%m-%d %H:%M}"

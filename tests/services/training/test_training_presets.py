@@ -110,3 +110,33 @@ def test_versions_page_trains_the_chosen_preset_and_shows_it(
     assert re.search(r'class="preset">demo<', row)
     assert re.search(r'class="size">64 px<', row)  # the demo preset's size, not a global one
     assert re.search(r'class="epochs">1<', row)
+
+
+@pytest.mark.slow
+def test_a_residual_input_is_trained_recorded_and_shown(
+    no_global_size,
+    client,
+    auth,
+    tiny_dataset,  # noqa: F811
+    worker,
+    runner,
+):
+    args = ["model", "train", "--preset", "cifake", "--epochs", "1", "--residual", "npr"]
+    result = runner.invoke(args=[*args, "--no-score", "--wait"])
+    assert result.exit_code == 0, result.output
+    job = latest_job("train")
+    db.session.refresh(job)
+    assert "residual npr (--residual)" in job.log
+    version = db.session.scalar(select(ModelVersion))
+    assert version.residual == "npr" and version.train_args["residual"] == "npr"
+    from model.checkpoint import load_checkpoint
+
+    network, meta = load_checkpoint(version.checkpoint_path)
+    assert meta["residual"] == "npr" and network.conv1.in_channels == 6
+    assert "residual=npr" in runner.invoke(args=["model", "list"]).output
+    auth.login("admin")
+    page = client.get("/admin/versions").get_data(as_text=True)
+    row = re.search(r'id="version-v1">(.*?)</tr>', page, re.S).group(1)
+    assert re.search(r'class="input-mode"[^>]*>npr<', row)
+    refused = runner.invoke(args=[*args[:-1], "sobel", "--no-score"])
+    assert refused.exit_code != 0 and "sobel" in refused.output

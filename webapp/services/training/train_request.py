@@ -17,6 +17,7 @@ from ...jobs import submit
 from ...models import Dataset, Job
 from ..records.lookup import StateConflict, UnknownName
 from ..records.versions import TRAIN_PRESETS as PRESETS
+
 INTEGER_FIELDS = {
     "epochs": (1, 1000),
     "image_size": (16, 1024),

@@ -63,6 +63,10 @@ def resolve_train_config(params: dict[str, Any]) -> tuple[TrainConfig, dict[str,
     overrides.update(crop_choices)
     chosen = ", ".join(_INPUT_FLAGS[key] for key in crop_choices)
     sources["input_mode"] = chosen or f"preset {preset}"
+    if params.get("residual") is not None:
+        overrides["residual"], sources["residual"] = params["residual"], "--residual"
+    else:
+        sources["residual"] = f"preset {preset}"
     overrides.update(
         device=config["MODEL_DEVICE"],
         weights_path=config["IMAGENET_WEIGHTS"] or None,
@@ -87,7 +91,8 @@ def describe_settings(config: TrainConfig, sources: dict[str, str]) -> str:
         f"preset {config.preset_name} ({sources['preset']}); "
         f"image size {config.image_size} ({sources['image_size']}); "
         f"epochs {config.epochs} ({sources['epochs']}); "
-        f"input {config.input_settings().describe()} ({sources.get('input_mode', 'preset')})"
+        f"input {config.input_settings().describe()} ({sources.get('input_mode', 'preset')}); "
+        f"residual {config.residual} ({sources.get('residual', 'preset')})"
     )
 
 
