@@ -110,6 +110,22 @@ def test_a_succeeded_training_reads_as_sentences_and_links(reviewed_pair, app):
     assert labels == ["Version v2", "Compare versions", "Activate v2…"]
 
 
+def test_a_trainings_test_figure_says_how_many_images_and_a_scoring_its_size(reviewed_pair, app):
+    _, v2, _ = reviewed_pair
+    v2.metrics = {"test": {"accuracy": 1.0, "n": 37, "roc_auc": 1.0}}
+    db.session.commit()
+    job = _job(state=JobState.SUCCEEDED, result={"version": "v2"})
+    scoring = Job(kind="predict", params={"version": "v2"}, state=JobState.SUCCEEDED)
+    scoring.result = {"scored": 1200, "already_scored": 34}
+    db.session.add(scoring)
+    db.session.commit()
+    with app.test_request_context():
+        sentence = job_views.describe(job).sentences[1]
+        size = job_views.describe(scoring).size
+    assert sentence.startswith("On the test split (37 images) it is right 100.0% of the time")
+    assert size == "1,234 images"
+
+
 def test_a_running_job_says_stage_speed_and_time_left(app_ctx, app):
     progress = {"phase": "train", "epoch": 2, "epochs": 5, "batch": 3, "batches": 10}
     progress |= {"images_per_s": 41.6, "eta_s": 75, "fraction": 0.26}

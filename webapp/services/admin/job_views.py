@@ -103,6 +103,9 @@ def _size(job: Job) -> str:
     if progress.get("total"):
         unit = "files" if job.kind == "import" else "images"
         return f"{progress['total']:,} {unit}"
+    result = job.result if isinstance(job.result, dict) else {}
+    if job.kind == "predict" and "scored" in result:  # a scoring that reported no total
+        return f"{int(result['scored']) + int(result.get('already_scored') or 0):,} images"
     return ""
 
 
@@ -169,7 +172,9 @@ def _training_result(job: Job, result: dict) -> tuple[list[str], list[dict[str, 
     sentences = [
         f"It registered version {name}"
         + (f", fitted on {version.n_train:,} training images." if version.n_train else "."),
-        f"On the test split it is right {_percent(test.get('accuracy'))} of the time"
+        "On the test split"
+        + (f" ({test['n']:,} images)" if test.get("n") else "")
+        + f" it is right {_percent(test.get('accuracy'))} of the time"
         + (f" (ROC AUC {test['roc_auc']:.3f})." if test.get("roc_auc") is not None else "."),
     ]
     if version.is_active:
