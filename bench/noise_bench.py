@@ -10,11 +10,21 @@ labels found in the first 5% of the ranking (the issue's target: >= 70%; random 
 the same for plain self-confidence ranking, the out-of-fold accuracy against the noisy and the
 true labels, and the wall and CPU time.
 
+``--prior N`` adds the desk's other case: an active version, trained before on N other images
+(none of the sample), scoring a newly imported noisy dataset it never saw. One network is
+trained on them for ``--prior-minutes`` of CPU time with the same recipe, and the flips are
+ranked by its probabilities (``prior_``: what scoring uses for labelled images a version never
+trained on), by a light model fitted in folds on its features (``prior_features_``: the scoring
+job's default without out-of-fold networks) and by the mean of its and the held-out networks'
+probabilities (``mean_``).
+
 Examples::
 
     python bench/noise_bench.py                            # the issue's run: 4,000 images, K=5
     python bench/noise_bench.py --epochs 8 --threads 2
     python bench/noise_bench.py --n 400 --folds 2 --epochs 1   # a smoke run (a minute)
+    python bench/noise_bench.py --threads 2 --prior 20000 --prior-minutes 5   # with a prior version
+    python bench/noise_bench.py --option residual=npr         # any TrainConfig field
 
 Nothing is written anywhere; the images are decoded from the zip into memory.
 """
@@ -23,10 +33,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,33 +47,46 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.calibration import apply_temperature  # noqa: E402
 from model.confident import find_label_issues, rank_label_issues, self_confidence  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
 from model.out_of_fold import out_of_fold_p_fake  # noqa: E402
+from model.predict import Predictor  # noqa: E402
+from model.scores import out_of_sample_probabilities  # noqa: E402
 from model.stats import channel_stats  # noqa: E402
+from model.train import train  # noqa: E402
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifake-train-40k.zip"
 
 
-def load_sample(path: Path, count: int, seed: int, size: int = 32):
-    """A seeded, class-balanced sample of the zip: uint8 (count, size, size, 3) and 0/1 labels."""
+def load_sample(path: Path, count: int, seed: int, size: int = 32, prior: int = 0):
+    """A seeded, class-balanced sample of the zip: uint8 (count, size, size, 3) and 0/1 labels;
+    with ``prior`` > 0 also a second class-balanced sample of that many other images (none in
+    the first), as ``(images, labels, prior_images, prior_labels)``."""
     with zipfile.ZipFile(path) as archive:
         names = sorted(n for n in archive.namelist() if n.lower().endswith(".jpg"))
         by_class = [[n for n in names if "/REAL/" in n], [n for n in names if "/FAKE/" in n]]
         rng = np.random.default_rng(seed)
-        chosen = [
-            (name, label)
-            for label, members in enumerate(by_class)
-            for name in rng.choice(members, count // 2, replace=False)
-        ]
-        images = np.empty((len(chosen), size, size, 3), dtype=np.uint8)
-        for index, (name, _) in enumerate(chosen):
-            with Image.open(io.BytesIO(archive.read(name))) as image:
-                image = image.convert("RGB")
-                if image.size != (size, size):
-                    image = image.resize((size, size), Image.Resampling.BILINEAR)
-                images[index] = np.asarray(image)
-    return images, np.array([label for _, label in chosen], dtype=np.int64)
+        drawn = [rng.permutation(members) for members in by_class]
+        half, other = count // 2, prior // 2
+        if min(len(members) for members in drawn) < half + other:
+            raise SystemExit(f"the zip has too few images for --n {count} and --prior {prior}")
+        chosen = [(n, label) for label, members in enumerate(drawn) for n in members[:half]]
+        rest = [(n, lab) for lab, members in enumerate(drawn) for n in members[half : half + other]]
+
+        def decode(pairs):
+            images = np.empty((len(pairs), size, size, 3), dtype=np.uint8)
+            for index, (name, _) in enumerate(pairs):
+                with Image.open(io.BytesIO(archive.read(name))) as image:
+                    image = image.convert("RGB")
+                    if image.size != (size, size):
+                        image = image.resize((size, size), Image.Resampling.BILINEAR)
+                    images[index] = np.asarray(image)
+            return images, np.array([label for _, label in pairs], dtype=np.int64)
+
+        if not prior:
+            return decode(chosen)
+        return (*decode(chosen), *decode(rest))
 
 
 def flip_labels(labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +115,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--option", action="append", default=[], help="TrainConfig KEY=VALUE (residual=npr, ...)"
+    )
+    parser.add_argument(
+        "--prior",
+        type=int,
+        default=0,
+        help="also train one network on this many other images (none of the --n) and rank by "
+        "its probabilities, alone and averaged with the held-out ones: the app's case of an "
+        "active version scoring a new import it never trained on",
+    )
+    parser.add_argument("--prior-minutes", type=float, default=5.0, help="its CPU-time budget")
     return parser.parse_args(argv)
+
+
+def option_values(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs as TrainConfig overrides (numbers parsed, the rest kept as text)."""
+    values = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def ranking_figures(name: str, noisy, truth, flipped, p_fake) -> dict:
+    """How one set of out-of-sample probabilities ranks the flipped labels."""
+    confident_order = rank_label_issues(noisy, p_fake)
+    self_order = np.argsort(self_confidence(noisy, p_fake), kind="stable")
+    return {
+        f"{name}flagged": int(find_label_issues(noisy, p_fake).sum()),
+        f"{name}found_in_first_5pct_confident_learning": found_in_top(confident_order, flipped),
+        f"{name}found_in_first_5pct_self_confidence": found_in_top(self_order, flipped),
+        f"{name}accuracy_vs_noisy": float(((p_fake >= 0.5) == noisy.astype(bool)).mean()),
+        f"{name}accuracy_vs_truth": float(((p_fake >= 0.5) == truth.astype(bool)).mean()),
+    }
 
 
 def main(argv=None) -> dict:
@@ -99,7 +161,8 @@ def main(argv=None) -> dict:
     if not args.zip.exists():
         raise SystemExit(f"{args.zip} not found (see ../shared/datasets/README.md)")
     started, started_cpu = time.perf_counter(), time.process_time()
-    images, truth = load_sample(args.zip, args.n, args.seed, args.image_size)
+    loaded_sets = load_sample(args.zip, args.n, args.seed, args.image_size, args.prior)
+    images, truth = loaded_sets[:2]
     noisy, flipped = flip_labels(truth, args.flip, args.seed)
     config = TrainConfig.preset(
         args.preset,
@@ -108,6 +171,7 @@ def main(argv=None) -> dict:
         threads=args.threads,
         seed=args.seed,
         device="cpu",
+        **option_values(args.option),
     )
     mean, std = channel_stats(images)
     loaded = time.perf_counter() - started
@@ -116,8 +180,7 @@ def main(argv=None) -> dict:
         print(f"fold {done}/{total} done at {time.perf_counter() - started:.0f} s", flush=True)
 
     p_fake = out_of_fold_p_fake(images, noisy, config, mean, std, args.folds, on_fold)
-    confident_order = rank_label_issues(noisy, p_fake)
-    self_order = np.argsort(self_confidence(noisy, p_fake), kind="stable")
+    oof = ranking_figures("", noisy, truth, flipped, p_fake)
     figures = {
         "images": int(args.n),
         "flipped": int(flipped.size),
@@ -125,20 +188,49 @@ def main(argv=None) -> dict:
         "preset": args.preset,
         "epochs": args.epochs,
         "image_size": args.image_size,
-        "flagged": int(find_label_issues(noisy, p_fake).sum()),
-        "found_in_first_5pct_confident_learning": found_in_top(confident_order, flipped),
-        "found_in_first_5pct_self_confidence": found_in_top(self_order, flipped),
-        "oof_accuracy_vs_noisy": float(((p_fake >= 0.5) == noisy.astype(bool)).mean()),
-        "oof_accuracy_vs_truth": float(((p_fake >= 0.5) == truth.astype(bool)).mean()),
-        "load_seconds": round(loaded, 1),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "cpu_seconds": round(time.process_time() - started_cpu, 1),
-        "threads": torch.get_num_threads() if args.threads is None else args.threads,
-        "load_average": round(os.getloadavg()[0], 1),
+        "options": option_values(args.option),
+        **{key.replace("accuracy", "oof_accuracy", 1): value for key, value in oof.items()},
+        "oof_seconds": round(time.perf_counter() - started - loaded, 1),
     }
+    if args.prior:
+        figures.update(prior_figures(args, loaded_sets, config, noisy, truth, flipped, p_fake))
+    figures.update(
+        {
+            "load_seconds": round(loaded, 1),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds": round(time.process_time() - started_cpu, 1),
+            "threads": torch.get_num_threads() if args.threads is None else args.threads,
+            "load_average": round(os.getloadavg()[0], 1),
+        }
+    )
     for key, value in figures.items():
         print(f"{key}: {value}")
     return figures
+
+
+def prior_figures(args, loaded_sets, config, noisy, truth, flipped, oof_p_fake) -> dict:
+    """Train the prior network on the other images (its own statistics, the recipe, a CPU-time
+    budget) and rank by its probabilities of the sample, alone and averaged with ``oof_p_fake``."""
+    images, _, prior_images, prior_labels = loaded_sets
+    started = time.perf_counter()
+    prior_config = replace(config, epochs=1000, max_minutes=args.prior_minutes, budget_clock="cpu")
+    mean, std = channel_stats(prior_images)
+    result = train(prior_images, prior_labels, images, noisy, prior_config, mean, std)
+    p_prior = apply_temperature(result.val_logits, 1.0)
+    # The scoring job's default without out-of-fold networks: a light model in folds on the
+    # version's features of the labelled images (model.scores), here the prior's features.
+    predictor = Predictor(result.model, result.checkpoint_meta(), device="cpu", precision="fp32")
+    features = predictor.predict(images).features
+    p_light = out_of_sample_probabilities(features, noisy, folds=args.folds, seed=args.seed)
+    return {
+        "prior_images": int(prior_labels.size),
+        "prior_minutes": args.prior_minutes,
+        "prior_epochs": len(result.history),
+        "prior_seconds": round(time.perf_counter() - started, 1),
+        **ranking_figures("prior_", noisy, truth, flipped, p_prior),
+        **ranking_figures("mean_", noisy, truth, flipped, (p_prior + oof_p_fake) / 2),
+        **ranking_figures("prior_features_", noisy, truth, flipped, p_light),
+    }
 
 
 if __name__ == "__main__":
