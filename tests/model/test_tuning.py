@@ -11,7 +11,14 @@ import json
 import pytest
 
 from model import tuning
-from model.tuning import TOLERANCES, Tolerance, TuningResult, tune, tune_training
+from model.tuning import (
+    TOLERANCES,
+    Tolerance,
+    TuningResult,
+    choose_training_variant,
+    tune,
+    tune_training,
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +104,22 @@ def test_the_fingerprint_names_the_processor_threads_and_torch(monkeypatch):
     assert set(fingerprint["flags"]) <= {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 
 
+def test_a_variant_must_clearly_beat_plain_fp32_to_be_chosen():
+    assert choose_training_variant({"fp32": 100.0, "bf16": 104.0}) == "fp32"  # within the noise
+    assert choose_training_variant({"fp32": 100.0, "bf16": 120.0}) == "bf16"
+    close = {"fp32": 100.0, "fp32 + small-conv grad": 103.0, "bf16": 90.0}
+    assert choose_training_variant(close) == "fp32"
+    assert choose_training_variant({"bf16": 50.0}) == "bf16"  # fp32 failed: the one that ran
+    assert choose_training_variant({}) == "fp32"
+
+
 @pytest.mark.parametrize(("size", "variants"), [(32, 4), (96, 2)])
 def test_training_precision_is_measured_with_small_conv_only_where_it_applies(size, variants):
-    choice = tune_training(size, 4, "cpu", steps=1)
-    assert len(choice["rates"]) == variants
+    lines = []
+    choice = tune_training(size, 4, "cpu", steps=1, rounds=2, log=lines.append)
+    assert len(choice["rates"]) == variants and len(lines) == variants
     assert choice["precision"] in {"fp32", "bf16"}
-    best = max(choice["rates"], key=choice["rates"].get)
+    best = choose_training_variant(choice["rates"])
     assert choice["images_per_second"] == choice["rates"][best]
     assert choice["small_conv_grad"] == ("small-conv" in best)
     if size > 64:

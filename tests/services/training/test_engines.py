@@ -115,6 +115,22 @@ def test_training_precision_is_measured_once_and_logged(app_ctx, monkeypatch):
     assert explicit.precision == "bf16"
 
 
+def test_a_training_choice_of_an_older_method_is_measured_again(app_ctx, monkeypatch):
+    import torch
+
+    from model.tuning import TRAINING_METHOD
+
+    assert engines.TRAINING_METHOD == TRAINING_METHOD
+    app_ctx.config["ENGINE_TUNING"] = "quick"
+    first = engines.training_choice(torch.device("cpu"), 32, 4)
+    assert first["method"] == TRAINING_METHOD
+    stored = json.loads(engines.tuning_file().read_text())
+    old = {**stored["training:cpu:32:bs4"], "method": None, "precision": "old"}
+    engines.tuning_file().write_text(json.dumps({**stored, "training:cpu:32:bs4": old}))
+    again = engines.training_choice(torch.device("cpu"), 32, 4)
+    assert again["precision"] in {"fp32", "bf16"} and again["method"] == TRAINING_METHOD
+
+
 def test_threads_follow_the_cpu_affinity_and_openmp_sleeps(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("REALFAKE_THREADS", raising=False)

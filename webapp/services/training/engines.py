@@ -128,6 +128,10 @@ def inference_choice(model, meta, device, log=None):
     return tune_inference(model, meta, device, include_compile=current == "auto", log=log)
 
 
+TRAINING_METHOD = 2
+"""``model.tuning.TRAINING_METHOD`` (that module loads PyTorch; a test checks they agree)."""
+
+
 def training_choice(device, image_size: int, batch_size: int, log=None) -> dict | None:
     """``{"precision", "small_conv_grad", ...}`` for training at this size and batch on this
     machine: stored, or measured now with a few training steps; None when tuning is off."""
@@ -135,7 +139,7 @@ def training_choice(device, image_size: int, batch_size: int, log=None) -> dict 
         return None
     key = _training_key(str(device), image_size, batch_size)
     entry = _read_all().get(key)
-    if entry and _same_machine(entry, device):
+    if entry and _same_machine(entry, device) and entry.get("method") == TRAINING_METHOD:
         return entry
     result = tune_training(image_size, batch_size, device, log=log)
     _write(key, result)
