@@ -46,11 +46,11 @@ def test_unset_variables_are_no_choice_and_set_ones_are(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     ("params", "settings", "expected"),
     [
-        ({"preset": "cifake"}, {}, (32, 10, "preset cifake", "preset cifake")),
+        ({"preset": "cifake"}, {}, (32, 16, "preset cifake", "preset cifake")),
         ({"preset": "cifake", "epochs": 4}, {}, (32, 4, "preset cifake", "--epochs")),
         ({"preset": "demo", "image_size": 48}, {}, (48, 12, "--image-size", "preset demo")),
-        ({"preset": "cifake"}, {"DEFAULT_IMAGE_SIZE": 64}, (64, 10, "REALFAKE_IMAGE_SIZE", None)),
-        ({"preset": "cifake", "image_size": 40}, {"DEFAULT_IMAGE_SIZE": 64}, (40, 10, None, None)),
+        ({"preset": "cifake"}, {"DEFAULT_IMAGE_SIZE": 64}, (64, 16, "REALFAKE_IMAGE_SIZE", None)),
+        ({"preset": "cifake", "image_size": 40}, {"DEFAULT_IMAGE_SIZE": 64}, (40, 16, None, None)),
         ({}, {"TRAIN_PRESET": "demo", "DEFAULT_EPOCHS": 2}, (64, 2, None, "REALFAKE_EPOCHS")),
     ],
 )
