@@ -14,6 +14,10 @@ Examples::
     python bench/cifake_app_bench.py --minutes 20 --budget-clock cpu   # the issue's run
     python bench/cifake_app_bench.py --n 400 --epochs 1                # a smoke run (a minute)
     python bench/cifake_app_bench.py --preset cifake-robust --perturb jpeg75   # JPEG robustness
+    python bench/cifake_app_bench.py --instance KEPT --perturb jpeg75   # measure a kept run again
+
+Besides the figures at the version's threshold it prints the held-out accuracy at 0.5 and the
+flip-TTA lever on the same network (``held_out_tta_{none,flip}_*``).
 
 ``--minutes`` passes a time budget to the job (``options: max_minutes``: the schedule follows the
 clock); without it the preset's epochs run. ``--option KEY=VALUE`` sets any TrainConfig field
@@ -51,6 +55,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--option", action="append", default=[], help="TrainConfig KEY=VALUE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="keep the instance in this folder")
+    parser.add_argument(
+        "--instance",
+        type=Path,
+        help="measure the newest version of an instance an earlier run kept (--keep) instead of "
+        "importing and training again",
+    )
     parser.add_argument(
         "--perturb",
         action="append",
@@ -110,11 +120,8 @@ def held_out_metrics(version) -> dict:
     from model.metrics import classification_metrics
     from webapp.extensions import db
     from webapp.models import Prediction
-    from webapp.services.training.trainset import select_training_set
 
-    trainset = select_training_set()
-    ids = trainset.val.ids + trainset.test.ids
-    labels = trainset.val.labels + trainset.test.labels
+    ids, labels = held_out_ids()
     rows = dict(
         db.session.execute(
             select(Prediction.image_id, Prediction.p_fake).where(
@@ -125,16 +132,49 @@ def held_out_metrics(version) -> dict:
     return classification_metrics(labels, [rows[i] for i in ids], version.threshold)
 
 
+def held_out_ids():
+    """The val + test image ids and their labels (the 20% no version trains on)."""
+    from webapp.services.training.trainset import select_training_set
+
+    trainset = select_training_set()
+    return trainset.val.ids + trainset.test.ids, trainset.val.labels + trainset.test.labels
+
+
+def held_out_tta(version) -> dict:
+    """The lever flip TTA measured on the version's own network: held-out accuracy (at 0.5 and
+    at the version's threshold) and AUC with and without the mirrored copy. The threshold was
+    fitted without TTA, so the 0.5 figures are the fair comparison."""
+    from model.checkpoint import load_checkpoint
+    from model.metrics import classification_metrics
+    from model.predict import Predictor
+    from webapp.services.importing.pixels import pixels_for
+
+    ids, labels = held_out_ids()
+    network, meta = load_checkpoint(version.checkpoint_path)
+    figures = {}
+    for tta in ("none", "flip"):
+        predictor = Predictor(network, {**meta, "tta": tta}, device="cpu", precision="fp32")
+        p_fake = np.concatenate(
+            [
+                predictor.predict(pixels_for(meta, ids[start : start + 2048])).p_fake
+                for start in range(0, len(ids), 2048)
+            ]
+        )
+        at_half = classification_metrics(labels, p_fake, 0.5)
+        at_threshold = classification_metrics(labels, p_fake, version.threshold)
+        figures[f"held_out_tta_{tta}_accuracy_at_0.5"] = at_half["accuracy"]
+        figures[f"held_out_tta_{tta}_accuracy_at_threshold"] = at_threshold["accuracy"]
+        figures[f"held_out_tta_{tta}_roc_auc"] = at_half["roc_auc"]
+    return figures
+
+
 def held_out_perturbed(version, perturbation: str) -> dict:
     """The version on perturbed copies of its val + test images (``model evaluate --perturb``'s
     own decoding and re-encoding), at its threshold."""
     from model.metrics import classification_metrics
     from webapp.services.training.robustness import perturbed_p_fake
-    from webapp.services.training.trainset import select_training_set
 
-    trainset = select_training_set()
-    ids = trainset.val.ids + trainset.test.ids
-    labels = trainset.val.labels + trainset.test.labels
+    ids, labels = held_out_ids()
     p_fake = perturbed_p_fake(version, ids, perturbation)
     return classification_metrics(labels, p_fake, version.threshold)
 
@@ -164,6 +204,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if not args.zip.exists():
         raise SystemExit(f"{args.zip} not found (see ../shared/datasets/README.md)")
+    if args.instance:
+        return measure_kept(args)
     root = Path(tempfile.mkdtemp(prefix="cifake-app-"))
     try:
         written = write_sample(args.zip, root / "source", args.n, args.seed)
@@ -199,6 +241,7 @@ def main(argv=None) -> dict:
                 "held_out_accuracy": held_out["accuracy"],
                 "held_out_roc_auc": held_out["roc_auc"],
                 "held_out_tpr_at_fpr": held_out["tpr_at_fpr"],
+                **held_out_tta(version),
             }
             for perturbation in args.perturb:
                 perturbed = held_out_perturbed(version, perturbation)
@@ -210,6 +253,36 @@ def main(argv=None) -> dict:
         consumer.stop(graceful=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+    return figures
+
+
+def measure_kept(args) -> dict:
+    """The held-out figures of the newest version of a kept instance (no import, no training)."""
+    from sqlalchemy import select
+
+    from webapp.extensions import db
+    from webapp.models import ModelVersion
+
+    app = fresh_app(args.instance)
+    with app.app_context():
+        version = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).first()
+        if version is None:
+            raise SystemExit(f"{args.instance} holds no model version")
+        held_out = held_out_metrics(version)
+        figures = {
+            "version": version.name,
+            "epochs_run": len(version.history or []),
+            "threshold": version.threshold,
+            "held_out_n": held_out["n"],
+            "held_out_accuracy": held_out["accuracy"],
+            "held_out_roc_auc": held_out["roc_auc"],
+            **held_out_tta(version),
+        }
+        for perturbation in args.perturb:
+            perturbed = held_out_perturbed(version, perturbation)
+            figures[f"held_out_{perturbation}_accuracy"] = perturbed["accuracy"]
     for key, value in figures.items():
         print(f"{key}: {value}")
     return figures
