@@ -27,7 +27,6 @@ clock); without it the preset's epochs run. ``--option KEY=VALUE`` sets any Trai
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -42,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_app import CIFAKE, fresh_app  # noqa: E402
+
+from bench.common import option_values  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -85,18 +86,6 @@ def write_sample(zip_path: Path, folder: Path, count: int, seed: int) -> int:
                 (folder / label / f"{index:05d}.jpg").write_bytes(archive.read(name))
                 written += 1
     return written
-
-
-def option_values(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs with JSON values where they parse (numbers, booleans), else strings."""
-    values = {}
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = raw
-    return values
 
 
 def start_worker(app):

@@ -59,6 +59,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import option_values  # noqa: E402
 from model.calibration import apply_temperature  # noqa: E402
 from model.checkpoint import save_checkpoint  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
@@ -147,12 +148,7 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
         for key, value in vars(args).items()
         if value is not None and key in TrainConfig.__dataclass_fields__
     }
-    for pair in args.option:
-        key, _, raw = pair.partition("=")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
+    overrides.update(option_values(args.option))
     if args.minutes:
         overrides["max_minutes"] = args.minutes
         overrides.setdefault("epochs", 1000)  # the clock ends the run

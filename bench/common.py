@@ -23,6 +23,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench password 1"
 
 
+# ----------------------------------------------------------------------------- options
+
+
+def option_values(pairs: Sequence[str]) -> dict:
+    """``--option KEY=VALUE`` pairs as TrainConfig overrides: JSON values where they parse
+    (numbers, booleans), else strings."""
+    values = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
 # ----------------------------------------------------------------------------- data
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import time
@@ -47,6 +46,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import option_values  # noqa: E402
 from model.calibration import apply_temperature  # noqa: E402
 from model.confident import find_label_issues, rank_label_issues, self_confidence  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
@@ -128,18 +128,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--prior-minutes", type=float, default=5.0, help="its CPU-time budget")
     return parser.parse_args(argv)
-
-
-def option_values(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` pairs as TrainConfig overrides (numbers parsed, the rest kept as text)."""
-    values = {}
-    for pair in pairs:
-        key, _, raw = pair.partition("=")
-        try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = raw
-    return values
 
 
 def ranking_figures(name: str, noisy, truth, flipped, p_fake) -> dict:
