@@ -140,20 +140,52 @@ def held_out_tta(version) -> dict:
 
     ids, labels = held_out_ids()
     network, meta = load_checkpoint(version.checkpoint_path)
+    arms = {
+        tta: Predictor(network, {**meta, "tta": tta}, device="cpu", precision="fp32")
+        for tta in ("none", "flip")
+    }
+    scores = {tta: [] for tta in arms}
+    for start in range(0, len(ids), 2048):  # each chunk's pixels read once for both arms
+        pixels = pixels_for(meta, ids[start : start + 2048])
+        for tta, predictor in arms.items():
+            scores[tta].append(predictor.predict(pixels).p_fake)
     figures = {}
-    for tta in ("none", "flip"):
-        predictor = Predictor(network, {**meta, "tta": tta}, device="cpu", precision="fp32")
-        p_fake = np.concatenate(
-            [
-                predictor.predict(pixels_for(meta, ids[start : start + 2048])).p_fake
-                for start in range(0, len(ids), 2048)
-            ]
-        )
+    for tta, chunks in scores.items():
+        p_fake = np.concatenate(chunks)
         at_half = classification_metrics(labels, p_fake, 0.5)
         at_threshold = classification_metrics(labels, p_fake, version.threshold)
         figures[f"held_out_tta_{tta}_accuracy_at_0.5"] = at_half["accuracy"]
         figures[f"held_out_tta_{tta}_accuracy_at_threshold"] = at_threshold["accuracy"]
         figures[f"held_out_tta_{tta}_roc_auc"] = at_half["roc_auc"]
+    return figures
+
+
+def version_figures(version, perturbations, log: str) -> dict:
+    """What a run measured of ``version``: its held-out figures at its threshold, the flip-TTA
+    lever, each perturbation's, and the training job's log lines about its settings and the
+    training precision it timed."""
+    held_out = held_out_metrics(version)
+    figures = {
+        "settings": [line for line in log.splitlines() if "preset" in line][-1:],
+        "training_tuning": [line for line in log.splitlines() if " training " in line],
+        "version": version.name,
+        "epochs_run": len(version.history or []),
+        "threshold": version.threshold,
+        "test_accuracy": version.metrics.get("test", {}).get("accuracy"),
+        "test_roc_auc": version.metrics.get("test", {}).get("roc_auc"),
+        "held_out_n": held_out["n"],
+        "held_out_accuracy": held_out["accuracy"],
+        "held_out_roc_auc": held_out["roc_auc"],
+        "held_out_tpr_at_fpr": held_out["tpr_at_fpr"],
+        **held_out_tta(version),
+    }
+    for perturbation in perturbations:
+        perturbed = held_out_perturbed(version, perturbation)
+        figures[f"held_out_{perturbation}_accuracy"] = perturbed["accuracy"]
+        figures[f"held_out_{perturbation}_roc_auc"] = perturbed["roc_auc"]
+        figures[f"held_out_{perturbation}_drop_points"] = round(
+            100 * (held_out["accuracy"] - perturbed["accuracy"]), 2
+        )
     return figures
 
 
@@ -215,30 +247,12 @@ def main(argv=None) -> dict:
         consumer = start_worker(app)
         with app.app_context():
             version, minutes, log = train_and_score(app, {**params, "options": options})
-            held_out = held_out_metrics(version)
             figures = {
                 "images": written,
                 "import_seconds": round(import_seconds, 1),
-                "settings": [line for line in log.splitlines() if "preset" in line][-1:],
-                "version": version.name,
                 "train_minutes": round(minutes, 2),
-                "epochs_run": len(version.history or []),
-                "threshold": version.threshold,
-                "test_accuracy": version.metrics.get("test", {}).get("accuracy"),
-                "test_roc_auc": version.metrics.get("test", {}).get("roc_auc"),
-                "held_out_n": held_out["n"],
-                "held_out_accuracy": held_out["accuracy"],
-                "held_out_roc_auc": held_out["roc_auc"],
-                "held_out_tpr_at_fpr": held_out["tpr_at_fpr"],
-                **held_out_tta(version),
+                **version_figures(version, args.perturb, log),
             }
-            for perturbation in args.perturb:
-                perturbed = held_out_perturbed(version, perturbation)
-                figures[f"held_out_{perturbation}_accuracy"] = perturbed["accuracy"]
-                figures[f"held_out_{perturbation}_roc_auc"] = perturbed["roc_auc"]
-                figures[f"held_out_{perturbation}_drop_points"] = round(
-                    100 * (held_out["accuracy"] - perturbed["accuracy"]), 2
-                )
         consumer.stop(graceful=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -252,26 +266,17 @@ def measure_kept(args) -> dict:
     from sqlalchemy import select
 
     from webapp.extensions import db
-    from webapp.models import ModelVersion
+    from webapp.models import Job, ModelVersion
 
     app = fresh_app(args.instance)
     with app.app_context():
         version = db.session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())).first()
         if version is None:
             raise SystemExit(f"{args.instance} holds no model version")
-        held_out = held_out_metrics(version)
-        figures = {
-            "version": version.name,
-            "epochs_run": len(version.history or []),
-            "threshold": version.threshold,
-            "held_out_n": held_out["n"],
-            "held_out_accuracy": held_out["accuracy"],
-            "held_out_roc_auc": held_out["roc_auc"],
-            **held_out_tta(version),
-        }
-        for perturbation in args.perturb:
-            perturbed = held_out_perturbed(version, perturbation)
-            figures[f"held_out_{perturbation}_accuracy"] = perturbed["accuracy"]
+        training = db.session.scalars(
+            select(Job).where(Job.kind == "train").order_by(Job.id.desc())
+        ).first()
+        figures = version_figures(version, args.perturb, (training.log or "") if training else "")
     for key, value in figures.items():
         print(f"{key}: {value}")
     return figures

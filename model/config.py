@@ -129,10 +129,11 @@ CIFAKE_RECIPE: dict = {
 """The CIFAKE recipe: 32 px, flips only, AdamW one-cycle; how it was chosen is in
 ``bench/cifake_bench.py``. On this CPU the "imagenet" stem beat the "medium" stem (about 3.5x
 slower per image, more accurate per image) at equal CPU time, and random crops cost accuracy in
-runs this short. Batch 256 (lr 3e-3) trains about 1.5x the images per second of batch 128 on two
-cores (460 against 305 on the Intel AMX machine) for as good a network per CPU-minute, so 16
-epochs fit in 20 minutes there (10 took 12.9); flip TTA added half a point at 0.5 to the same
-network. What each lever gave is the README's lever table."""
+runs this short. Batch 256 (lr 3e-3) trains about 1.4x the images per second of batch 128 on two
+cores (423-461 against 310 on the Intel AMX machine, ``bench/cifake_bench.py``) for as good a
+network per CPU-minute, so 16 epochs fit in 20 minutes there (10 took 12.9); flip TTA added half
+a point at 0.5 to the same network. What each lever gave is the README's lever table; on an
+AVX2-only CPU none of it is measured yet, and ``--minutes`` keeps a slower run inside its time."""
 
 
 CIFAKE_ROBUST_RECIPE: dict = {**CIFAKE_RECIPE, "augment": "flip-degrade"}

@@ -340,8 +340,9 @@ def tune_training(
 
     The variants take turns, ``rounds`` times, each timing its fastest of ``steps`` steps per
     turn, and a variant's rate is the median of its turns: a burst of load then slows one turn
-    of each rather than one variant (a single pass of two steps once chose bf16 at a measured 596
-    images/s that trained at 353 against fp32's 475). A variant replaces plain fp32 only when it
+    of each rather than one variant (a single pass of two steps once chose bf16 with the
+    small-conv gradient for a run that then trained slower than fp32). A variant replaces plain
+    fp32 only when it
     is ``TRAINING_MARGIN`` faster. bf16 is kept only where it is faster at this size (at 32 px
     the casts can cost more than the matrix units save); the im2col weight gradient of
     ``model.cpu_conv`` is tried only where the last stage's output is at most 2x2 pixels, the

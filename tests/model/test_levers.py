@@ -115,4 +115,6 @@ def test_imagenet_weights_start_unchanged_under_a_residual(tmp_path):
     assert init.startswith("imagenet:") and wide.conv1.weight.shape[1] == 6
     images = torch.randn(2, 3, 32, 32)
     plain.fc, wide.fc = nn.Identity(), nn.Identity()
-    torch.testing.assert_close(wide.eval()(images), plain.eval()(images))
+    # Six input channels sum in another order than three: allow rounding (any CPU's kernels), far
+    # below what a non-zero residual weight would change (order 1).
+    torch.testing.assert_close(wide.eval()(images), plain.eval()(images), atol=1e-4, rtol=1e-4)
