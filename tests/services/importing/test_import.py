@@ -327,6 +327,28 @@ def test_ctrl_c_inside_a_database_call_is_recorded_and_a_rerun_completes(app_ctx
     assert (report.imported, report.duplicates) == (20, 0)
 
 
+def test_ctrl_c_while_a_select_holds_its_rows_does_not_lock_out_the_record(app_ctx, tmp_path):
+    """After a statement has stepped (a SELECT with rows to hand, inside the batch's write
+    transaction), SQLite keeps the closed connection and its write lock while the interrupted
+    cursor lives in the traceback: recording the run waited 30 s for that lock, then failed."""
+    folder = write_files(tmp_path / "in", kaggle_layout(5))
+
+    def interrupt(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("SELECT") and "FROM dataset_images" in statement:
+            raise KeyboardInterrupt
+
+    event.listen(db.engine, "after_cursor_execute", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import_path(folder, dataset="ctrl-c")
+    finally:
+        event.remove(db.engine, "after_cursor_execute", interrupt)
+    db.session.remove()
+    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    report = import_path(folder, dataset="ctrl-c")
+    assert report.imported + report.duplicates == 20 and report.rejected == []
+
+
 def test_ctrl_c_behind_a_driver_error_is_recorded_as_cancelled(app_ctx, tmp_path):
     """psycopg answers a Ctrl-C inside a query with its own clean-up error, the KeyboardInterrupt
     only in the context: the run is still cancelled, and the caller sees the Ctrl-C."""

@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import closing, suppress
 from itertools import islice
@@ -253,6 +254,7 @@ def import_path(
     except BaseException as error:
         report.elapsed_s = time.perf_counter() - started
         cause = _interruption(error)
+        _release_statements(error)
         # If even that fails, the run stays 'running' and is marked interrupted later.
         with suppress(Exception):
             _end_run(run_id, report, JobState.CANCELLED if cause else JobState.FAILED)
@@ -338,6 +340,24 @@ def _interruption(error: BaseException) -> BaseException | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _release_statements(error: BaseException) -> None:
+    """Drop the locals of the frames ``error`` unwound, and of the errors behind it.
+
+    A Ctrl-C that lands while SQLite steps a statement leaves that statement with the cursor in
+    those frames; SQLAlchemy closes the connection, but SQLite keeps a connection whose statement
+    is not finalised open, its write lock with it, so recording the run would wait for the lock
+    it holds itself (seen as a 30 s stall, then a run left 'running').
+    """
+    seen, todo = set(), [error]
+    while todo:
+        error = todo.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        todo += [error.__cause__, error.__context__]
 
 
 def _chunk_size(entries: list, workers: int) -> int:
