@@ -116,7 +116,7 @@ def _start_cli_import(folder: Path, instance: Path) -> subprocess.Popen:
     )
 
 
-def _interrupt_after_first_batch(process, database_url: str, signal_number) -> None:
+def _interrupt_after_first_batch(process, database_url: str, signal_number) -> tuple:
     engine = create_engine(database_url)
     try:
         deadline = time.monotonic() + 120
@@ -127,7 +127,7 @@ def _interrupt_after_first_batch(process, database_url: str, signal_number) -> N
         engine.dispose()
     if process.poll() is None:
         os.killpg(process.pid, signal_number)
-    process.communicate(timeout=60)
+    return process.communicate(timeout=60)
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGINT])
@@ -137,8 +137,13 @@ def test_interrupted_import_is_completed_by_running_it_again(app, tmp_path, sign
     folder = write_files(tmp_path / "big", files)
     instance = Path(app.config["INSTANCE_PATH"])
     process = _start_cli_import(folder, instance)
-    _interrupt_after_first_batch(process, app.config["SQLALCHEMY_DATABASE_URI"], signal_number)
+    _, errors = _interrupt_after_first_batch(
+        process, app.config["SQLALCHEMY_DATABASE_URI"], signal_number
+    )
     assert process.returncode != 0, "the import finished before it could be interrupted"
+    if signal_number == signal.SIGINT:  # stopped between two batches, and says so
+        assert process.returncode == 130, errors.decode()[-2000:]
+        assert "run the same command again" in errors.decode()
     with app.app_context():
         partial = db.session.scalar(select(func.count(Image.id)))
     assert 0 < partial < len(files)

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .progress import ProgressBar
+from .progress import ProgressBar, stop_at_next_step
 
 
 @click.group("data", help="Import images and audit datasets.")
@@ -28,22 +28,32 @@ def import_command(path, dataset, label, evaluation_only, as_json, workers) -> N
 
     Labels come from REAL/ and FAKE/ folders (any depth, any case), splits from train/, val/
     and test/ folders or else from the content hash (80/10/10). The exit status is 0 even when
-    some files are rejected, and 1 only when nothing could be read at all.
+    some files are rejected, and 1 only when nothing could be read at all. Ctrl-C stops it
+    after the files in hand (130); running the same command again completes it.
     """
     from ..services.importing.importer import ImportRefused, SourceError, import_path
 
     bar = ProgressBar(enabled=not as_json)
     try:
-        report = import_path(
-            path,
-            dataset=dataset,
-            label=label,
-            evaluation_only=evaluation_only,
-            progress=bar,
-            workers=workers,
-        )
+        with stop_at_next_step(bar) as progress:
+            report = import_path(
+                path,
+                dataset=dataset,
+                label=label,
+                evaluation_only=evaluation_only,
+                progress=progress,
+                workers=workers,
+            )
     except (SourceError, ImportRefused) as error:
         raise click.ClickException(str(error)) from error
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(
+            "Import stopped (Ctrl-C). What was written stays; run the same command again "
+            "to import the rest.",
+            err=True,
+        )
+        sys.exit(130)
     finally:
         bar.close()
     if as_json:

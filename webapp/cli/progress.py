@@ -3,11 +3,17 @@
 Writers and jobs report progress as ``(done, total)`` calls, a job's bar also changes unit and
 total between stages; :class:`ProgressBar` takes both, and is silent when ``enabled`` is false
 (``--json`` output, where only the result may be printed).
+
+:func:`stop_at_next_step` makes Ctrl-C stop such work between its steps rather than inside one.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from tqdm import tqdm
 
@@ -77,3 +83,34 @@ class StagedProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+@contextmanager
+def stop_at_next_step(progress: Callable[..., None]) -> Iterator[Callable[..., None]]:
+    """Yield ``progress`` wrapped so that the first Ctrl-C stops the work at its next call.
+
+    A Ctrl-C raised wherever the main thread happens to be can land inside a database call or a
+    process pool's bookkeeping; raised from the progress call, it lands between two steps, where
+    what the work wrote is committed. The wrapper raises KeyboardInterrupt there; a second Ctrl-C
+    before that raises it at once. Outside the main thread (no signals there) it changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield progress
+        return
+    requested = threading.Event()
+
+    def on_ctrl_c(signum, frame) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()  # no printing here: the main thread may be half-way through a write
+
+    def checked(*args, **kwargs) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        progress(*args, **kwargs)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield checked
+    finally:
+        signal.signal(signal.SIGINT, previous)
