@@ -28,6 +28,10 @@ os.environ.pop("REALFAKE_REDIS_URL", None)
 # Every flask process a test starts scores with the fused fp32 network, as TestConfig does: the
 # same numbers on every CPU kind, and no minutes of engine measurement per test instance.
 os.environ["REALFAKE_ENGINE_TUNING"] = "off"
+# torch.compile compiles in this process: on a 2-core machine inductor otherwise starts a pool of
+# compile workers whose result pipe it leaves to a reader thread to close, and when the collector
+# finds it first the unclosed-file warning fails whichever test is running (seen in CI).
+os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = "1"
 os.environ.pop("REALFAKE_DATABASE_URL", None)
 TEST_DATABASE = os.environ.get("REALFAKE_TEST_DATABASE", "sqlite").strip() or "sqlite"
 
