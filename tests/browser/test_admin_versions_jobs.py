@@ -65,8 +65,8 @@ def test_a_head_refit_from_the_versions_page_to_its_activation(app, server, new_
 
     page.goto(f"{server}/admin/jobs")
     rows = page.inner_text(".jobs-table")
-    assert "Head-only refit of v1" in rows and "Fine-tuning a new version" in rows
-    assert "98%" not in rows and "epoch" not in rows.split("Fine-tuning")[0]
+    assert "Head-only refit of v1" in rows and "Training v1 from random weights" in rows
+    assert "98%" not in rows and "epoch" not in rows.split("Training v1")[0]
     assert "Succeeded in" in rows
     screenshot(page, "jobs")
 

@@ -102,12 +102,24 @@ def test_a_succeeded_training_reads_as_sentences_and_links(reviewed_pair, app):
     )
     with app.test_request_context():
         view = job_views.describe(job)
+    assert view.title == "Training v2 from random weights"
     assert view.fraction == 1.0 and view.status == "Succeeded in 0 s" and view.error == ""
     assert view.size == "12 epochs · 64 px"
     assert view.sentences[0].startswith("It registered version v2")
     assert "not active" in view.sentences[-1]
     labels = [link["label"] for link in view.links]
     assert labels == ["Version v2", "Compare versions", "Activate v2…"]
+
+
+def test_a_trainings_title_says_which_weights_it_started_from_once_known(reviewed_pair, app):
+    v1, _, _ = reviewed_pair
+    queued = _job(state=JobState.QUEUED)
+    v1.init_weights = "imagenet"
+    db.session.commit()
+    done = _job(state=JobState.SUCCEEDED, result={"version": "v1"})
+    with app.test_request_context():
+        assert job_views.describe(queued).title == "Training a new version"
+        assert job_views.describe(done).title == "Fine-tuning v1 from ImageNet weights"
 
 
 def test_a_trainings_test_figure_says_how_many_images_and_a_scoring_its_size(reviewed_pair, app):

@@ -68,7 +68,7 @@ def _title(job: Job) -> str:
     if job.kind == "train":
         if params.get("head_only"):
             return f"Head-only refit of {params.get('base_version') or _parent_of(job)}"
-        return "Fine-tuning a new version"
+        return _training_title(job)
     if job.kind == "predict":
         return f"Scoring every image with {params.get('version', 'a version')}"
     if job.kind == "import":
@@ -79,10 +79,27 @@ def _title(job: Job) -> str:
     return KIND_TITLES.get(job.kind, job.kind)
 
 
+def _training_title(job: Job) -> str:
+    """Whether a training fine-tunes ImageNet weights or starts from random ones is known once it
+    has run (the weights may be fetched meanwhile): until then it is "a new version"."""
+    version = _made_by(job)
+    if version is None:
+        return "Training a new version"
+    if version.init_weights == "imagenet":
+        return f"Fine-tuning {version.name} from ImageNet weights"
+    return f"Training {version.name} from {version.init_weights} weights"
+
+
+def _made_by(job: Job) -> ModelVersion | None:
+    made = (job.result or {}).get("version")
+    if not made:
+        return None
+    return db.session.scalar(select(ModelVersion).where(ModelVersion.name == made))
+
+
 def _parent_of(job: Job) -> str:
     """The version a finished head refit started from, else "the active version"."""
-    made = (job.result or {}).get("version")
-    version = db.session.scalar(select(ModelVersion).where(ModelVersion.name == made))
+    version = _made_by(job)
     return version.parent.name if version is not None and version.parent else "the active version"
 
 
