@@ -25,6 +25,7 @@ Examples::
     python bench/noise_bench.py --n 400 --folds 2 --epochs 1   # a smoke run (a minute)
     python bench/noise_bench.py --threads 2 --prior 20000 --prior-minutes 5   # with a prior version
     python bench/noise_bench.py --option residual=npr         # any TrainConfig field
+    python bench/noise_bench.py --oof-min-steps 0             # the preset's batch in every fold
 
 Nothing is written anywhere; the images are decoded from the zip into memory.
 """
@@ -50,7 +51,7 @@ from bench.common import option_values  # noqa: E402
 from model.calibration import apply_temperature  # noqa: E402
 from model.confident import find_label_issues, rank_label_issues, self_confidence  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
-from model.out_of_fold import out_of_fold_p_fake  # noqa: E402
+from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe, out_of_fold_p_fake  # noqa: E402
 from model.predict import Predictor  # noqa: E402
 from model.scores import out_of_sample_probabilities  # noqa: E402
 from model.stats import channel_stats  # noqa: E402
@@ -127,6 +128,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "active version scoring a new import it never trained on",
     )
     parser.add_argument("--prior-minutes", type=float, default=5.0, help="its CPU-time budget")
+    parser.add_argument(
+        "--oof-min-steps",
+        type=int,
+        default=MIN_STEPS_PER_EPOCH,
+        help="the held-out networks' batch is halved until an epoch has this many steps, as in "
+        "the app (model.out_of_fold.fold_recipe); 0 keeps the preset's batch",
+    )
     return parser.parse_args(argv)
 
 
@@ -167,7 +175,10 @@ def main(argv=None) -> dict:
     def on_fold(done: int, total: int) -> None:
         print(f"fold {done}/{total} done at {time.perf_counter() - started:.0f} s", flush=True)
 
-    p_fake = out_of_fold_p_fake(images, noisy, config, mean, std, args.folds, on_fold)
+    p_fake = out_of_fold_p_fake(
+        images, noisy, config, mean, std, args.folds, on_fold, min_steps=args.oof_min_steps
+    )
+    fold = fold_recipe(config, args.n - args.n // args.folds, args.oof_min_steps)
     oof = ranking_figures("", noisy, truth, flipped, p_fake)
     figures = {
         "images": int(args.n),
@@ -177,6 +188,8 @@ def main(argv=None) -> dict:
         "epochs": args.epochs,
         "image_size": args.image_size,
         "options": option_values(args.option),
+        "oof_batch_size": fold.batch_size,
+        "oof_lr": round(fold.lr, 6),
         **{key.replace("accuracy", "oof_accuracy", 1): value for key, value in oof.items()},
         "oof_seconds": round(time.perf_counter() - started - loaded, 1),
     }

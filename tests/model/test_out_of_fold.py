@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from model.confident import rank_label_issues
-from model.out_of_fold import fold_assignment, out_of_fold_p_fake
+from model.config import TrainConfig
+from model.out_of_fold import fold_assignment, fold_recipe, out_of_fold_p_fake
 from tests.model.conftest import tiny_config
 
 
@@ -41,3 +44,17 @@ def test_held_out_networks_disagree_with_flipped_labels(tiny_data):
     assert ((p_fake >= 0.5) == truth.astype(bool)).mean() >= 0.8
     top = rank_label_issues(given, p_fake)[:6]
     assert np.isin(flipped, top).sum() >= 2
+
+
+def test_a_fold_too_small_for_the_batch_trains_with_a_smaller_one():
+    cifake = TrainConfig.preset("cifake")
+    assert cifake.batch_size == 256
+    small = fold_recipe(cifake, 3_200)  # 4,000 images in 5 folds: 12 steps an epoch at 256
+    assert small.batch_size == 64 and 3_200 // small.batch_size >= 50
+    assert small.lr == pytest.approx(cifake.lr * math.sqrt(64 / 256))
+    assert {k: v for k, v in vars(small).items() if k not in ("batch_size", "lr")} == {
+        k: v for k, v in vars(cifake).items() if k not in ("batch_size", "lr")
+    }
+    assert fold_recipe(cifake, 32_000) is cifake  # 125 steps an epoch already
+    assert fold_recipe(cifake, 3_200, min_steps=0) is cifake
+    assert fold_recipe(cifake, 100).batch_size == 32  # never below 32

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from model.config import TrainConfig
-from model.out_of_fold import out_of_fold_p_fake
+from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe, out_of_fold_p_fake
 from model.train import TrainingStopped
 
 from ...jobs import JobCancelled, handler, submit
@@ -72,6 +72,14 @@ def oof_job(context) -> dict[str, Any]:
         f"{folds} out-of-fold networks over {len(ids)} training images of {version.name}: "
         f"image size {config.image_size}; epochs {config.epochs}"
     )
+    fit_images = len(ids) - len(ids) // folds
+    recipe = fold_recipe(config, fit_images)
+    if recipe.batch_size != config.batch_size:
+        context.log(
+            f"batch {recipe.batch_size} (learning rate {recipe.lr:.2g}) instead of the version's "
+            f"{config.batch_size}: an epoch of {fit_images} images gets at least "
+            f"{MIN_STEPS_PER_EPOCH} steps"
+        )
     mean, std = channel_stats(ids.tolist(), config.image_size)
 
     def on_fold(done: int, total: int) -> None:
