@@ -81,6 +81,11 @@ def test_a_head_refit_from_the_versions_page_to_its_activation(app, server, new_
     assert page.locator("#compare-reviewed table").count() == 0
     with app.app_context():
         assert versions.training_data(versions.get_version("v2"))["reviewed"] == 4
+    # the test-split table (ten figures, the operating point, the confusion counts) fits its card
+    test_split = page.locator("#compare-test .cm-mini").first.inner_text().split()
+    assert test_split[0] == "R" and len(test_split) == 6
+    fits = "els => els.map(e => e.scrollWidth <= e.clientWidth + 1)"
+    assert all(page.locator("section.panel, .table-wrap").evaluate_all(fits))
     screenshot(page, "versions")
 
     page.click("#version-v2 a:has-text('Activate v2')")
