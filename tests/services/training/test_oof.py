@@ -28,6 +28,11 @@ def test_train_with_held_out_networks_scores_label_issues_from_them(
     assert held_out.state == JobState.SUCCEEDED, held_out.error
     version = versions.active_version()
     assert "epochs 2" in held_out.log
+    # about 19 images a fold: the version's batch would be one step an epoch, so the held-out
+    # networks train at the smallest batch, and the log says so
+    batch = version.train_args["batch_size"]
+    assert batch > 32 and "batch 32 (learning rate" in held_out.log
+    assert f"instead of the version's {batch}" in held_out.log
     out_of_fold = load_out_of_fold(version)
     trained = set(versions.training_ids(version).tolist())
     assert set(out_of_fold) == trained and trained
