@@ -305,6 +305,21 @@ def test_report_json_has_the_documented_keys(app_ctx, tmp_path):
     assert run.state == "succeeded" and run.report["imported"] == 4
 
 
+def _interrupted_import(folder, target, name: str, listener):
+    """Import ``folder`` with ``listener`` on ``target``'s event ``name`` (it raises the Ctrl-C);
+    check the Ctrl-C reaches the caller and the run is recorded as cancelled; return the raised
+    exception's info."""
+    event.listen(target, name, listener)
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            import_path(folder, dataset="ctrl-c")
+    finally:
+        event.remove(target, name, listener)
+    db.session.remove()
+    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    return raised
+
+
 def test_ctrl_c_inside_a_database_call_is_recorded_and_a_rerun_completes(app_ctx, tmp_path):
     folder = write_files(tmp_path / "in", kaggle_layout(5))
 
@@ -314,14 +329,7 @@ def test_ctrl_c_inside_a_database_call_is_recorded_and_a_rerun_completes(app_ctx
 
     # Inside the driver call SQLAlchemy invalidates the connection, which the import must
     # survive to record the cancellation.
-    event.listen(db.engine, "do_executemany", interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            import_path(folder, dataset="ctrl-c")
-    finally:
-        event.remove(db.engine, "do_executemany", interrupt)
-    db.session.remove()
-    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    _interrupted_import(folder, db.engine, "do_executemany", interrupt)
     assert db.session.scalar(select(func.count(Image.id))) == 0  # the batch was rolled back
     report = import_path(folder, dataset="ctrl-c")
     assert (report.imported, report.duplicates) == (20, 0)
@@ -337,14 +345,7 @@ def test_ctrl_c_while_a_select_holds_its_rows_does_not_lock_out_the_record(app_c
         if statement.startswith("SELECT") and "FROM dataset_images" in statement:
             raise KeyboardInterrupt
 
-    event.listen(db.engine, "after_cursor_execute", interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            import_path(folder, dataset="ctrl-c")
-    finally:
-        event.remove(db.engine, "after_cursor_execute", interrupt)
-    db.session.remove()
-    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    _interrupted_import(folder, db.engine, "after_cursor_execute", interrupt)
     report = import_path(folder, dataset="ctrl-c")
     assert report.imported + report.duplicates == 20 and report.rejected == []
 
@@ -361,15 +362,8 @@ def test_ctrl_c_behind_a_driver_error_is_recorded_as_cancelled(app_ctx, tmp_path
             except KeyboardInterrupt:
                 raise RuntimeError("can't change 'autocommit' now") from None
 
-    event.listen(db.engine, "do_execute", interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt) as raised:
-            import_path(folder, dataset="ctrl-c")
-    finally:
-        event.remove(db.engine, "do_execute", interrupt)
+    raised = _interrupted_import(folder, db.engine, "do_execute", interrupt)
     assert "autocommit" in str(raised.value.__cause__)
-    db.session.remove()
-    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
     report = import_path(folder, dataset="ctrl-c")
     assert (report.imported, report.duplicates) == (20, 0)
 
@@ -383,13 +377,6 @@ def test_ctrl_c_while_a_batch_commits_is_recorded(app_ctx, tmp_path):
         if len(commits) == 3:  # dataset, run, then the first batch of images
             raise KeyboardInterrupt
 
-    event.listen(Session, "after_commit", interrupt)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            import_path(folder, dataset="ctrl-c")
-    finally:
-        event.remove(Session, "after_commit", interrupt)
-    db.session.remove()
-    assert db.session.scalar(select(ImportRun.state)) == "cancelled"
+    _interrupted_import(folder, Session, "after_commit", interrupt)
     report = import_path(folder, dataset="ctrl-c")
     assert report.imported + report.duplicates == 20 and report.rejected == []
