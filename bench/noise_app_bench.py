@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_app import fresh_app  # noqa: E402
 from cifake_app_bench import held_out_ids, start_worker  # noqa: E402
+from noise_bench import flip_labels, found_in_top  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,32 +58,26 @@ def pick(ids: list[int], labels: list[int], n: int, seed: int) -> tuple[np.ndarr
     return np.concatenate(chosen), np.repeat([0, 1], [len(chosen[0]), len(chosen[1])])
 
 
-def write_noisy(folder: Path, ids, truth, flip: float, seed: int) -> tuple[dict, set]:
-    """The images as PNG under ``real/``/``fake/`` by their noisy label; returns each file's
-    sha256 -> (true label, given label) and the sha256s whose label was flipped."""
+def write_noisy(folder: Path, ids: np.ndarray, given: np.ndarray) -> list[str]:
+    """The images as PNG under ``real/``/``fake/`` by their ``given`` label; returns each
+    file's sha256, in the order of ``ids``."""
     import hashlib
 
     from webapp.extensions import db
     from webapp.models import Image as ImageRow
     from webapp.services.storage import original_path
 
-    rng = np.random.default_rng(seed + 1)
-    flipped = set(rng.choice(len(ids), size=int(round(flip * len(ids))), replace=False).tolist())
-    files, flipped_sha = {}, set()
-    for position, (image_id, label) in enumerate(zip(ids.tolist(), truth.tolist(), strict=True)):
-        given = 1 - label if position in flipped else label
+    hashes = []
+    for image_id, label in zip(ids.tolist(), given.tolist(), strict=True):
         with Image.open(original_path(db.session.get(ImageRow, image_id))) as picture:
             buffer = io.BytesIO()
             picture.convert("RGB").save(buffer, format="PNG")
         data = buffer.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
-        target = folder / ("fake" if given else "real") / f"{image_id}.png"
+        target = folder / ("fake" if label else "real") / f"{image_id}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        files[sha] = (label, given)
-        if given != label:
-            flipped_sha.add(sha)
-    return files, flipped_sha
+        hashes.append(hashlib.sha256(data).hexdigest())
+    return hashes
 
 
 def main(argv=None) -> dict:
@@ -106,7 +101,8 @@ def main(argv=None) -> dict:
             if version is None:
                 raise SystemExit(f"{args.instance} has no active version")
             ids, truth = pick(*held_out_ids(), args.n, args.seed)
-            files, flipped = write_noisy(root / "source", ids, truth, args.flip, args.seed)
+            given, flipped = flip_labels(truth, args.flip, args.seed)
+            hashes = write_noisy(root / "source", ids, given)
             started = time.perf_counter()
             result = app.test_cli_runner().invoke(
                 args=["data", "import", str(root / "source"), "--dataset", args.dataset, "--json"]
@@ -120,23 +116,25 @@ def main(argv=None) -> dict:
                 raise SystemExit(f"scoring failed: {scoring.error}")
             score_seconds = time.perf_counter() - started
             dataset = db.session.scalar(select(Dataset).where(Dataset.name == args.dataset))
-            rows = db.session.execute(
-                select(ImageRow.sha256, Prediction.label_issue_score, Prediction.oos_p_fake)
-                .join(DatasetImage, DatasetImage.image_id == ImageRow.id)
-                .join(Prediction, Prediction.image_id == ImageRow.id)
-                .where(DatasetImage.dataset_id == dataset.id)
-                .where(Prediction.model_version_id == version.id)
-            ).all()
-            order = sorted(rows, key=lambda row: -row.label_issue_score)
-            top = {row.sha256 for row in order[: int(round(0.05 * len(order)))]}
-            true_labels = np.array([files[row.sha256][0] for row in rows])
-            p_fake = np.array([row.oos_p_fake for row in rows])
+            stored = {
+                row.sha256: (row.label_issue_score, row.oos_p_fake)
+                for row in db.session.execute(
+                    select(ImageRow.sha256, Prediction.label_issue_score, Prediction.oos_p_fake)
+                    .join(DatasetImage, DatasetImage.image_id == ImageRow.id)
+                    .join(Prediction, Prediction.image_id == ImageRow.id)
+                    .where(DatasetImage.dataset_id == dataset.id)
+                    .where(Prediction.model_version_id == version.id)
+                )
+            }
+            issue, p_fake = np.array([stored[sha] for sha in hashes], dtype=float).T
             figures = {
                 "version": version.name,
-                "images": len(rows),
-                "flipped": len(flipped),
-                "found_in_first_5pct": round(len(top & flipped) / max(len(flipped), 1), 4),
-                "oos_accuracy_vs_truth": round(float(((p_fake >= 0.5) == true_labels).mean()), 4),
+                "images": len(stored),
+                "flipped": int(flipped.size),
+                "found_in_first_5pct": round(
+                    found_in_top(np.argsort(-issue, kind="stable"), flipped), 4
+                ),
+                "oos_accuracy_vs_truth": round(float(((p_fake >= 0.5) == truth).mean()), 4),
                 "import_seconds": round(import_seconds, 1),
                 "score_seconds": round(score_seconds, 1),
             }
