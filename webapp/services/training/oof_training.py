@@ -77,7 +77,7 @@ def oof_job(context) -> dict[str, Any]:
     if recipe.batch_size != config.batch_size:
         context.log(
             f"batch {recipe.batch_size} (learning rate {recipe.lr:.2g}) instead of the version's "
-            f"{config.batch_size}: an epoch of {fit_images} images gets at least "
+            f"{config.batch_size}: an epoch of about {fit_images} images gets at least "
             f"{MIN_STEPS_PER_EPOCH} steps"
         )
     mean, std = channel_stats(ids.tolist(), config.image_size)
