@@ -36,7 +36,9 @@ def train_one_epoch(
     """Train for one pass over ``loader``; returns mean loss, accuracy, images and seconds.
 
     ``set_lr()`` runs before each step to apply the schedule and returns False when the run's
-    budget is spent (the epoch ends early). ``on_batch`` receives a dict per batch.
+    budget is spent (the epoch ends early). ``on_batch`` receives a dict per batch: its number
+    (from 1), the loss, the images so far, the seconds, and the batch's detached ``logits`` and
+    ``labels`` (``model.margins`` records them).
     """
     model.train()
     started = time.perf_counter()
@@ -61,6 +63,8 @@ def train_one_epoch(
                     "loss": loss,
                     "images": seen,
                     "seconds": elapsed,
+                    "logits": logits,
+                    "labels": labels,
                 }
             )
     seconds = time.perf_counter() - started

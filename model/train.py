@@ -40,6 +40,7 @@ from model.data import BatchLoader, eval_transform, train_transform
 from model.device import Policy, pick_device, precision_policy
 from model.ema import WeightEMA
 from model.engine import TrainingStopped, evaluate, train_one_epoch
+from model.margins import MarginRecorder
 from model.metrics import classification_metrics
 from model.network import ARCHITECTURE, build_model
 from model.parallel import DistributedContext, plain_batch_norm, sync_batch_norm
@@ -60,6 +61,7 @@ class TrainResult:
     mean: list[float]
     std: list[float]
     val_logits: np.ndarray | None = None
+    margins: np.ndarray | None = None  # each training image's mean margin (record_margins)
     seconds: float = 0.0
     policy: str = ""
     extra: dict = field(default_factory=dict)
@@ -219,6 +221,7 @@ def train(
     on_progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     distributed: DistributedContext | None = None,
+    record_margins: bool = False,
 ) -> TrainResult:
     """Train a ResNet18 on uint8 (N, S, S, 3) images with 0/1 labels (0 = real, 1 = fake).
 
@@ -226,7 +229,11 @@ def train(
     validation split may be empty: then no temperature is fitted (T = 1) and metrics are None.
     With ``distributed`` every rank calls this with the same arguments inside an initialised
     process group; only rank 0's result has validation metrics and a fitted temperature.
+    ``record_margins``: the result's ``margins`` hold each training image's mean margin over
+    the run (``model.margins``: where label mistakes show), in one process only.
     """
+    if record_margins and distributed is not None:
+        raise ValueError("margins are recorded in one process: leave out distributed training")
     if config.input_mode == "crops":
         if distributed is not None:
             raise ValueError("training on crops runs in one process: leave out nproc")
@@ -257,6 +264,7 @@ def train(
             on_progress,
             should_stop,
             distributed,
+            record_margins,
         )
 
 
@@ -301,6 +309,7 @@ def _run(
     on_progress,
     should_stop,
     distributed=None,
+    record_margins=False,
 ) -> TrainResult:
     seed_everything(config.seed)
     model, init_used = build_model(
@@ -327,6 +336,7 @@ def _run(
     ema = WeightEMA(model, config.ema_decay) if config.ema_decay else None
     loop = _Loop(model, network, loader, val_loader, optimizer, schedule, policy, config, reporter)
     loop.ema = ema
+    loop.margins = MarginRecorder(len(train_images)) if record_margins else None
     history, last_eval = _epochs(loop, should_stop, distributed)
     if ema is not None:  # the averaged weights are the result: measure those
         ema.copy_to(model)
@@ -340,7 +350,10 @@ def _run(
         policy_name = f"{policy.name} ddp x{distributed.world_size} {distributed.backend}"
     else:
         policy_name = policy.name
-    return _finish(model, config, history, init_used, last_eval, mean, std, policy_name, schedule)
+    result = _finish(model, config, history, init_used, last_eval, mean, std, policy_name, schedule)
+    if loop.margins is not None:
+        result.margins = loop.margins.mean()
+    return result
 
 
 def crop_views(train_images, val_images, config: TrainConfig, mean):
@@ -424,16 +437,22 @@ class _Loop:
     config: TrainConfig
     reporter: _Reporter
     ema: WeightEMA | None = None
+    margins: MarginRecorder | None = None
 
     def after_batch(self, epoch: int):
-        """The per-batch callback: the weight average's update, then progress (either may be
-        absent; None when both are)."""
+        """The per-batch callback: the weight average's update and the margins' record, then
+        progress (any may be absent; None when all are). Call it after the loader's
+        ``set_epoch``: the margins find each batch's images in that epoch's order."""
         report = self.reporter.batch_callback(epoch)
-        if self.ema is None:
+        if self.ema is None and self.margins is None:
             return report
+        batches = self.loader.batches_of_indices() if self.margins is not None else None
 
         def update(batch: dict) -> None:
-            self.ema.update(self.model)
+            if self.ema is not None:
+                self.ema.update(self.model)
+            if batches is not None:
+                self.margins.add(batches[batch["batch"] - 1], batch["logits"], batch["labels"])
             if report is not None:
                 report(batch)
 

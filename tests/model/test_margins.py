@@ -1,0 +1,67 @@
+"""Area under the margin: each training image's mean margin, recorded while the network trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.margins import MarginRecorder, label_margins, margin_p_fake, p_fake_from_margins
+from model.parallel import DistributedContext
+from model.train import train
+from tests.model.conftest import tiny_config
+
+
+def test_a_margin_is_the_label_logit_minus_the_largest_other():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, 4.0], [1.0, 1.0, -2.0]])
+    labels = torch.tensor([0, 1, 1])
+    assert label_margins(logits, labels) == pytest.approx([1.5, -1.0, 0.0])
+
+
+def test_the_recorder_averages_over_the_batches_that_held_an_image():
+    recorder = MarginRecorder(4)
+    logits = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    recorder.add(np.array([0, 2]), logits, torch.tensor([0, 0]))  # margins 1 and -2
+    recorder.add(np.array([0, 1]), logits, torch.tensor([1, 1]))  # margins -1 and 2
+    mean = recorder.mean()
+    assert mean[:3] == pytest.approx([0.0, 2.0, -2.0])
+    assert np.isnan(mean[3])  # no batch held it
+
+
+def test_p_fake_is_the_logistic_of_the_margin_towards_the_label():
+    p_fake = p_fake_from_margins([0.0, np.log(3.0), np.log(3.0), np.nan], [1, 1, 0, 0])
+    assert p_fake == pytest.approx([0.5, 0.75, 0.25, 0.5])
+    with pytest.raises(ValueError, match="3 labels but 2 margins"):
+        p_fake_from_margins([0.0, 1.0], [0, 1, 0])
+
+
+def test_flipped_labels_keep_the_lowest_margins(tiny_data):
+    images = np.concatenate([tiny_data[0], tiny_data[2]])
+    truth = np.concatenate([tiny_data[1], tiny_data[3]])
+    given = truth.copy()
+    flipped = np.array([3, 17, 40])
+    given[flipped] = 1 - given[flipped]
+    result = train(
+        images, given, None, None, tiny_config(epochs=6), *tiny_data[4:], record_margins=True
+    )
+    assert result.margins.shape == (images.shape[0],) and not np.isnan(result.margins).any()
+    # The network learns the truth from the other 61 images before it can memorise the three
+    # flips, so over the run their margins stay the lowest: the batches were matched to their
+    # images (a wrong index would scatter them).
+    assert set(np.argsort(result.margins)[:3].tolist()) == set(flipped.tolist())
+    p_fake = margin_p_fake(images, given, tiny_config(epochs=6), *tiny_data[4:])
+    assert p_fake == pytest.approx(p_fake_from_margins(result.margins, given))
+
+
+def test_a_run_without_margins_records_none(tiny_run):
+    assert tiny_run.margins is None
+
+
+def test_margins_are_recorded_in_one_process_only(tiny_data):
+    context = DistributedContext(
+        rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), backend="gloo"
+    )
+    with pytest.raises(ValueError, match="margins are recorded in one process"):
+        train(
+            *tiny_data[:4], tiny_config(), *tiny_data[4:], distributed=context, record_margins=True
+        )
