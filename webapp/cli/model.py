@@ -80,7 +80,16 @@ def group() -> None:
     help="Before scoring, train K held-out networks so suspected label mistakes are judged "
     "by networks that never saw the image (K trainings' time).",
 )
-@click.option("--oof-epochs", type=click.IntRange(min=1), help="Epochs of each held-out network.")
+@click.option(
+    "--oof-method",
+    type=click.Choice(["folds", "margins"]),
+    help="How the training images' label mistakes are judged before scoring: folds (K "
+    "held-out networks, --oof-folds, default 5) or margins (one more network trained on all "
+    "of them, each image ranked by its mean margin over that training: one training's time).",
+)
+@click.option(
+    "--oof-epochs", type=click.IntRange(min=1), help="Epochs of each held-out (or margins) network."
+)
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
 def train_command(
     epochs,
@@ -96,6 +105,7 @@ def train_command(
     nproc,
     no_score,
     oof_folds,
+    oof_method,
     oof_epochs,
     wait,
 ) -> None:
@@ -106,6 +116,10 @@ def train_command(
         raise click.UsageError("--input crops trains in one process: leave out --nproc")
     if input_mode == "resize" and (downscale is not None or crop_grid is not None):
         raise click.UsageError("--downscale and --crop-grid apply to --input crops only")
+    if oof_method == "margins" and oof_folds is not None:
+        raise click.UsageError("--oof-folds applies to --oof-method folds: leave it out")
+    if oof_method == "folds" and oof_folds is None:
+        oof_folds = 5
     active = versions.active_version()
     moved = trainset.labels_changed_since(active)
     if moved is not None:
@@ -115,7 +129,7 @@ def train_command(
         )
     params = {"epochs": epochs, "image_size": image_size, "datasets": list(datasets), "seed": seed}
     params.update(preset=preset, head_only=head_only, score=not no_score, nproc=nproc)
-    params.update(oof_folds=oof_folds, oof_epochs=oof_epochs)
+    params.update(oof_folds=oof_folds, oof_epochs=oof_epochs, oof_method=oof_method)
     crops = {"input_mode": input_mode, "downscale": downscale, "crop_grid": crop_grid}
     params.update({key: value for key, value in crops.items() if value is not None})
     if residual is not None:
@@ -136,8 +150,13 @@ def _wait_for_scoring(version_name: str) -> None:
         select(Job).where(Job.kind == "oof").order_by(Job.id.desc()).limit(1)
     )
     if held_out is not None and (held_out.params or {}).get("version") == version_name:
-        done = wait_with_bar(held_out.id, "held-out networks")
-        click.echo(f"{done.result['folds']} held-out networks over {done.result['images']} images")
+        if (held_out.params or {}).get("method") == "margins":
+            done = wait_with_bar(held_out.id, "training margins")
+            click.echo(f"training margins over {done.result['images']} images")
+        else:
+            done = wait_with_bar(held_out.id, "held-out networks")
+            count, images = done.result["folds"], done.result["images"]
+            click.echo(f"{count} held-out networks over {images} images")
     scoring = db.session.scalar(
         select(Job).where(Job.kind == "predict").order_by(Job.id.desc()).limit(1)
     )

@@ -122,6 +122,22 @@ def test_a_trainings_title_says_which_weights_it_started_from_once_known(reviewe
         assert job_views.describe(done).title == "Fine-tuning v1 from ImageNet weights"
 
 
+def test_a_label_mistake_job_says_what_it_trains_and_over_how_many_images(app_ctx, app):
+    folds = Job(kind="oof", state=JobState.RUNNING, params={"version": "v1", "folds": 5})
+    folds.progress = {"stage": "out-of-fold", "done": 2, "total": 5}
+    margins = Job(kind="oof", state=JobState.SUCCEEDED)
+    margins.params = {"version": "v2", "method": "margins"}
+    margins.result = {"version": "v2", "method": "margins", "images": 3200}
+    db.session.add_all([folds, margins])
+    db.session.commit()
+    with app.test_request_context():
+        running, done = job_views.describe(folds), job_views.describe(margins)
+    assert running.title == "5 held-out networks for v1's label mistakes"
+    assert running.size == ""  # its progress counts folds, not images
+    assert done.title == "Training margins of v2's images, for label mistakes"
+    assert done.size == "3,200 training images"
+
+
 def test_a_trainings_test_figure_says_how_many_images_and_a_scoring_its_size(reviewed_pair, app):
     _, v2, _ = reviewed_pair
     v2.metrics = {"test": {"accuracy": 1.0, "n": 37, "roc_auc": 1.0}}

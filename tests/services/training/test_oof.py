@@ -1,4 +1,5 @@
-"""Held-out networks for the "suspected label mistake" bucket, through the real job queue."""
+"""Held-out networks and training margins for the "suspected label mistake" bucket, through the
+real job queue."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tests.services.training.test_training import latest_job, tiny_dataset  # no
 from webapp.extensions import db
 from webapp.models import JobState, Prediction
 from webapp.services.records import versions
-from webapp.services.training.oof_training import load_out_of_fold
+from webapp.services.training.oof_training import load_out_of_fold, out_of_fold_method
 from webapp.services.training.trainset import CLASS_INDEX, labelled_images
 
 
@@ -57,3 +58,49 @@ def test_train_with_held_out_networks_scores_label_issues_from_them(
 def test_one_fold_is_refused(app, runner):
     result = runner.invoke(args=["model", "train", "--oof-folds", "1"])
     assert result.exit_code != 0 and "--oof-folds" in result.output
+
+
+@pytest.mark.slow
+def test_train_with_margins_ranks_training_images_by_their_training_margins(
+    tiny_dataset,  # noqa: F811
+    worker,
+    runner,
+):
+    args = ["model", "train", "--epochs", "1", "--oof-method", "margins", "--oof-epochs", "2"]
+    result = runner.invoke(args=[*args, "--wait"])
+    assert result.exit_code == 0, result.output
+    assert "training margins over" in result.output
+    job = latest_job("oof")
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert job.params["method"] == "margins" and job.result["method"] == "margins"
+    assert "its training margins ranking label mistakes" in job.log and "epochs 2" in job.log
+    version = versions.active_version()
+    assert out_of_fold_method(version) == "margins"
+    at_margins = load_out_of_fold(version)
+    trained = set(versions.training_ids(version).tolist())
+    assert set(at_margins) == trained and trained
+    rows = {
+        row.image_id: row
+        for row in db.session.scalars(
+            select(Prediction).where(Prediction.model_version_id == version.id)
+        )
+    }
+    part = labelled_images("tiny")
+    for image_id, label in zip(part.ids, part.labels, strict=True):
+        row = rows[image_id]
+        judged = at_margins[image_id] if image_id in trained else row.p_fake
+        p_given = judged if label == CLASS_INDEX["fake"] else 1 - judged
+        assert row.label_issue_score == pytest.approx(1 - p_given)
+        if image_id not in trained:
+            assert row.oos_p_fake == pytest.approx(row.p_fake)
+    # a margin is not an out-of-sample probability: the trained-on images keep the light
+    # model's out-of-sample p(fake), which the margins' p(fake) is not
+    light = [rows[i].oos_p_fake for i in trained]
+    assert all(value is not None for value in light)
+    assert not np.allclose(light, [at_margins[i] for i in trained])
+
+
+def test_margins_take_no_fold_count(app, runner):
+    args = ["model", "train", "--oof-method", "margins", "--oof-folds", "3"]
+    result = runner.invoke(args=args)
+    assert result.exit_code != 0 and "--oof-folds applies to --oof-method folds" in result.output

@@ -76,6 +76,11 @@ def _title(job: Job) -> str:
         return f"Import of {source} into {params.get('dataset') or 'a new dataset'}"
     if job.kind == "report":
         return f"{str(params.get('report', '')).capitalize()} report ({params.get('format', '')})"
+    if job.kind == "oof":
+        version = params.get("version", "a version")
+        if params.get("method") == "margins":
+            return f"Training margins of {version}'s images, for label mistakes"
+        return f"{params.get('folds') or 5} held-out networks for {version}'s label mistakes"
     return KIND_TITLES.get(job.kind, job.kind)
 
 
@@ -117,6 +122,9 @@ def _size(job: Job) -> str:
         if params.get("datasets"):
             parts.append("datasets " + ", ".join(params["datasets"]))
         return " · ".join(parts) or "the configured defaults"
+    if job.kind == "oof":  # its progress counts folds or epochs, not images
+        images = (job.result if isinstance(job.result, dict) else {}).get("images")
+        return f"{int(images):,} training images" if images else ""
     if progress.get("total"):
         unit = "files" if job.kind == "import" else "images"
         return f"{progress['total']:,} {unit}"

@@ -7,6 +7,12 @@ version's recipe (optionally fewer epochs), each trained without one fold of the
 training images and scoring that fold, write ``models/<version>.oof.npz``. Scoring then takes an
 image's out-of-sample p_fake from there when the image was trained on, and from the version
 itself when it was not (val, test and other labelled images: the version never saw them).
+
+With ``method`` ``margins`` the job trains one network on all the version's training images with
+the same recipe instead, and each image's label-mistake score comes from its mean margin over
+that training (``model.margins``: area under the margin, one training instead of K). Those
+scores are not out-of-sample probabilities, so the stored out-of-sample p_fake of a trained-on
+image stays the scoring job's default (the light model in folds on the version's features).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from model.config import TrainConfig
+from model.margins import margin_p_fake
 from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe, out_of_fold_p_fake
 from model.train import TrainingStopped
 
@@ -35,13 +42,28 @@ def oof_path(version: ModelVersion | str) -> Path:
     return versions.models_dir() / f"{name}.oof.npz"
 
 
+METHODS = ("folds", "margins")
+"""How the job judges the version's training images: K held-out networks, or one network's
+training margins."""
+
+
 def load_out_of_fold(version: ModelVersion) -> dict[int, float] | None:
-    """image id -> out-of-fold p_fake for the version's training images, or None when absent."""
+    """image id -> out-of-fold p_fake for the version's training images (from its held-out
+    networks, or at its training margins: :func:`out_of_fold_method`), or None when absent."""
     path = oof_path(version)
     if not path.exists():
         return None
     with np.load(path) as data:
         return dict(zip(data["ids"].tolist(), data["p_fake"].tolist(), strict=True))
+
+
+def out_of_fold_method(version: ModelVersion) -> str | None:
+    """``folds`` or ``margins``: what made the version's file (files before margins: folds)."""
+    path = oof_path(version)
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return str(data["method"]) if "method" in data.files else "folds"
 
 
 def oof_config(version: ModelVersion, epochs: int | None) -> TrainConfig:
@@ -61,18 +83,30 @@ def _save_atomically(path: Path, **arrays) -> None:
 
 @handler("oof")
 def oof_job(context) -> dict[str, Any]:
-    """Train K held-out networks over a version's training images; then queue its scoring."""
+    """Train K held-out networks (or one network, recording its margins) over a version's
+    training images; then queue its scoring."""
     params = context.params
     version = versions.get_version(params.get("version"))
+    method = params.get("method") or "folds"
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
     folds = int(params.get("folds") or 5)
     saved = versions.training_labels(version)
     ids, labels = saved["train_ids"], saved["train_labels"]
     config = oof_config(version, params.get("epochs"))
-    context.log(
-        f"{folds} out-of-fold networks over {len(ids)} training images of {version.name}: "
-        f"image size {config.image_size}; epochs {config.epochs}"
-    )
-    fit_images = len(ids) - len(ids) // folds
+    if method == "margins":
+        context.log(
+            f"one network over the {len(ids)} training images of {version.name}, its training "
+            f"margins ranking label mistakes: image size {config.image_size}; "
+            f"epochs {config.epochs}"
+        )
+        fit_images = len(ids)
+    else:
+        context.log(
+            f"{folds} out-of-fold networks over {len(ids)} training images of {version.name}: "
+            f"image size {config.image_size}; epochs {config.epochs}"
+        )
+        fit_images = len(ids) - len(ids) // folds
     recipe = fold_recipe(config, fit_images)
     if recipe.batch_size != config.batch_size:
         context.log(
@@ -81,25 +115,55 @@ def oof_job(context) -> dict[str, Any]:
             f"{MIN_STEPS_PER_EPOCH} steps"
         )
     mean, std = channel_stats(ids.tolist(), config.image_size)
-
-    def on_fold(done: int, total: int) -> None:
-        context.progress(stage="out-of-fold", done=done, total=total, fraction=done / total)
-
+    pixels = pixels_for_input(config.input_settings(), ids.tolist())
     try:
-        p_fake = out_of_fold_p_fake(
-            pixels_for_input(config.input_settings(), ids.tolist()),
-            labels,
-            config,
-            mean,
-            std,
-            folds,
-            on_fold,
-            context.cancel_requested,
-        )
+        if method == "margins":
+            p_fake = margin_p_fake(
+                pixels,
+                labels,
+                config,
+                mean,
+                std,
+                _epoch_progress(context),
+                context.cancel_requested,
+            )
+        else:
+            p_fake = out_of_fold_p_fake(
+                pixels,
+                labels,
+                config,
+                mean,
+                std,
+                folds,
+                _fold_progress(context),
+                context.cancel_requested,
+            )
     except TrainingStopped as stop:
         raise JobCancelled() from stop
-    _save_atomically(oof_path(version), ids=ids, p_fake=p_fake, folds=folds)
+    _save_atomically(oof_path(version), ids=ids, p_fake=p_fake, folds=folds, method=method)
     agreement = float(((p_fake >= 0.5) == labels.astype(bool)).mean()) if len(ids) else None
     if params.get("score", True):
         submit("predict", {"version": version.name})
-    return {"version": version.name, "folds": folds, "images": len(ids), "agreement": agreement}
+    return {
+        "version": version.name,
+        "method": method,
+        "folds": folds if method == "folds" else None,
+        "images": len(ids),
+        "agreement": agreement,
+    }
+
+
+def _fold_progress(context):
+    def on_fold(done: int, total: int) -> None:
+        context.progress(stage="out-of-fold", done=done, total=total, fraction=done / total)
+
+    return on_fold
+
+
+def _epoch_progress(context):
+    def on_progress(update: dict) -> None:
+        if update.get("phase") == "epoch":
+            done, total = int(update["epoch"]), int(update["epochs"])
+            context.progress(stage="margins", done=done, total=total, fraction=done / total)
+
+    return on_progress

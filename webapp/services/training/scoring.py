@@ -188,26 +188,36 @@ def out_of_sample_scores(
     return oos, issues
 
 
-def held_out_network_scores(version: ModelVersion, image_ids: Sequence[int], p_fake: np.ndarray):
-    """Out-of-sample p_fake and label-issue scores from the version's out-of-fold networks
+def held_out_network_scores(
+    version: ModelVersion, image_ids: Sequence[int], p_fake: np.ndarray, default_oos: np.ndarray
+):
+    """Out-of-sample p_fake and label-issue scores from the version's out-of-fold job
     (``oof_training``) for the images it trained on, and from the version itself for the
-    labelled images it never saw; None when it has no out-of-fold file."""
+    labelled images it never saw; None when it has no out-of-fold file.
+
+    A file of training margins (method ``margins``) gives the trained-on images their
+    label-issue score only: their out-of-sample p_fake stays ``default_oos`` (the light model's),
+    since a margin recorded while training on the image is not an out-of-sample probability.
+    """
     from model.scores import label_issue_scores
 
     from ..records.labels import effective_labels
-    from .oof_training import load_out_of_fold
+    from .oof_training import load_out_of_fold, out_of_fold_method
     from .trainset import CLASS_INDEX
 
     out_of_fold = load_out_of_fold(version)
     if out_of_fold is None:
         return None
+    margins = out_of_fold_method(version) == "margins"
     labels = effective_labels(None)
     oos = np.full(len(image_ids), np.nan)
     issues = np.full(len(image_ids), np.nan)
     for row, image_id in enumerate(image_ids):
-        if labels.get(image_id) in CLASS_INDEX:
-            oos[row] = out_of_fold.get(image_id, float(p_fake[row]))
-            issues[row] = label_issue_scores([CLASS_INDEX[labels[image_id]]], [oos[row]])[0]
+        if labels.get(image_id) not in CLASS_INDEX:
+            continue
+        judged = out_of_fold.get(image_id, float(p_fake[row]))
+        oos[row] = default_oos[row] if margins and image_id in out_of_fold else judged
+        issues[row] = label_issue_scores([CLASS_INDEX[labels[image_id]]], [judged])[0]
     return oos, issues
 
 
@@ -259,7 +269,7 @@ def predict_job(context) -> dict[str, Any]:
     context.progress(stage="out-of-sample")
     folds = int(current_app.config["KFOLD"])
     oos, issues = out_of_sample_scores(image_ids, output["features"], folds)
-    held_out = held_out_network_scores(version, image_ids, output["p_fake"])
+    held_out = held_out_network_scores(version, image_ids, output["p_fake"], oos)
     if held_out is not None:
         oos, issues = held_out
     stopwatch.lap("out_of_sample")

@@ -166,8 +166,10 @@ def train_job(context) -> dict[str, Any]:
         version = register_checkpoint(trainset, config, network, meta, context)
     else:
         version = _train_here(context, trainset, config, mean, std)
-    if params.get("oof_folds"):  # held-out networks first; that job queues the scoring
-        oof = {"version": version.name, "folds": int(params["oof_folds"])}
+    margins = params.get("oof_method") == "margins"
+    if params.get("oof_folds") or margins:  # held-out networks first; that job queues scoring
+        oof = {"version": version.name, "folds": params.get("oof_folds") or None}
+        oof["method"] = "margins" if margins else "folds"
         submit(
             "oof", {**oof, "epochs": params.get("oof_epochs"), "score": params.get("score", True)}
         )
