@@ -10,6 +10,11 @@ labels found in the first 5% of the ranking (the issue's target: >= 70%; random 
 the same for plain self-confidence ranking, the out-of-fold accuracy against the noisy and the
 true labels, and the wall and CPU time.
 
+``--margin-epochs E`` (default 10; 0 leaves it out) adds one network trained on all the images
+for E epochs with the held-out networks' batch, each image ranked by its mean margin over the
+run (``model.margins``, area under the margin: ``margins_``), the app's ``--oof-method margins``.
+``--folds 0`` leaves the held-out networks out.
+
 ``--prior N`` adds the desk's other case: an active version, trained before on N other images
 (none of the sample), scoring a newly imported noisy dataset it never saw. One network is
 trained on them for ``--prior-minutes`` of CPU time with the same recipe, and the flips are
@@ -26,6 +31,7 @@ Examples::
     python bench/noise_bench.py --threads 2 --prior 20000 --prior-minutes 5   # with a prior version
     python bench/noise_bench.py --option residual=npr         # any TrainConfig field
     python bench/noise_bench.py --oof-min-steps 0             # the preset's batch in every fold
+    python bench/noise_bench.py --folds 0 --margin-epochs 16  # the margins only, 16 epochs
 
 Nothing is written anywhere; the images are decoded from the zip into memory.
 """
@@ -51,6 +57,7 @@ from bench.common import option_values  # noqa: E402
 from model.calibration import apply_temperature  # noqa: E402
 from model.confident import find_label_issues, rank_label_issues, self_confidence  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
+from model.margins import margin_p_fake  # noqa: E402
 from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe, out_of_fold_p_fake  # noqa: E402
 from model.predict import Predictor  # noqa: E402
 from model.scores import out_of_sample_probabilities  # noqa: E402
@@ -135,6 +142,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="the held-out networks' batch is halved until an epoch has this many steps, as in "
         "the app (model.out_of_fold.fold_recipe); 0 keeps the preset's batch",
     )
+    parser.add_argument(
+        "--margin-epochs",
+        type=int,
+        default=10,
+        help="epochs of the one network whose training margins rank the images "
+        "(model.margins); 0 leaves it out",
+    )
     return parser.parse_args(argv)
 
 
@@ -175,11 +189,6 @@ def main(argv=None) -> dict:
     def on_fold(done: int, total: int) -> None:
         print(f"fold {done}/{total} done at {time.perf_counter() - started:.0f} s", flush=True)
 
-    p_fake = out_of_fold_p_fake(
-        images, noisy, config, mean, std, args.folds, on_fold, min_steps=args.oof_min_steps
-    )
-    fold = fold_recipe(config, args.n - args.n // args.folds, args.oof_min_steps)
-    oof = ranking_figures("", noisy, truth, flipped, p_fake)
     figures = {
         "images": int(args.n),
         "flipped": int(flipped.size),
@@ -188,11 +197,24 @@ def main(argv=None) -> dict:
         "epochs": args.epochs,
         "image_size": args.image_size,
         "options": option_values(args.option),
-        "oof_batch_size": fold.batch_size,
-        "oof_lr": round(fold.lr, 6),
-        **{key.replace("accuracy", "oof_accuracy", 1): value for key, value in oof.items()},
-        "oof_seconds": round(time.perf_counter() - started - loaded, 1),
     }
+    p_fake = None
+    if args.folds:
+        p_fake = out_of_fold_p_fake(
+            images, noisy, config, mean, std, args.folds, on_fold, min_steps=args.oof_min_steps
+        )
+        fold = fold_recipe(config, args.n - args.n // args.folds, args.oof_min_steps)
+        oof = ranking_figures("", noisy, truth, flipped, p_fake)
+        figures.update(
+            {
+                "oof_batch_size": fold.batch_size,
+                "oof_lr": round(fold.lr, 6),
+                **{key.replace("accuracy", "oof_accuracy", 1): value for key, value in oof.items()},
+                "oof_seconds": round(time.perf_counter() - started - loaded, 1),
+            }
+        )
+    if args.margin_epochs:
+        figures.update(margin_figures(args, images, noisy, truth, flipped, config, mean, std))
     if args.prior:
         figures.update(prior_figures(args, loaded_sets, config, noisy, truth, flipped, p_fake))
     figures.update(
@@ -207,6 +229,20 @@ def main(argv=None) -> dict:
     for key, value in figures.items():
         print(f"{key}: {value}")
     return figures
+
+
+def margin_figures(args, images, noisy, truth, flipped, config, mean, std) -> dict:
+    """One network on all the images, each ranked by its mean training margin."""
+    started = time.perf_counter()
+    recipe = replace(config, epochs=args.margin_epochs)
+    p_fake = margin_p_fake(images, noisy, recipe, mean, std, min_steps=args.oof_min_steps)
+    whole = fold_recipe(recipe, args.n, args.oof_min_steps)
+    return {
+        "margins_epochs": args.margin_epochs,
+        "margins_batch_size": whole.batch_size,
+        **ranking_figures("margins_", noisy, truth, flipped, p_fake),
+        "margins_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def prior_figures(args, loaded_sets, config, noisy, truth, flipped, oof_p_fake) -> dict:
@@ -229,8 +265,12 @@ def prior_figures(args, loaded_sets, config, noisy, truth, flipped, oof_p_fake) 
         "prior_epochs": len(result.history),
         "prior_seconds": round(time.perf_counter() - started, 1),
         **ranking_figures("prior_", noisy, truth, flipped, p_prior),
-        **ranking_figures("mean_", noisy, truth, flipped, (p_prior + oof_p_fake) / 2),
         **ranking_figures("prior_features_", noisy, truth, flipped, p_light),
+        **(
+            {}
+            if oof_p_fake is None
+            else ranking_figures("mean_", noisy, truth, flipped, (p_prior + oof_p_fake) / 2)
+        ),
     }
 
 
