@@ -12,9 +12,19 @@ first 5% (the issue's target: >= 70%; random order finds 5%), the accuracy of th
 out-of-sample p(fake) against the true labels, and the seconds each step took. The dataset is
 deleted again at the end, so the instance measures as before.
 
-Example::
+``--cold`` measures the other case, a cold start, instead: a fresh instance gets noise_bench's
+sample (``--n`` CIFAKE images from the zip, the same pixels and the same flipped labels, as PNG),
+a ``train --preset P`` job with ``--oof-method M`` (default ``margins``) runs through the worker
+with the label-mistake job and the scoring it queues, and all the images are ranked by the
+label-issue score stored (margins: every image by the margins network, which trains on all of
+them; folds: the version's training images by the held-out networks, its val and test images by
+the version itself).
+
+Examples::
 
     python bench/noise_app_bench.py --instance KEPT          # 4,000 images, 5% flipped
+    python bench/noise_app_bench.py --cold                   # nothing but the noisy 4,000
+    python bench/noise_app_bench.py --cold --oof-method folds
 
 Numbers depend on the kept version; the README says which one it was.
 """
@@ -37,17 +47,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_app import fresh_app  # noqa: E402
 from cifake_app_bench import held_out_ids, start_worker  # noqa: E402
-from noise_bench import flip_labels, found_in_top  # noqa: E402
+from noise_bench import DEFAULT_ZIP, flip_labels, found_in_top, load_sample  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--instance", type=Path, required=True, help="a kept instance folder")
+    parser.add_argument("--instance", type=Path, help="a kept instance folder")
+    parser.add_argument("--cold", action="store_true", help="a fresh instance with only the set")
+    parser.add_argument("--zip", type=Path, default=DEFAULT_ZIP, help="--cold: the CIFAKE zip")
+    parser.add_argument("--preset", default="cifake", help="--cold: the version's recipe")
+    parser.add_argument(
+        "--oof-method", choices=["folds", "margins"], default="margins", help="--cold"
+    )
     parser.add_argument("--n", type=int, default=4000, help="images (half of each class)")
     parser.add_argument("--flip", type=float, default=0.05, help="share of labels flipped")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default="noisy-bench", help="the new dataset's name")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.cold == (args.instance is not None):
+        parser.error("give --instance KEPT or --cold")
+    return args
 
 
 def pick(ids: list[int], labels: list[int], n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,18 +99,120 @@ def write_noisy(folder: Path, ids: np.ndarray, given: np.ndarray) -> list[str]:
     return hashes
 
 
+def stored_scores(dataset_name: str, version, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The label-issue score and out-of-sample p(fake) the version's scoring stored for each
+    image of the dataset, in the order of ``hashes``."""
+    from sqlalchemy import select
+
+    from webapp.extensions import db
+    from webapp.models import Dataset, DatasetImage, Prediction
+    from webapp.models import Image as ImageRow
+
+    dataset = db.session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+    stored = {
+        row.sha256: (row.label_issue_score, row.oos_p_fake)
+        for row in db.session.execute(
+            select(ImageRow.sha256, Prediction.label_issue_score, Prediction.oos_p_fake)
+            .join(DatasetImage, DatasetImage.image_id == ImageRow.id)
+            .join(Prediction, Prediction.image_id == ImageRow.id)
+            .where(DatasetImage.dataset_id == dataset.id)
+            .where(Prediction.model_version_id == version.id)
+        )
+    }
+    issue, p_fake = np.array([stored[sha] for sha in hashes], dtype=float).T
+    return issue, p_fake
+
+
+def cold_start(args) -> dict:
+    """A fresh instance with only the noisy sample: train, judge the labels, score, rank."""
+    import hashlib
+
+    from sqlalchemy import select
+
+    from webapp.extensions import db
+    from webapp.jobs import submit, wait_for
+    from webapp.models import Job
+    from webapp.services.records import versions
+
+    images, truth = load_sample(args.zip, args.n, args.seed)
+    given, flipped = flip_labels(truth, args.flip, args.seed)
+    root = Path(tempfile.mkdtemp(prefix="noise-cold-"))
+    hashes = []
+    for index, (pixels, label) in enumerate(zip(images, given.tolist(), strict=True)):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        target = root / "source" / ("fake" if label else "real") / f"{index:05d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(buffer.getvalue())
+        hashes.append(hashlib.sha256(buffer.getvalue()).hexdigest())
+    app = fresh_app(root / "instance")
+    consumer = start_worker(app)
+    jobs = {}
+    try:
+        with app.app_context():
+            started = time.perf_counter()
+            result = app.test_cli_runner().invoke(
+                args=["data", "import", str(root / "source"), "--dataset", args.dataset, "--json"]
+            )
+            if result.exit_code != 0:
+                raise SystemExit(result.output)
+            import_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            params = {"preset": args.preset, "seed": args.seed, "oof_method": args.oof_method}
+            if args.oof_method == "folds":
+                params["oof_folds"] = 5  # as the CLI's --oof-method folds
+            trained = wait_for(submit("train", params).id, poll=1.0)
+            if trained.state != "succeeded":
+                raise SystemExit(f"training failed: {trained.error}")
+            version = versions.get_version(trained.result["version"])
+            for kind in ("oof", "predict"):  # the label-mistake job queues the scoring
+                done = wait_for(db.session.scalar(select(Job.id).where(Job.kind == kind)), poll=1.0)
+                if done.state != "succeeded":
+                    raise SystemExit(f"the {kind} job failed: {done.error}")
+                jobs[kind] = done
+            total_seconds = time.perf_counter() - started
+            issue, p_fake = stored_scores(args.dataset, version, hashes)
+            figures = {
+                "version": version.name,
+                "oof_method": args.oof_method,
+                "images": int(issue.size),
+                "trained_on": len(versions.training_ids(version)),
+                "flipped": int(flipped.size),
+                "found_in_first_5pct": round(
+                    found_in_top(np.argsort(-issue, kind="stable"), flipped), 4
+                ),
+                "oos_accuracy_vs_truth": round(float(((p_fake >= 0.5) == truth).mean()), 4),
+                "import_seconds": round(import_seconds, 1),
+                **{
+                    f"{kind}_minutes": round(
+                        (job.finished_at - job.started_at).total_seconds() / 60, 2
+                    )
+                    for kind, job in {"train": trained, **jobs}.items()
+                },
+                "train_to_scored_minutes": round(total_seconds / 60, 2),
+            }
+    finally:
+        consumer.stop(graceful=True)
+        shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
 def main(argv=None) -> dict:
     """Run the bench; print and return its figures."""
     from sqlalchemy import select
 
     from webapp.extensions import db
     from webapp.jobs import submit, wait_for
-    from webapp.models import Dataset, DatasetImage, Prediction
-    from webapp.models import Image as ImageRow
+    from webapp.models import Dataset
     from webapp.services.admin.dataset_admin import delete_dataset
     from webapp.services.records import versions
 
     args = parse_args(argv)
+    if args.cold:
+        figures = cold_start(args)
+        for key, value in figures.items():
+            print(f"{key}: {value}")
+        return figures
     app = fresh_app(args.instance)
     root = Path(tempfile.mkdtemp(prefix="noise-app-"))
     consumer = start_worker(app)
@@ -115,21 +236,10 @@ def main(argv=None) -> dict:
             if scoring.state != "succeeded":
                 raise SystemExit(f"scoring failed: {scoring.error}")
             score_seconds = time.perf_counter() - started
-            dataset = db.session.scalar(select(Dataset).where(Dataset.name == args.dataset))
-            stored = {
-                row.sha256: (row.label_issue_score, row.oos_p_fake)
-                for row in db.session.execute(
-                    select(ImageRow.sha256, Prediction.label_issue_score, Prediction.oos_p_fake)
-                    .join(DatasetImage, DatasetImage.image_id == ImageRow.id)
-                    .join(Prediction, Prediction.image_id == ImageRow.id)
-                    .where(DatasetImage.dataset_id == dataset.id)
-                    .where(Prediction.model_version_id == version.id)
-                )
-            }
-            issue, p_fake = np.array([stored[sha] for sha in hashes], dtype=float).T
+            issue, p_fake = stored_scores(args.dataset, version, hashes)
             figures = {
                 "version": version.name,
-                "images": len(stored),
+                "images": int(issue.size),
                 "flipped": int(flipped.size),
                 "found_in_first_5pct": round(
                     found_in_top(np.argsort(-issue, kind="stable"), flipped), 4
@@ -138,7 +248,9 @@ def main(argv=None) -> dict:
                 "import_seconds": round(import_seconds, 1),
                 "score_seconds": round(score_seconds, 1),
             }
-            delete_dataset(dataset, None)
+            delete_dataset(
+                db.session.scalar(select(Dataset).where(Dataset.name == args.dataset)), None
+            )
     finally:
         consumer.stop(graceful=True)
         shutil.rmtree(root, ignore_errors=True)

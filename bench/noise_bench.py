@@ -10,9 +10,10 @@ labels found in the first 5% of the ranking (the issue's target: >= 70%; random 
 the same for plain self-confidence ranking, the out-of-fold accuracy against the noisy and the
 true labels, and the wall and CPU time.
 
-``--margin-epochs E`` (default 10; 0 leaves it out) adds one network trained on all the images
-for E epochs with the held-out networks' batch, each image ranked by its mean margin over the
-run (``model.margins``, area under the margin: ``margins_``), the app's ``--oof-method margins``.
+``--margin-epochs E`` (default: the preset's epochs, as the app's ``--oof-epochs``; 0 leaves it
+out) adds one network trained on all the images for E epochs with the held-out networks' batch,
+each image ranked by its mean margin over the run (``model.margins``, area under the margin:
+``margins_``), as the app's ``--oof-method margins`` does.
 ``--folds 0`` leaves the held-out networks out.
 
 ``--prior N`` adds the desk's other case: an active version, trained before on N other images
@@ -31,7 +32,7 @@ Examples::
     python bench/noise_bench.py --threads 2 --prior 20000 --prior-minutes 5   # with a prior version
     python bench/noise_bench.py --option residual=npr         # any TrainConfig field
     python bench/noise_bench.py --oof-min-steps 0             # the preset's batch in every fold
-    python bench/noise_bench.py --folds 0 --margin-epochs 16  # the margins only, 16 epochs
+    python bench/noise_bench.py --folds 0                     # the margins only
 
 Nothing is written anywhere; the images are decoded from the zip into memory.
 """
@@ -145,9 +146,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--margin-epochs",
         type=int,
-        default=10,
+        default=None,
         help="epochs of the one network whose training margins rank the images "
-        "(model.margins); 0 leaves it out",
+        "(model.margins; default: the preset's, as in the app); 0 leaves it out",
     )
     return parser.parse_args(argv)
 
@@ -213,7 +214,7 @@ def main(argv=None) -> dict:
                 "oof_seconds": round(time.perf_counter() - started - loaded, 1),
             }
         )
-    if args.margin_epochs:
+    if args.margin_epochs != 0:
         figures.update(margin_figures(args, images, noisy, truth, flipped, config, mean, std))
     if args.prior:
         figures.update(prior_figures(args, loaded_sets, config, noisy, truth, flipped, p_fake))
@@ -234,11 +235,12 @@ def main(argv=None) -> dict:
 def margin_figures(args, images, noisy, truth, flipped, config, mean, std) -> dict:
     """One network on all the images, each ranked by its mean training margin."""
     started = time.perf_counter()
-    recipe = replace(config, epochs=args.margin_epochs)
+    epochs = args.margin_epochs or TrainConfig.preset(args.preset).epochs
+    recipe = replace(config, epochs=epochs)
     p_fake = margin_p_fake(images, noisy, recipe, mean, std, min_steps=args.oof_min_steps)
     whole = fold_recipe(recipe, args.n, args.oof_min_steps)
     return {
-        "margins_epochs": args.margin_epochs,
+        "margins_epochs": epochs,
         "margins_batch_size": whole.batch_size,
         **ranking_figures("margins_", noisy, truth, flipped, p_fake),
         "margins_seconds": round(time.perf_counter() - started, 1),

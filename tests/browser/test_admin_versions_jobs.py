@@ -29,13 +29,17 @@ pytestmark = [
 
 @pytest.fixture
 def trained(app, worker, tmp_path):
-    """A tiny dataset, v1 trained and scored by the worker, and reviewer decisions on four of
-    v1's training images (so a head refit trains on reviewed labels)."""
+    """A tiny dataset, v1 trained, its training margins recorded and scored by the worker, and
+    reviewer decisions on four of v1's training images (so a head refit trains on reviewed
+    labels)."""
     with app.app_context():
         write_separable_folder(tmp_path / "src")
         import_path(tmp_path / "src", dataset="tiny", workers=1)
-        job = wait_for(submit("train", {"epochs": 1, "image_size": 32}).id, timeout=300, poll=0.1)
+        params = {"epochs": 1, "image_size": 32, "oof_method": "margins", "oof_epochs": 1}
+        job = wait_for(submit("train", params).id, timeout=300, poll=0.1)
         assert job.state == JobState.SUCCEEDED, job.error
+        margins = db.session.scalar(select(Job).where(Job.kind == "oof"))
+        assert wait_for(margins.id, timeout=300, poll=0.1).state == JobState.SUCCEEDED
         scoring = db.session.scalar(select(Job).where(Job.kind == "predict"))
         assert wait_for(scoring.id, timeout=300, poll=0.1).state == JobState.SUCCEEDED
         v1 = versions.get_version("v1")
@@ -66,6 +70,8 @@ def test_a_head_refit_from_the_versions_page_to_its_activation(app, server, new_
     page.goto(f"{server}/admin/jobs")
     rows = page.inner_text(".jobs-table")
     assert "Head-only refit of v1" in rows and "Training v1 from random weights" in rows
+    assert "Training margins of v1's images, for label mistakes" in rows
+    assert re.search(r"\b\d+ training images\b", rows)  # the margins job's size
     assert "98%" not in rows and "epoch" not in rows.split("Training v1")[0]
     assert "Succeeded in" in rows
     screenshot(page, "jobs")

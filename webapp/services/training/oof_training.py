@@ -8,11 +8,12 @@ training images and scoring that fold, write ``models/<version>.oof.npz``. Scori
 image's out-of-sample p_fake from there when the image was trained on, and from the version
 itself when it was not (val, test and other labelled images: the version never saw them).
 
-With ``method`` ``margins`` the job trains one network on all the version's training images with
-the same recipe instead, and each image's label-mistake score comes from its mean margin over
-that training (``model.margins``: area under the margin, one training instead of K). Those
-scores are not out-of-sample probabilities, so the stored out-of-sample p_fake of a trained-on
-image stays the scoring job's default (the light model in folds on the version's features).
+With ``method`` ``margins`` the job trains one network with the same recipe instead, on every
+labelled image (the version's val and test images too: this network ranks labels, it is never
+deployed or measured), and each image's label-mistake score comes from its mean margin over that
+training (``model.margins``: area under the margin, one training instead of K). Those scores are
+not out-of-sample probabilities, so the stored out-of-sample p_fake stays what it is without the
+file: the light model's for the version's training images, the version's own for the others.
 """
 
 from __future__ import annotations
@@ -91,17 +92,18 @@ def oof_job(context) -> dict[str, Any]:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
     folds = int(params.get("folds") or 5)
-    saved = versions.training_labels(version)
-    ids, labels = saved["train_ids"], saved["train_labels"]
     config = oof_config(version, params.get("epochs"))
     if method == "margins":
+        ids, labels = _every_labelled_image()
         context.log(
-            f"one network over the {len(ids)} training images of {version.name}, its training "
-            f"margins ranking label mistakes: image size {config.image_size}; "
+            f"one network over every labelled image ({len(ids)}), its training margins ranking "
+            f"label mistakes for {version.name}: image size {config.image_size}; "
             f"epochs {config.epochs}"
         )
         fit_images = len(ids)
     else:
+        saved = versions.training_labels(version)
+        ids, labels = saved["train_ids"], saved["train_labels"]
         context.log(
             f"{folds} out-of-fold networks over {len(ids)} training images of {version.name}: "
             f"image size {config.image_size}; epochs {config.epochs}"
@@ -151,6 +153,21 @@ def oof_job(context) -> dict[str, Any]:
         "images": len(ids),
         "agreement": agreement,
     }
+
+
+def _every_labelled_image() -> tuple[np.ndarray, np.ndarray]:
+    """The ids and class indices (0 real, 1 fake) of every image with a real/fake effective
+    label, by id."""
+    from ..records.labels import effective_labels
+    from .trainset import CLASS_INDEX
+
+    labelled = sorted(
+        (image_id, CLASS_INDEX[label])
+        for image_id, label in effective_labels(None).items()
+        if label in CLASS_INDEX
+    )
+    ids = np.array([image_id for image_id, _ in labelled], dtype=np.int64)
+    return ids, np.array([label for _, label in labelled], dtype=np.int64)
 
 
 def _fold_progress(context):

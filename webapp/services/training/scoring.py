@@ -195,9 +195,10 @@ def held_out_network_scores(
     (``oof_training``) for the images it trained on, and from the version itself for the
     labelled images it never saw; None when it has no out-of-fold file.
 
-    A file of training margins (method ``margins``) gives the trained-on images their
-    label-issue score only: their out-of-sample p_fake stays ``default_oos`` (the light model's),
-    since a margin recorded while training on the image is not an out-of-sample probability.
+    A file of training margins (method ``margins``, every labelled image) gives the label-issue
+    scores only: a margin recorded while training on the image is not an out-of-sample
+    probability, so the out-of-sample p_fake stays ``default_oos`` (the light model's) for the
+    version's training images and the version's own for the others.
     """
     from model.scores import label_issue_scores
 
@@ -209,14 +210,19 @@ def held_out_network_scores(
     if out_of_fold is None:
         return None
     margins = out_of_fold_method(version) == "margins"
+    trained = set(versions.training_ids(version).tolist()) if margins else set()
     labels = effective_labels(None)
     oos = np.full(len(image_ids), np.nan)
     issues = np.full(len(image_ids), np.nan)
     for row, image_id in enumerate(image_ids):
         if labels.get(image_id) not in CLASS_INDEX:
             continue
-        judged = out_of_fold.get(image_id, float(p_fake[row]))
-        oos[row] = default_oos[row] if margins and image_id in out_of_fold else judged
+        own = float(p_fake[row])
+        judged = out_of_fold.get(image_id, own)
+        if margins:
+            oos[row] = default_oos[row] if image_id in trained else own
+        else:
+            oos[row] = judged
         issues[row] = label_issue_scores([CLASS_INDEX[labels[image_id]]], [judged])[0]
     return oos, issues
 
