@@ -70,8 +70,8 @@ def test_a_head_refit_from_the_versions_page_to_its_activation(app, server, new_
     page.goto(f"{server}/admin/jobs")
     rows = page.inner_text(".jobs-table")
     assert "Head-only refit of v1" in rows and "Training v1 from random weights" in rows
-    assert "Training margins of v1's images, for label mistakes" in rows
-    assert re.search(r"\b\d+ training images\b", rows)  # the margins job's size
+    assert "Training margins of every labelled image, for v1's label mistakes" in rows
+    assert "48 labelled images" in rows  # the margins job's size: every image of the tiny set
     assert "98%" not in rows and "epoch" not in rows.split("Training v1")[0]
     assert "Succeeded in" in rows
     screenshot(page, "jobs")

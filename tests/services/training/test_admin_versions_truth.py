@@ -134,8 +134,8 @@ def test_a_label_mistake_job_says_what_it_trains_and_over_how_many_images(app_ct
         running, done = job_views.describe(folds), job_views.describe(margins)
     assert running.title == "5 held-out networks for v1's label mistakes"
     assert running.size == ""  # its progress counts folds, not images
-    assert done.title == "Training margins of v2's images, for label mistakes"
-    assert done.size == "3,200 training images"
+    assert done.title == "Training margins of every labelled image, for v2's label mistakes"
+    assert done.size == "3,200 labelled images"
 
 
 def test_a_trainings_test_figure_says_how_many_images_and_a_scoring_its_size(reviewed_pair, app):

@@ -79,7 +79,7 @@ def _title(job: Job) -> str:
     if job.kind == "oof":
         version = params.get("version", "a version")
         if params.get("method") == "margins":
-            return f"Training margins of {version}'s images, for label mistakes"
+            return f"Training margins of every labelled image, for {version}'s label mistakes"
         return f"{params.get('folds') or 5} held-out networks for {version}'s label mistakes"
     return KIND_TITLES.get(job.kind, job.kind)
 
@@ -124,7 +124,8 @@ def _size(job: Job) -> str:
         return " · ".join(parts) or "the configured defaults"
     if job.kind == "oof":  # its progress counts folds or epochs, not images
         images = (job.result if isinstance(job.result, dict) else {}).get("images")
-        return f"{int(images):,} training images" if images else ""
+        which = "labelled" if params.get("method") == "margins" else "training"
+        return f"{int(images):,} {which} images" if images else ""
     if progress.get("total"):
         unit = "files" if job.kind == "import" else "images"
         return f"{progress['total']:,} {unit}"
