@@ -136,6 +136,12 @@ def test_a_label_mistake_job_says_what_it_trains_and_over_how_many_images(app_ct
     assert running.size == ""  # its progress counts folds, not images
     assert done.title == "Training margins of every labelled image, for v2's label mistakes"
     assert done.size == "3,200 labelled images"
+    margins.result["agreement"] = 0.9684
+    with app.test_request_context():
+        assert job_views.describe(margins).sentences == [
+            "Judged the labels of 3,200 images with the training margins of one network, which "
+            "side with 96.8% of them; the scoring it queued ranks suspected label mistakes by them."
+        ]
 
 
 def test_a_trainings_test_figure_says_how_many_images_and_a_scoring_its_size(reviewed_pair, app):

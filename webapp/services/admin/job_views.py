@@ -221,6 +221,18 @@ def _training_result(job: Job, result: dict) -> tuple[list[str], list[dict[str, 
     return sentences, links
 
 
+def _label_job_sentence(result: dict) -> str:
+    """What a finished label-mistake job judged, and with what."""
+    if result.get("method") == "margins":
+        how = "the training margins of one network"
+    else:
+        how = f"{result.get('folds') or 5} held-out networks"
+    words = f"Judged the labels of {int(result.get('images') or 0):,} images with {how}"
+    if result.get("agreement") is not None:
+        words += f", which side with {result['agreement']:.1%} of them"
+    return words + "; the scoring it queued ranks suspected label mistakes by them."
+
+
 def _result(job: Job) -> tuple[list[str], list[dict[str, str]]]:
     result = job.result or {}
     if job.state != JobState.SUCCEEDED:
@@ -235,6 +247,10 @@ def _result(job: Job) -> tuple[list[str], list[dict[str, str]]]:
             else f"{result.get('version', 'The version')} scored the images."
         )
         return [words], [{"label": "Versions", "url": url_for("admin.versions_page")}]
+    if job.kind == "oof":
+        return [_label_job_sentence(result)], [
+            {"label": "Versions", "url": url_for("admin.versions_page")}
+        ]
     if job.kind == "import":
         sentences = [
             f"{result.get('imported', 0)} imported, {result.get('duplicates', 0)} duplicates, "
