@@ -83,9 +83,9 @@ def group() -> None:
 @click.option(
     "--oof-method",
     type=click.Choice(["folds", "margins"]),
-    help="How the training images' label mistakes are judged before scoring: folds (K "
-    "held-out networks, --oof-folds, default 5) or margins (one more network trained on all "
-    "of them, each image ranked by its mean margin over that training: one training's time).",
+    help="How label mistakes are judged before scoring: folds (K held-out networks over the "
+    "training images, --oof-folds, default 5) or margins (one more network trained on every "
+    "labelled image, each ranked by its mean margin over that training: one training's time).",
 )
 @click.option(
     "--oof-epochs", type=click.IntRange(min=1), help="Epochs of each held-out (or margins) network."

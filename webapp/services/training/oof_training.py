@@ -44,13 +44,14 @@ def oof_path(version: ModelVersion | str) -> Path:
 
 
 METHODS = ("folds", "margins")
-"""How the job judges the version's training images: K held-out networks, or one network's
-training margins."""
+"""How the job judges labels: K held-out networks over the version's training images, or one
+network's training margins over every labelled image."""
 
 
 def load_out_of_fold(version: ModelVersion) -> dict[int, float] | None:
-    """image id -> out-of-fold p_fake for the version's training images (from its held-out
-    networks, or at its training margins: :func:`out_of_fold_method`), or None when absent."""
+    """image id -> p_fake from the version's label-mistake job (held-out networks' out-of-fold
+    p_fake of its training images, or every labelled image's at its training margin:
+    :func:`out_of_fold_method`), or None when absent."""
     path = oof_path(version)
     if not path.exists():
         return None
@@ -84,8 +85,8 @@ def _save_atomically(path: Path, **arrays) -> None:
 
 @handler("oof")
 def oof_job(context) -> dict[str, Any]:
-    """Train K held-out networks (or one network, recording its margins) over a version's
-    training images; then queue its scoring."""
+    """Train K held-out networks over a version's training images (or one network over every
+    labelled image, recording its margins); then queue the version's scoring."""
     params = context.params
     version = versions.get_version(params.get("version"))
     method = params.get("method") or "folds"
