@@ -30,9 +30,10 @@ def describe(job: Job) -> str:
     return " ".join(parts)
 
 
-def counted(progress: dict) -> tuple[int, int, str] | None:
-    """(done, total, unit) from a job's progress: steps for training, images otherwise; None
-    while the job reports nothing countable."""
+def counted(progress: dict) -> tuple[int, int, str | None] | None:
+    """(done, total, unit) from a job's progress: steps for training, otherwise the bar's own
+    unit (None: images, or what the caller of :func:`wait_with_bar` counts); None while the job
+    reports nothing countable."""
     try:
         batches, epochs = int(progress["batches"]), int(progress["epochs"])
         done = (int(progress["epoch"]) - 1) * batches + int(progress["batch"])
@@ -40,14 +41,15 @@ def counted(progress: dict) -> tuple[int, int, str] | None:
     except (KeyError, TypeError, ValueError):
         pass
     try:
-        return int(progress["done"]), int(progress["total"]), "img"
+        return int(progress["done"]), int(progress["total"]), None
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def wait_with_bar(job_id: int, label: str) -> Job:
-    """Show a bar until the job ends; raise ClickException (exit 1) unless it succeeded."""
-    bar = ProgressBar(label)
+def wait_with_bar(job_id: int, label: str, unit: str = "img") -> Job:
+    """Show a bar (counting ``unit``) until the job ends; raise ClickException (exit 1) unless
+    it succeeded."""
+    bar = ProgressBar(label, unit=unit)
     started, warned = time.monotonic(), False
 
     def update(job: Job) -> None:

@@ -151,10 +151,10 @@ def _wait_for_scoring(version_name: str) -> None:
     )
     if held_out is not None and (held_out.params or {}).get("version") == version_name:
         if (held_out.params or {}).get("method") == "margins":
-            done = wait_with_bar(held_out.id, "training margins")
+            done = wait_with_bar(held_out.id, "training margins", unit="epoch")
             click.echo(f"training margins over {done.result['images']} images")
         else:
-            done = wait_with_bar(held_out.id, "held-out networks")
+            done = wait_with_bar(held_out.id, "held-out networks", unit="network")
             count, images = done.result["folds"], done.result["images"]
             click.echo(f"{count} held-out networks over {images} images")
     scoring = db.session.scalar(

@@ -32,11 +32,12 @@ class ProgressBar:
             leave=leave,
             disable=not enabled,
         )
-        self.unit = unit
+        self.unit = self.own_unit = unit
 
     def __call__(self, done: int, total: int | None, unit: str | None = None) -> None:
-        """Show ``done`` of ``total`` (a new unit or total starts the count afresh)."""
-        unit = unit or self.unit
+        """Show ``done`` of ``total`` in ``unit`` (default: the bar's own); a new unit or total
+        starts the count afresh."""
+        unit = unit or self.own_unit
         if (unit, total) != (self.unit, self.bar.total):
             self.bar.reset(total=total)
             self.bar.unit, self.unit = unit, unit

@@ -153,7 +153,7 @@ def test_threads_follow_the_cpu_affinity_and_openmp_sleeps(monkeypatch):
     ("progress", "expected"),
     [
         ({"epoch": 2, "epochs": 3, "batch": 5, "batches": 10, "fraction": 0.5}, (15, 30, "step")),
-        ({"stage": "network", "done": 64, "total": 256, "fraction": 0.25}, (64, 256, "img")),
+        ({"stage": "network", "done": 64, "total": 256, "fraction": 0.25}, (64, 256, None)),
         ({"stage": "out-of-sample"}, None),
     ],
 )
