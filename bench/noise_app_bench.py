@@ -99,6 +99,17 @@ def write_noisy(folder: Path, ids: np.ndarray, given: np.ndarray) -> list[str]:
     return hashes
 
 
+def import_folder(app, folder: Path, dataset: str) -> float:
+    """``flask data import FOLDER --dataset D`` through the app's CLI; its seconds."""
+    started = time.perf_counter()
+    result = app.test_cli_runner().invoke(
+        args=["data", "import", str(folder), "--dataset", dataset, "--json"]
+    )
+    if result.exit_code != 0:
+        raise SystemExit(result.output)
+    return time.perf_counter() - started
+
+
 def stored_scores(dataset_name: str, version, hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The label-issue score and out-of-sample p(fake) the version's scoring stored for each
     image of the dataset, in the order of ``hashes``."""
@@ -150,13 +161,7 @@ def cold_start(args) -> dict:
     jobs = {}
     try:
         with app.app_context():
-            started = time.perf_counter()
-            result = app.test_cli_runner().invoke(
-                args=["data", "import", str(root / "source"), "--dataset", args.dataset, "--json"]
-            )
-            if result.exit_code != 0:
-                raise SystemExit(result.output)
-            import_seconds = time.perf_counter() - started
+            import_seconds = import_folder(app, root / "source", args.dataset)
             started = time.perf_counter()
             params = {"preset": args.preset, "seed": args.seed, "oof_method": args.oof_method}
             if args.oof_method == "folds":
@@ -224,13 +229,7 @@ def main(argv=None) -> dict:
             ids, truth = pick(*held_out_ids(), args.n, args.seed)
             given, flipped = flip_labels(truth, args.flip, args.seed)
             hashes = write_noisy(root / "source", ids, given)
-            started = time.perf_counter()
-            result = app.test_cli_runner().invoke(
-                args=["data", "import", str(root / "source"), "--dataset", args.dataset, "--json"]
-            )
-            if result.exit_code != 0:
-                raise SystemExit(result.output)
-            import_seconds = time.perf_counter() - started
+            import_seconds = import_folder(app, root / "source", args.dataset)
             started = time.perf_counter()
             scoring = wait_for(submit("predict", {"version": version.name}).id, poll=1.0)
             if scoring.state != "succeeded":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,3 +54,15 @@ def tiny_run(tiny_data):
     return train(
         train_images, train_labels, val_images, val_labels, tiny_config(epochs=3), mean, std
     )
+
+
+@pytest.fixture(scope="session")
+def flipped_tiny(tiny_data):
+    """All 64 tiny images as one set, their true labels, the given labels with three flipped,
+    and which three."""
+    images = np.concatenate([tiny_data[0], tiny_data[2]])
+    truth = np.concatenate([tiny_data[1], tiny_data[3]])
+    flipped = np.array([3, 17, 40])
+    given = truth.copy()
+    given[flipped] = 1 - given[flipped]
+    return images, truth, given, flipped

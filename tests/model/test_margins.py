@@ -35,12 +35,8 @@ def test_p_fake_is_the_logistic_of_the_margin_towards_the_label():
         p_fake_from_margins([0.0, 1.0], [0, 1, 0])
 
 
-def test_flipped_labels_keep_the_lowest_margins(tiny_data):
-    images = np.concatenate([tiny_data[0], tiny_data[2]])
-    truth = np.concatenate([tiny_data[1], tiny_data[3]])
-    given = truth.copy()
-    flipped = np.array([3, 17, 40])
-    given[flipped] = 1 - given[flipped]
+def test_flipped_labels_keep_the_lowest_margins(tiny_data, flipped_tiny):
+    images, _, given, flipped = flipped_tiny
     result = train(
         images, given, None, None, tiny_config(epochs=6), *tiny_data[4:], record_margins=True
     )

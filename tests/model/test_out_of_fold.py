@@ -23,12 +23,8 @@ def test_folds_are_stratified_and_cover_every_image():
         fold_assignment(np.array([0] * 10 + [1] * 4), 5)
 
 
-def test_held_out_networks_disagree_with_flipped_labels(tiny_data):
-    images = np.concatenate([tiny_data[0], tiny_data[2]])
-    truth = np.concatenate([tiny_data[1], tiny_data[3]])
-    given = truth.copy()
-    flipped = np.array([3, 17, 40])
-    given[flipped] = 1 - given[flipped]
+def test_held_out_networks_disagree_with_flipped_labels(tiny_data, flipped_tiny):
+    images, truth, given, flipped = flipped_tiny
     reports = []
     p_fake = out_of_fold_p_fake(
         images,

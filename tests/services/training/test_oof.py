@@ -11,7 +11,7 @@ from tests.services.training.test_training import latest_job, tiny_dataset  # no
 from webapp.extensions import db
 from webapp.models import JobState, Prediction
 from webapp.services.records import versions
-from webapp.services.training.oof_training import load_out_of_fold, out_of_fold_method
+from webapp.services.training.oof_training import read_out_of_fold
 from webapp.services.training.trainset import CLASS_INDEX, labelled_images
 
 
@@ -34,7 +34,8 @@ def test_train_with_held_out_networks_scores_label_issues_from_them(
     batch = version.train_args["batch_size"]
     assert batch > 32 and "batch 32 (learning rate" in held_out.log
     assert f"instead of the version's {batch}" in held_out.log
-    out_of_fold = load_out_of_fold(version)
+    out_of_fold, method = read_out_of_fold(version)
+    assert method == "folds"
     trained = set(versions.training_ids(version).tolist())
     assert set(out_of_fold) == trained and trained
     rows = {
@@ -75,8 +76,8 @@ def test_train_with_margins_ranks_training_images_by_their_training_margins(
     assert job.params["method"] == "margins" and job.result["method"] == "margins"
     assert "its training margins ranking label mistakes" in job.log and "epochs 2" in job.log
     version = versions.active_version()
-    assert out_of_fold_method(version) == "margins"
-    at_margins = load_out_of_fold(version)
+    at_margins, method = read_out_of_fold(version)
+    assert method == "margins"
     trained = set(versions.training_ids(version).tolist())
     part = labelled_images("tiny")
     # the margins network ranks every labelled image, the version's val and test images too

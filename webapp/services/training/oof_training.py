@@ -48,24 +48,16 @@ METHODS = ("folds", "margins")
 network's training margins over every labelled image."""
 
 
-def load_out_of_fold(version: ModelVersion) -> dict[int, float] | None:
-    """image id -> p_fake from the version's label-mistake job (held-out networks' out-of-fold
-    p_fake of its training images, or every labelled image's at its training margin:
-    :func:`out_of_fold_method`), or None when absent."""
+def read_out_of_fold(version: ModelVersion) -> tuple[dict[int, float], str] | None:
+    """The version's label-mistake file in one read: image id -> p_fake (held-out networks'
+    out-of-fold p_fake of its training images, or every labelled image's at its training margin)
+    and the method that made it (files from before margins: ``folds``); None when absent."""
     path = oof_path(version)
     if not path.exists():
         return None
     with np.load(path) as data:
-        return dict(zip(data["ids"].tolist(), data["p_fake"].tolist(), strict=True))
-
-
-def out_of_fold_method(version: ModelVersion) -> str | None:
-    """``folds`` or ``margins``: what made the version's file (files before margins: folds)."""
-    path = oof_path(version)
-    if not path.exists():
-        return None
-    with np.load(path) as data:
-        return str(data["method"]) if "method" in data.files else "folds"
+        p_fake = dict(zip(data["ids"].tolist(), data["p_fake"].tolist(), strict=True))
+        return p_fake, str(data["method"]) if "method" in data.files else "folds"
 
 
 def oof_config(version: ModelVersion, epochs: int | None) -> TrainConfig:

@@ -203,13 +203,14 @@ def held_out_network_scores(
     from model.scores import label_issue_scores
 
     from ..records.labels import effective_labels
-    from .oof_training import load_out_of_fold, out_of_fold_method
+    from .oof_training import read_out_of_fold
     from .trainset import CLASS_INDEX
 
-    out_of_fold = load_out_of_fold(version)
-    if out_of_fold is None:
+    read = read_out_of_fold(version)
+    if read is None:
         return None
-    margins = out_of_fold_method(version) == "margins"
+    out_of_fold, method = read
+    margins = method == "margins"
     trained = set(versions.training_ids(version).tolist()) if margins else set()
     labels = effective_labels(None)
     oos = np.full(len(image_ids), np.nan)
