@@ -25,6 +25,7 @@ Examples::
     python bench/noise_app_bench.py --instance KEPT          # 4,000 images, 5% flipped
     python bench/noise_app_bench.py --cold                   # nothing but the noisy 4,000
     python bench/noise_app_bench.py --cold --oof-method folds
+    python bench/noise_app_bench.py --cold --oof-networks 2  # two margins networks averaged
 
 Numbers depend on the kept version; the README says which one it was.
 """
@@ -59,6 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--oof-method", choices=["folds", "margins"], default="margins", help="--cold"
     )
+    parser.add_argument(
+        "--oof-networks",
+        type=int,
+        default=None,
+        help="--cold with margins: networks whose margins are averaged (the CLI's --oof-networks)",
+    )
     parser.add_argument("--n", type=int, default=4000, help="images (half of each class)")
     parser.add_argument("--flip", type=float, default=0.05, help="share of labels flipped")
     parser.add_argument("--seed", type=int, default=0)
@@ -66,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.cold == (args.instance is not None):
         parser.error("give --instance KEPT or --cold")
+    if args.oof_networks is not None and not (args.cold and args.oof_method == "margins"):
+        parser.error("--oof-networks applies to --cold with --oof-method margins")
     return args
 
 
@@ -166,6 +175,8 @@ def cold_start(args) -> dict:
             params = {"preset": args.preset, "seed": args.seed, "oof_method": args.oof_method}
             if args.oof_method == "folds":
                 params["oof_folds"] = 5  # as the CLI's --oof-method folds
+            elif args.oof_networks:
+                params["oof_networks"] = args.oof_networks
             trained = wait_for(submit("train", params).id, poll=1.0)
             if trained.state != "succeeded":
                 raise SystemExit(f"training failed: {trained.error}")
@@ -180,6 +191,7 @@ def cold_start(args) -> dict:
             figures = {
                 "version": version.name,
                 "oof_method": args.oof_method,
+                "oof_networks": jobs["oof"].result.get("networks"),
                 "images": int(issue.size),
                 "trained_on": len(versions.training_ids(version)),
                 "flipped": int(flipped.size),

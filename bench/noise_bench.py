@@ -14,6 +14,10 @@ true labels, and the wall and CPU time.
 out) adds one network trained on all the images for E epochs with the held-out networks' batch,
 each image ranked by its mean margin over the run (``model.margins``, area under the margin:
 ``margins_``), as the app's ``--oof-method margins`` does.
+``--margin-networks N`` averages the margins of N such networks (seeds ``--seed``, +1, ...), as
+the app's ``--oof-networks``; the figures also give each network alone
+(``margins_found_by_network``) and the first network's ranking after each epoch
+(``margins_found_by_epoch_first_network``: the mean margin over the epochs so far).
 ``--folds 0`` leaves the held-out networks out.
 
 ``--prior N`` adds the desk's other case: an active version, trained before on N other images
@@ -33,6 +37,7 @@ Examples::
     python bench/noise_bench.py --option residual=npr         # any TrainConfig field
     python bench/noise_bench.py --oof-min-steps 0             # the preset's batch in every fold
     python bench/noise_bench.py --folds 0                     # the margins only
+    python bench/noise_bench.py --folds 0 --margin-networks 2 # two margins networks averaged
 
 Nothing is written anywhere; the images are decoded from the zip into memory.
 """
@@ -58,7 +63,7 @@ from bench.common import option_values  # noqa: E402
 from model.calibration import apply_temperature  # noqa: E402
 from model.confident import find_label_issues, rank_label_issues, self_confidence  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
-from model.margins import margin_p_fake  # noqa: E402
+from model.margins import p_fake_from_margins, training_margins  # noqa: E402
 from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe, out_of_fold_p_fake  # noqa: E402
 from model.predict import Predictor  # noqa: E402
 from model.scores import out_of_sample_probabilities  # noqa: E402
@@ -150,6 +155,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="epochs of the one network whose training margins rank the images "
         "(model.margins; default: the preset's, as in the app); 0 leaves it out",
     )
+    parser.add_argument(
+        "--margin-networks",
+        type=int,
+        default=1,
+        help="margins networks (seeds seed, seed+1, ...) whose margins are averaged, as the "
+        "app's --oof-networks",
+    )
     return parser.parse_args(argv)
 
 
@@ -233,17 +245,45 @@ def main(argv=None) -> dict:
 
 
 def margin_figures(args, images, noisy, truth, flipped, config, mean, std) -> dict:
-    """One network on all the images, each ranked by its mean training margin."""
+    """``--margin-networks`` networks on all the images, each image ranked by its mean training
+    margin (averaged over the networks); also each network alone, and the first network's
+    ranking after each epoch (the mean over the epochs so far: does stopping early help?)."""
     started = time.perf_counter()
     epochs = args.margin_epochs or TrainConfig.preset(args.preset).epochs
     recipe = replace(config, epochs=epochs)
-    p_fake = margin_p_fake(images, noisy, recipe, mean, std, min_steps=args.oof_min_steps)
+    runs: list = []
+    margins = training_margins(
+        images,
+        noisy,
+        recipe,
+        mean,
+        std,
+        min_steps=args.oof_min_steps,
+        networks=args.margin_networks,
+        runs=runs,
+    )
+    seconds = round(time.perf_counter() - started, 1)
+    p_fake = p_fake_from_margins(margins, noisy)
     whole = fold_recipe(recipe, args.n, args.oof_min_steps)
+    by_epoch = runs[0].margins_by_epoch
+    held = np.cumsum(~np.isnan(by_epoch), axis=0)  # an image sits out an epoch's dropped batch
+    so_far = np.where(
+        held > 0, np.cumsum(np.nan_to_num(by_epoch), axis=0) / np.maximum(held, 1), np.nan
+    )
+
+    def found(margins_now) -> float:
+        return found_in_top(
+            rank_label_issues(noisy, p_fake_from_margins(margins_now, noisy)), flipped
+        )
+
     return {
         "margins_epochs": epochs,
+        "margins_networks": args.margin_networks,
         "margins_batch_size": whole.batch_size,
         **ranking_figures("margins_", noisy, truth, flipped, p_fake),
-        "margins_seconds": round(time.perf_counter() - started, 1),
+        "margins_found_by_network": [found(run.margins) for run in runs],
+        "margins_found_by_epoch_first_network": [found(row) for row in so_far],
+        "margins_seconds": seconds,
     }
 
 

@@ -16,6 +16,7 @@ the first 5% than five held-out networks of 3 epochs each, in about the same tim
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -32,22 +33,42 @@ def label_margins(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
 
 
 class MarginRecorder:
-    """Sums each training image's margin over the batches that held it."""
+    """Sums each training image's margin over the batches that held it, epoch by epoch."""
 
     def __init__(self, count: int):
-        self.total = np.zeros(count)
-        self.seen = np.zeros(count, dtype=np.int64)
+        self.count = count
+        self.totals: list[np.ndarray] = []  # one (total, seen) pair per epoch, in order
+        self.seens: list[np.ndarray] = []
 
-    def add(self, indices: np.ndarray, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Record one batch: ``indices`` are its rows in the training images."""
-        np.add.at(self.total, indices, label_margins(logits, labels))
-        np.add.at(self.seen, indices, 1)
+    def add(
+        self, indices: np.ndarray, logits: torch.Tensor, labels: torch.Tensor, epoch: int = 1
+    ) -> None:
+        """Record one batch of ``epoch`` (1-based): ``indices`` are its rows in the images."""
+        while len(self.totals) < epoch:
+            self.totals.append(np.zeros(self.count))
+            self.seens.append(np.zeros(self.count, dtype=np.int64))
+        np.add.at(self.totals[epoch - 1], indices, label_margins(logits, labels))
+        np.add.at(self.seens[epoch - 1], indices, 1)
 
-    def mean(self) -> np.ndarray:
-        """The area under the margin of each image (its mean margin); NaN for an image no batch
-        held (a run shorter than an epoch, or one dropped from every last batch)."""
+    def mean(self, epochs: int | None = None) -> np.ndarray:
+        """The area under the margin of each image (its mean margin) over the first ``epochs``
+        epochs (all by default); NaN for an image no batch held (a run shorter than an epoch,
+        or one dropped from every last batch)."""
+        last = len(self.totals) if epochs is None else min(epochs, len(self.totals))
+        total = sum(self.totals[:last], np.zeros(self.count))
+        seen = sum(self.seens[:last], np.zeros(self.count, dtype=np.int64))
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.seen > 0, self.total / np.maximum(self.seen, 1), np.nan)
+            return np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
+
+    def by_epoch(self) -> np.ndarray:
+        """(epochs, images): each image's mean margin within each epoch (NaN where none)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.array(
+                [
+                    np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
+                    for total, seen in zip(self.totals, self.seens, strict=True)
+                ]
+            ).reshape(len(self.totals), self.count)
 
 
 def p_fake_from_margins(margins, labels) -> np.ndarray:
@@ -61,7 +82,7 @@ def p_fake_from_margins(margins, labels) -> np.ndarray:
     return np.where(labels == 1, of_label, 1.0 - of_label)
 
 
-def margin_p_fake(
+def training_margins(
     images: np.ndarray,
     labels,
     config: TrainConfig,
@@ -70,27 +91,61 @@ def margin_p_fake(
     on_progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     min_steps: int | None = None,
+    networks: int = 1,
+    runs: list | None = None,
 ) -> np.ndarray:
-    """p_fake of each image at its area under the margin, from one network trained on all of
-    them with :func:`model.out_of_fold.fold_recipe` (a batch small enough for the set;
-    ``min_steps`` as there)."""
+    """Each image's area under the margin (its mean margin over a training on all the images),
+    averaged over ``networks`` networks; :func:`p_fake_from_margins` turns it into p_fake.
+
+    Each network trains with :func:`model.out_of_fold.fold_recipe` (a batch small enough for the
+    set; ``min_steps`` as there), seeded ``config.seed``, ``config.seed + 1``, ...: more than one
+    averages out the noise of a single run, for that many trainings' time. Progress counts the
+    epochs of all the networks together; each training's result is appended to ``runs`` when
+    given. NaN for an image no network's batches held."""
     # Imported here: model.train imports this module for MarginRecorder.
     from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe
     from model.train import train
 
+    if networks < 1:
+        raise ValueError(f"networks must be at least 1, not {networks}")
     labels = np.asarray(labels, dtype=np.int64)
     steps = MIN_STEPS_PER_EPOCH if min_steps is None else min_steps
     recipe = fold_recipe(config, labels.size, steps)
-    result = train(
-        images,
-        labels,
-        None,
-        None,
-        recipe,
-        mean,
-        std,
-        on_progress=on_progress,
-        should_stop=should_stop,
-        record_margins=True,
-    )
-    return p_fake_from_margins(result.margins, labels)
+    margins: list[np.ndarray] = []
+    for network in range(networks):
+        result = train(
+            images,
+            labels,
+            None,
+            None,
+            replace(recipe, seed=recipe.seed + network),
+            mean,
+            std,
+            on_progress=_all_epochs(on_progress, network, networks),
+            should_stop=should_stop,
+            record_margins=True,
+        )
+        margins.append(result.margins)
+        if runs is not None:
+            runs.append(result)
+    stacked = np.array(margins)
+    held = (~np.isnan(stacked)).sum(axis=0)
+    return np.where(held > 0, np.nansum(stacked, axis=0) / np.maximum(held, 1), np.nan)
+
+
+def _all_epochs(on_progress, network: int, networks: int):
+    """``on_progress`` with each epoch counted among the epochs of all ``networks``."""
+    if on_progress is None or networks == 1:
+        return on_progress
+
+    def report(update: dict) -> None:
+        if "epoch" in update and "epochs" in update:
+            epochs = int(update["epochs"])
+            update = {
+                **update,
+                "epoch": network * epochs + int(update["epoch"]),
+                "epochs": networks * epochs,
+            }
+        on_progress(update)
+
+    return report

@@ -62,6 +62,7 @@ class TrainResult:
     std: list[float]
     val_logits: np.ndarray | None = None
     margins: np.ndarray | None = None  # each training image's mean margin (record_margins)
+    margins_by_epoch: np.ndarray | None = None  # (epochs, images): each epoch's mean margins
     seconds: float = 0.0
     policy: str = ""
     extra: dict = field(default_factory=dict)
@@ -353,6 +354,7 @@ def _run(
     result = _finish(model, config, history, init_used, last_eval, mean, std, policy_name, schedule)
     if loop.margins is not None:
         result.margins = loop.margins.mean()
+        result.margins_by_epoch = loop.margins.by_epoch()
     return result
 
 
@@ -452,7 +454,8 @@ class _Loop:
             if self.ema is not None:
                 self.ema.update(self.model)
             if batches is not None:
-                self.margins.add(batches[batch["batch"] - 1], batch["logits"], batch["labels"])
+                rows = batches[batch["batch"] - 1]
+                self.margins.add(rows, batch["logits"], batch["labels"], epoch)
             if report is not None:
                 report(batch)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.margins import MarginRecorder, label_margins, margin_p_fake, p_fake_from_margins
+from model.margins import MarginRecorder, label_margins, p_fake_from_margins, training_margins
 from model.parallel import DistributedContext
 from model.train import train
 from tests.model.conftest import tiny_config
@@ -45,8 +45,49 @@ def test_flipped_labels_keep_the_lowest_margins(tiny_data, flipped_tiny):
     # flips, so over the run their margins stay the lowest: the batches were matched to their
     # images (a wrong index would scatter them).
     assert set(np.argsort(result.margins)[:3].tolist()) == set(flipped.tolist())
-    p_fake = margin_p_fake(images, given, tiny_config(epochs=6), *tiny_data[4:])
-    assert p_fake == pytest.approx(p_fake_from_margins(result.margins, given))
+    margins = training_margins(images, given, tiny_config(epochs=6), *tiny_data[4:])
+    assert margins == pytest.approx(result.margins)
+
+
+def test_the_margins_of_several_networks_are_averaged(tiny_data, flipped_tiny):
+    images, _, given, _ = flipped_tiny
+    mean, std = tiny_data[4:]
+    one = [
+        training_margins(images, given, tiny_config(epochs=2, seed=seed), mean, std)
+        for seed in (3, 4)
+    ]
+    progress, runs = [], []
+    both = training_margins(
+        images,
+        given,
+        tiny_config(epochs=2, seed=3),
+        mean,
+        std,
+        on_progress=progress.append,
+        networks=2,
+        runs=runs,
+    )
+    assert not np.allclose(one[0], one[1])  # the second network is seeded apart
+    assert both == pytest.approx((one[0] + one[1]) / 2)
+    assert [run.config.seed for run in runs] == [3, 4]
+    # progress counts the epochs of both networks: 1, 2, 3, 4 of 4
+    epochs = [(u["epoch"], u["epochs"]) for u in progress if u.get("phase") == "epoch"]
+    assert epochs == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    with pytest.raises(ValueError, match="networks must be at least 1"):
+        training_margins(images, given, tiny_config(), mean, std, networks=0)
+
+
+def test_the_recorder_keeps_each_epoch_apart():
+    recorder = MarginRecorder(3)
+    logits = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    recorder.add(np.array([0, 1]), logits, torch.tensor([0, 0]), epoch=1)  # margins 1 and -2
+    recorder.add(np.array([0, 1]), logits, torch.tensor([1, 1]), epoch=2)  # margins -1 and 2
+    assert recorder.mean(epochs=1)[:2] == pytest.approx([1.0, -2.0])
+    assert recorder.mean()[:2] == pytest.approx([0.0, 0.0])
+    by_epoch = recorder.by_epoch()
+    assert by_epoch.shape == (2, 3)
+    assert by_epoch[:, :2] == pytest.approx(np.array([[1.0, -2.0], [-1.0, 2.0]]))
+    assert np.isnan(by_epoch[:, 2]).all()  # no batch held it
 
 
 def test_a_run_without_margins_records_none(tiny_run):

@@ -90,6 +90,12 @@ def group() -> None:
 @click.option(
     "--oof-epochs", type=click.IntRange(min=1), help="Epochs of each held-out (or margins) network."
 )
+@click.option(
+    "--oof-networks",
+    type=click.IntRange(min=1, max=8),
+    help="With --oof-method margins: train N margins networks (different seeds) and average "
+    "their margins, a less noisy ranking for N trainings' time (default 1).",
+)
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
 def train_command(
     epochs,
@@ -107,6 +113,7 @@ def train_command(
     oof_folds,
     oof_method,
     oof_epochs,
+    oof_networks,
     wait,
 ) -> None:
     """Start a training job on the effective labels (one at a time)."""
@@ -118,6 +125,8 @@ def train_command(
         raise click.UsageError("--downscale and --crop-grid apply to --input crops only")
     if oof_method == "margins" and oof_folds is not None:
         raise click.UsageError("--oof-folds applies to --oof-method folds: leave it out")
+    if oof_networks is not None and oof_method != "margins":
+        raise click.UsageError("--oof-networks applies to --oof-method margins")
     if oof_method == "folds" and oof_folds is None:
         oof_folds = 5
     active = versions.active_version()
@@ -130,6 +139,8 @@ def train_command(
     params = {"epochs": epochs, "image_size": image_size, "datasets": list(datasets), "seed": seed}
     params.update(preset=preset, head_only=head_only, score=not no_score, nproc=nproc)
     params.update(oof_folds=oof_folds, oof_epochs=oof_epochs, oof_method=oof_method)
+    if oof_networks is not None:
+        params["oof_networks"] = oof_networks
     crops = {"input_mode": input_mode, "downscale": downscale, "crop_grid": crop_grid}
     params.update({key: value for key, value in crops.items() if value is not None})
     if residual is not None:
@@ -152,7 +163,9 @@ def _wait_for_scoring(version_name: str) -> None:
     if held_out is not None and (held_out.params or {}).get("version") == version_name:
         if (held_out.params or {}).get("method") == "margins":
             done = wait_with_bar(held_out.id, "training margins", unit="epoch")
-            click.echo(f"training margins over {done.result['images']} images")
+            networks = int(done.result.get("networks") or 1)
+            of = f" of {networks} networks" if networks > 1 else ""
+            click.echo(f"training margins{of} over {done.result['images']} images")
         else:
             done = wait_with_bar(held_out.id, "held-out networks", unit="network")
             count, images = done.result["folds"], done.result["images"]

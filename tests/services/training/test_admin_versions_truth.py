@@ -142,6 +142,16 @@ def test_a_label_mistake_job_says_what_it_trains_and_over_how_many_images(app_ct
             "Judged the labels of 3,200 images with the training margins of one network, which "
             "side with 96.8% of them; the scoring it queued ranks suspected label mistakes by them."
         ]
+    margins.params = {**margins.params, "networks": 3}
+    margins.result = {**margins.result, "networks": 3}
+    with app.test_request_context():
+        averaged = job_views.describe(margins)
+    assert averaged.title == (
+        "Training margins (3 networks) of every labelled image, for v2's label mistakes"
+    )
+    assert averaged.sentences[0].startswith(
+        "Judged the labels of 3,200 images with the training margins of 3 networks, averaged, "
+    )
 
 
 def test_a_trainings_test_figure_says_how_many_images_and_a_scoring_its_size(reviewed_pair, app):

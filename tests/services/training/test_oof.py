@@ -102,6 +102,29 @@ def test_train_with_margins_ranks_training_images_by_their_training_margins(
     assert not np.allclose(light, [at_margins[i] for i in trained])
 
 
+@pytest.mark.slow
+def test_margins_of_two_networks_are_averaged(tiny_dataset, worker, runner):  # noqa: F811
+    args = ["model", "train", "--epochs", "1", "--oof-method", "margins", "--oof-epochs", "1"]
+    result = runner.invoke(args=[*args, "--oof-networks", "2", "--wait"])
+    assert result.exit_code == 0, result.output
+    assert "training margins of 2 networks over" in result.output
+    job = latest_job("oof")
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert job.params["networks"] == 2 and job.result["networks"] == 2
+    assert "2 networks (their margins averaged)" in job.log
+    # the bar counted the epochs of both networks
+    assert job.progress["done"] == job.progress["total"] == 2
+    at_margins, method = read_out_of_fold(versions.active_version())
+    assert method == "margins" and len(at_margins) == len(labelled_images("tiny").ids)
+
+
+def test_networks_apply_to_margins_only(app, runner):
+    for extra in ([], ["--oof-method", "folds"]):
+        result = runner.invoke(args=["model", "train", "--oof-networks", "2", *extra])
+        assert result.exit_code != 0
+        assert "--oof-networks applies to --oof-method margins" in result.output
+
+
 def test_margins_take_no_fold_count(app, runner):
     args = ["model", "train", "--oof-method", "margins", "--oof-folds", "3"]
     result = runner.invoke(args=args)

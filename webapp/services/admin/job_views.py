@@ -79,7 +79,9 @@ def _title(job: Job) -> str:
     if job.kind == "oof":
         version = params.get("version", "a version")
         if params.get("method") == "margins":
-            return f"Training margins of every labelled image, for {version}'s label mistakes"
+            networks = int(params.get("networks") or 1)
+            of = f" ({networks} networks)" if networks > 1 else ""
+            return f"Training margins{of} of every labelled image, for {version}'s label mistakes"
         return f"{params.get('folds') or 5} held-out networks for {version}'s label mistakes"
     return KIND_TITLES.get(job.kind, job.kind)
 
@@ -224,7 +226,12 @@ def _training_result(job: Job, result: dict) -> tuple[list[str], list[dict[str, 
 def _label_job_sentence(result: dict) -> str:
     """What a finished label-mistake job judged, and with what."""
     if result.get("method") == "margins":
-        how = "the training margins of one network"
+        networks = int(result.get("networks") or 1)
+        how = (
+            "the training margins of one network"
+            if networks == 1
+            else f"the training margins of {networks} networks, averaged"
+        )
     else:
         how = f"{result.get('folds') or 5} held-out networks"
     words = f"Judged the labels of {int(result.get('images') or 0):,} images with {how}"

@@ -8,11 +8,12 @@ training images and scoring that fold, write ``models/<version>.oof.npz``. Scori
 image's out-of-sample p_fake from there when the image was trained on, and from the version
 itself when it was not (val, test and other labelled images: the version never saw them).
 
-With ``method`` ``margins`` the job trains one network with the same recipe instead, on every
-labelled image (the version's val and test images too: this network ranks labels, it is never
-deployed or measured), and each image's label-mistake score comes from its mean margin over that
-training (``model.margins``: area under the margin, one training instead of K). Those scores are
-not out-of-sample probabilities, so the stored out-of-sample p_fake stays what it is without the
+With ``method`` ``margins`` the job trains one network with the same recipe instead (or
+``networks`` of them, seeded one after another, their margins averaged), on every labelled image
+(the version's val and test images too: it ranks labels, it is never deployed or measured), and
+each image's label-mistake score comes from its mean margin over that training
+(``model.margins``: area under the margin, one training instead of K). Those scores are not
+out-of-sample probabilities, so the stored out-of-sample p_fake stays what it is without the
 file: the light model's for the version's training images, the version's own for the others.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from model.config import TrainConfig
-from model.margins import margin_p_fake
+from model.margins import p_fake_from_margins, training_margins
 from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe, out_of_fold_p_fake
 from model.train import TrainingStopped
 
@@ -44,8 +45,8 @@ def oof_path(version: ModelVersion | str) -> Path:
 
 
 METHODS = ("folds", "margins")
-"""How the job judges labels: K held-out networks over the version's training images, or one
-network's training margins over every labelled image."""
+"""How the job judges labels: K held-out networks over the version's training images, or the
+training margins of one network (or the average of ``networks``) over every labelled image."""
 
 
 def read_out_of_fold(version: ModelVersion) -> tuple[dict[int, float], str] | None:
@@ -77,21 +78,22 @@ def _save_atomically(path: Path, **arrays) -> None:
 
 @handler("oof")
 def oof_job(context) -> dict[str, Any]:
-    """Train K held-out networks over a version's training images (or one network over every
-    labelled image, recording its margins); then queue the version's scoring."""
+    """Train K held-out networks over a version's training images (or one or more networks over
+    every labelled image, recording their margins); then queue the version's scoring."""
     params = context.params
     version = versions.get_version(params.get("version"))
     method = params.get("method") or "folds"
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
     folds = int(params.get("folds") or 5)
+    networks = int(params.get("networks") or 1)
     config = oof_config(version, params.get("epochs"))
     if method == "margins":
         ids, labels = _every_labelled_image()
         context.log(
-            f"one network over every labelled image ({len(ids)}), its training margins ranking "
-            f"label mistakes for {version.name}: image size {config.image_size}; "
-            f"epochs {config.epochs}"
+            f"{_networks(networks)} over every labelled image ({len(ids)}), "
+            f"{'their' if networks > 1 else 'its'} training margins ranking label mistakes for "
+            f"{version.name}: image size {config.image_size}; epochs {config.epochs}"
         )
         fit_images = len(ids)
     else:
@@ -113,7 +115,7 @@ def oof_job(context) -> dict[str, Any]:
     pixels = pixels_for_input(config.input_settings(), ids.tolist())
     try:
         if method == "margins":
-            p_fake = margin_p_fake(
+            margins = training_margins(
                 pixels,
                 labels,
                 config,
@@ -121,7 +123,9 @@ def oof_job(context) -> dict[str, Any]:
                 std,
                 _epoch_progress(context),
                 context.cancel_requested,
+                networks=networks,
             )
+            p_fake = p_fake_from_margins(margins, labels)
         else:
             p_fake = out_of_fold_p_fake(
                 pixels,
@@ -135,7 +139,9 @@ def oof_job(context) -> dict[str, Any]:
             )
     except TrainingStopped as stop:
         raise JobCancelled() from stop
-    _save_atomically(oof_path(version), ids=ids, p_fake=p_fake, folds=folds, method=method)
+    _save_atomically(
+        oof_path(version), ids=ids, p_fake=p_fake, folds=folds, method=method, networks=networks
+    )
     agreement = float(((p_fake >= 0.5) == labels.astype(bool)).mean()) if len(ids) else None
     if params.get("score", True):
         submit("predict", {"version": version.name})
@@ -143,9 +149,14 @@ def oof_job(context) -> dict[str, Any]:
         "version": version.name,
         "method": method,
         "folds": folds if method == "folds" else None,
+        "networks": networks if method == "margins" else None,
         "images": len(ids),
         "agreement": agreement,
     }
+
+
+def _networks(count: int) -> str:
+    return "one network" if count == 1 else f"{count} networks (their margins averaged)"
 
 
 def _every_labelled_image() -> tuple[np.ndarray, np.ndarray]:

@@ -170,6 +170,8 @@ def train_job(context) -> dict[str, Any]:
     if params.get("oof_folds") or margins:  # held-out networks first; that job queues scoring
         oof = {"version": version.name, "folds": params.get("oof_folds") or None}
         oof["method"] = "margins" if margins else "folds"
+        if margins and params.get("oof_networks"):
+            oof["networks"] = params["oof_networks"]
         submit(
             "oof", {**oof, "epochs": params.get("oof_epochs"), "score": params.get("score", True)}
         )
