@@ -164,6 +164,7 @@ def train():
         "datasets": request.form.getlist("datasets"),
         "head_only": request.form.get("head_only") == "1",
         "preset": request.form.get("preset") or None,
+        "oof_method": request.form.get("oof_method") or None,
     }
     try:
         job = start_training(clean_train_params(params), current_user.id)

@@ -48,7 +48,10 @@ PAGING = [
     ),
 ]
 SPLITS = listings.SPLITS
-TRAIN_PARAMS = ("epochs", "image_size", "datasets", "seed", "score", "preset", "head_only")
+TRAIN_PARAMS = (
+    *("epochs", "image_size", "datasets", "seed", "score", "preset", "head_only"),
+    *("oof_method", "oof_folds", "oof_epochs", "oof_networks"),
+)
 
 
 def page_args() -> tuple[int, int]:

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from tests.helpers import csrf_token
 from tests.services.training.test_training import latest_job, tiny_dataset  # noqa: F401
 from webapp.extensions import db
+from webapp.jobs import wait_for
 from webapp.models import JobState, Prediction
 from webapp.services.records import versions
 from webapp.services.training.oof_training import read_out_of_fold
@@ -118,11 +120,32 @@ def test_margins_of_two_networks_are_averaged(tiny_dataset, worker, runner):  # 
     assert method == "margins" and len(at_margins) == len(labelled_images("tiny").ids)
 
 
+@pytest.mark.slow
+def test_the_versions_page_trains_with_margins(client, auth, tiny_dataset, worker):  # noqa: F811
+    auth.login("admin")
+    page = client.get("/admin/versions").get_data(as_text=True)
+    assert '<option value="margins">training margins (one more training)</option>' in page
+    form = {"csrf_token": csrf_token(client, "/admin/versions"), "epochs": "1"}
+    assert client.post("/admin/train", data={**form, "oof_method": "margins"}).status_code == 302
+    trained = wait_for(latest_job("train").id, timeout=300, poll=0.1)
+    assert trained.state == JobState.SUCCEEDED, trained.error
+    assert trained.params["oof_method"] == "margins"
+    judged = wait_for(latest_job("oof").id, timeout=300, poll=0.1)
+    assert judged.state == JobState.SUCCEEDED, judged.error
+    assert judged.params["method"] == "margins" and judged.result["images"] > 0
+
+
 def test_networks_apply_to_margins_only(app, runner):
     for extra in ([], ["--oof-method", "folds"]):
         result = runner.invoke(args=["model", "train", "--oof-networks", "2", *extra])
         assert result.exit_code != 0
         assert "--oof-networks applies to --oof-method margins" in result.output
+
+
+def test_a_head_refit_judges_no_labels(app, runner):
+    result = runner.invoke(args=["model", "train", "--head-only", "--oof-method", "margins"])
+    assert result.exit_code != 0
+    assert "--head-only refits a head and judges no labels" in result.output
 
 
 def test_margins_take_no_fold_count(app, runner):

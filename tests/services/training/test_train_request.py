@@ -45,6 +45,26 @@ def admin_secret(app):
             400,
             "preset: Input should be 'seed', 'demo', 'cifake', 'cifake-robust' or 'photos'",
         ),
+        ({"oof_method": "votes"}, 400, "oof_method: Input should be 'folds' or 'margins'"),
+        ({"oof_folds": 1}, 400, "oof_folds: Input should be greater than or equal to 2"),
+        ({"oof_networks": 9}, 400, "oof_networks: Input should be less than or equal to 8"),
+        (
+            {"oof_method": "margins", "oof_folds": 3},
+            400,
+            'oof_folds applies to oof_method "folds"',
+        ),
+        ({"oof_networks": 2}, 400, 'oof_networks applies to oof_method "margins"'),
+        (
+            {"oof_method": "folds", "oof_networks": 2},
+            400,
+            'oof_networks applies to oof_method "margins"',
+        ),
+        ({"oof_epochs": 3}, 400, "oof_epochs applies with oof_method or oof_folds"),
+        (
+            {"head_only": True, "oof_method": "margins"},
+            400,
+            "head_only refits a head and judges no labels",
+        ),
         (
             {"epochs": -5, "image_size": "abc", "datasets": ["nosuch"]},
             400,
@@ -82,6 +102,26 @@ def test_a_good_request_keeps_its_parameters(app, admin_secret):
     )
     assert response.status_code == 202
     assert response.get_json()["params"] == body
+
+
+@pytest.mark.parametrize(
+    "body, queued",
+    [
+        ({"oof_method": "margins"}, {"oof_method": "margins"}),
+        (
+            {"oof_method": "margins", "oof_networks": 2, "oof_epochs": 4},
+            {"oof_method": "margins", "oof_networks": 2, "oof_epochs": 4},
+        ),
+        ({"oof_method": "folds"}, {"oof_method": "folds", "oof_folds": 5}),  # as the CLI
+        ({"oof_folds": 3}, {"oof_folds": 3}),
+    ],
+)
+def test_a_label_check_request_queues_what_the_cli_would(app, admin_secret, body, queued):
+    response = app.test_client().post(
+        "/api/v1/train", json=body, headers={"Authorization": f"Bearer {admin_secret}"}
+    )
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["params"] == queued
 
 
 def test_null_fields_mean_the_default(app_ctx):

@@ -26,7 +26,7 @@ from ...inputs import MAX_ID, json_object
 from ..reporting import exports, reports
 from ..review import buckets, leases
 from ..review.decisions import CHOICES
-from ..training.train_request import INTEGER_FIELDS, PRESETS
+from ..training.train_request import INTEGER_FIELDS, OOF_METHODS, PRESETS
 
 
 def _whole(value: Any) -> Any:
@@ -362,6 +362,16 @@ class TrainRequest(Request):
     score: bool | None = Field(None, description="score every image afterwards")
     preset: Literal[PRESETS] | None = None
     head_only: bool | None = Field(None, description="refit the active version's head only")
+    oof_method: Literal[OOF_METHODS] | None = Field(
+        None,
+        description="judge label mistakes before scoring: folds (held-out networks) or margins "
+        "(training margins over every labelled image); default: the version's own features",
+    )
+    oof_folds: _bounded("oof_folds") = Field(None, description="held-out networks (folds)")
+    oof_epochs: _bounded("oof_epochs") = Field(None, description="epochs of each such network")
+    oof_networks: _bounded("oof_networks") = Field(
+        None, description="margins networks whose margins are averaged (margins; default 1)"
+    )
 
 
 class MisclassifiedReport(Request):

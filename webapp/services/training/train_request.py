@@ -23,9 +23,17 @@ INTEGER_FIELDS = {
     "image_size": (16, 1024),
     "seed": (0, 2**32 - 1),
     "nproc": (1, 64),
+    "oof_folds": (2, 20),
+    "oof_epochs": (1, 1000),
+    "oof_networks": (1, 8),
 }
 BOOLEAN_FIELDS = ("score", "head_only")
-FIELDS = (*INTEGER_FIELDS, *BOOLEAN_FIELDS, "datasets", "preset")
+OOF_METHODS = ("folds", "margins")
+"""How label mistakes are judged before scoring (the CLI's ``--oof-method``): ``folds``, K
+held-out networks over the version's training images (``oof_folds``, default 5), or
+``margins``, the training margins of ``oof_networks`` networks (default 1) over every labelled
+image. Without either, scoring judges them with a light model on the version's own features."""
+FIELDS = (*INTEGER_FIELDS, *BOOLEAN_FIELDS, "datasets", "preset", "oof_method")
 
 
 class TrainRequestError(ValueError):
@@ -69,11 +77,32 @@ def clean_train_params(raw: dict[str, Any], allowed: tuple[str, ...] = FIELDS) -
             params[name] = _clean(name, raw[name])
         except TrainRequestError as error:
             problems.append(error)
+    problems += _label_check_problems(params)
     if len(problems) == 1:
         raise problems[0]  # keeps its status: 404 for a dataset that does not exist
     if problems:
         raise TrainRequestError("; ".join(map(str, problems)))
+    if params.get("oof_method") == "folds" and "oof_folds" not in params:
+        params["oof_folds"] = 5  # as the CLI's --oof-method folds
     return params
+
+
+def _label_check_problems(params: dict[str, Any]) -> list[TrainRequestError]:
+    """The label-mistake fields that do not go together (the CLI refuses the same)."""
+    method = params.get("oof_method")
+    judged = method is not None or "oof_folds" in params
+    problems = []
+    if method == "margins" and "oof_folds" in params:
+        problems.append(TrainRequestError('oof_folds applies to oof_method "folds"'))
+    if "oof_networks" in params and method != "margins":
+        problems.append(TrainRequestError('oof_networks applies to oof_method "margins"'))
+    if "oof_epochs" in params and not judged:
+        problems.append(TrainRequestError("oof_epochs applies with oof_method or oof_folds"))
+    if params.get("head_only") and any(name.startswith("oof_") for name in params):
+        problems.append(
+            TrainRequestError("head_only refits a head and judges no labels: leave out oof_*")
+        )
+    return problems
 
 
 def _clean(name: str, value: Any) -> Any:
@@ -85,6 +114,10 @@ def _clean(name: str, value: Any) -> Any:
     if name in BOOLEAN_FIELDS:
         if not isinstance(value, bool):
             raise TrainRequestError(f"{name} must be true or false")
+        return value
+    if name == "oof_method":
+        if value not in OOF_METHODS:
+            raise TrainRequestError(f"oof_method must be one of {', '.join(OOF_METHODS)}")
         return value
     if name == "preset":
         if value not in PRESETS:
