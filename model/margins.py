@@ -50,13 +50,11 @@ class MarginRecorder:
         np.add.at(self.totals[epoch - 1], indices, label_margins(logits, labels))
         np.add.at(self.seens[epoch - 1], indices, 1)
 
-    def mean(self, epochs: int | None = None) -> np.ndarray:
-        """The area under the margin of each image (its mean margin) over the first ``epochs``
-        epochs (all by default); NaN for an image no batch held (a run shorter than an epoch,
-        or one dropped from every last batch)."""
-        last = len(self.totals) if epochs is None else min(epochs, len(self.totals))
-        total = sum(self.totals[:last], np.zeros(self.count))
-        seen = sum(self.seens[:last], np.zeros(self.count, dtype=np.int64))
+    def mean(self) -> np.ndarray:
+        """The area under the margin of each image (its mean margin over the run); NaN for an
+        image no batch held (a run shorter than an epoch, or one dropped from every last batch)."""
+        total = sum(self.totals, np.zeros(self.count))
+        seen = sum(self.seens, np.zeros(self.count, dtype=np.int64))
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(seen > 0, total / np.maximum(seen, 1), np.nan)
 

@@ -228,7 +228,7 @@ def train():
     """Start training on the effective labels. While a training job is queued or running,
     asking again returns that job instead of starting another."""
     try:
-        body = parse_body(schemas.TrainRequest).model_dump(exclude_none=True)
+        body = parse_body(schemas.TrainRequest).job_params()
         params = clean_train_params(body, TRAIN_PARAMS)
         job = start_training(params, current_user.id)
     except TrainRequestError as error:

@@ -125,8 +125,8 @@ def train_command(
         raise click.UsageError("--downscale and --crop-grid apply to --input crops only")
     if oof_method == "margins" and oof_folds is not None:
         raise click.UsageError("--oof-folds applies to --oof-method folds: leave it out")
-    if head_only and any(x is not None for x in (oof_method, oof_folds, oof_epochs, oof_networks)):
-        raise click.UsageError("--head-only refits a head and judges no labels: leave out --oof-*")
+    if oof_epochs is not None and oof_method is None and oof_folds is None:
+        raise click.UsageError("--oof-epochs applies with --oof-method or --oof-folds")
     if oof_networks is not None and oof_method != "margins":
         raise click.UsageError("--oof-networks applies to --oof-method margins")
     if oof_method == "folds" and oof_folds is None:

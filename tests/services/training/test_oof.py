@@ -142,10 +142,26 @@ def test_networks_apply_to_margins_only(app, runner):
         assert "--oof-networks applies to --oof-method margins" in result.output
 
 
-def test_a_head_refit_judges_no_labels(app, runner):
-    result = runner.invoke(args=["model", "train", "--head-only", "--oof-method", "margins"])
+def test_oof_epochs_need_a_label_check(app, runner):
+    result = runner.invoke(args=["model", "train", "--oof-epochs", "3"])
     assert result.exit_code != 0
-    assert "--head-only refits a head and judges no labels" in result.output
+    assert "--oof-epochs applies with --oof-method or --oof-folds" in result.output
+
+
+@pytest.mark.slow
+def test_a_head_refit_can_judge_labels_too(tiny_dataset, worker, runner):  # noqa: F811
+    first = runner.invoke(args=["model", "train", "--epochs", "1", "--wait"])  # scores: features
+    assert first.exit_code == 0, first.output
+    assert versions.active_version().name == "v1"
+    args = ["model", "train", "--head-only", "--oof-method", "margins", "--wait"]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    judged = latest_job("oof")
+    assert judged.state == JobState.SUCCEEDED, judged.error
+    assert judged.params["version"] == "v2" and judged.params["method"] == "margins"
+    # the head refit reuses v1's network, so its margins network trains v1's recipe
+    assert f"epochs {versions.get_version('v1').epochs}" in judged.log
+    assert latest_job("predict").params["version"] == "v2"
 
 
 def test_margins_take_no_fold_count(app, runner):

@@ -45,26 +45,28 @@ def admin_secret(app):
             400,
             "preset: Input should be 'seed', 'demo', 'cifake', 'cifake-robust' or 'photos'",
         ),
-        ({"oof_method": "votes"}, 400, "oof_method: Input should be 'folds' or 'margins'"),
-        ({"oof_folds": 1}, 400, "oof_folds: Input should be greater than or equal to 2"),
-        ({"oof_networks": 9}, 400, "oof_networks: Input should be less than or equal to 8"),
+        ({"label_check": {"method": "votes"}}, 400, "label_check: Input tag 'votes' found"),
         (
-            {"oof_method": "margins", "oof_folds": 3},
+            {"label_check": {"method": "folds", "folds": 1}},
             400,
-            'oof_folds applies to oof_method "folds"',
+            "label_check.folds.folds: Input should be greater than or equal to 2",
         ),
-        ({"oof_networks": 2}, 400, 'oof_networks applies to oof_method "margins"'),
         (
-            {"oof_method": "folds", "oof_networks": 2},
+            {"label_check": {"method": "margins", "networks": 9}},
             400,
-            'oof_networks applies to oof_method "margins"',
+            "label_check.margins.networks: Input should be less than or equal to 8",
         ),
-        ({"oof_epochs": 3}, 400, "oof_epochs applies with oof_method or oof_folds"),
         (
-            {"head_only": True, "oof_method": "margins"},
+            {"label_check": {"method": "margins", "folds": 3}},
             400,
-            "head_only refits a head and judges no labels",
+            "label_check.margins.folds: Extra inputs are not permitted",
         ),
+        (
+            {"label_check": {"method": "folds", "networks": 2}},
+            400,
+            "label_check.folds.networks: Extra inputs are not permitted",
+        ),
+        ({"oof_method": "margins"}, 400, "oof_method: Extra inputs are not permitted"),
         (
             {"epochs": -5, "image_size": "abc", "datasets": ["nosuch"]},
             400,
@@ -107,13 +109,21 @@ def test_a_good_request_keeps_its_parameters(app, admin_secret):
 @pytest.mark.parametrize(
     "body, queued",
     [
-        ({"oof_method": "margins"}, {"oof_method": "margins"}),
+        ({"label_check": {"method": "margins"}}, {"oof_method": "margins"}),
         (
-            {"oof_method": "margins", "oof_networks": 2, "oof_epochs": 4},
+            {"label_check": {"method": "margins", "networks": 2, "epochs": 4}},
             {"oof_method": "margins", "oof_networks": 2, "oof_epochs": 4},
         ),
-        ({"oof_method": "folds"}, {"oof_method": "folds", "oof_folds": 5}),  # as the CLI
-        ({"oof_folds": 3}, {"oof_folds": 3}),
+        # as the CLI's --oof-method folds
+        ({"label_check": {"method": "folds"}}, {"oof_method": "folds", "oof_folds": 5}),
+        (
+            {"label_check": {"method": "folds", "folds": 3}},
+            {"oof_method": "folds", "oof_folds": 3},
+        ),
+        (  # a head refit's version is judged too, with the network's (its parent's) recipe
+            {"head_only": True, "label_check": {"method": "margins"}},
+            {"head_only": True, "oof_method": "margins"},
+        ),
     ],
 )
 def test_a_label_check_request_queues_what_the_cli_would(app, admin_secret, body, queued):
@@ -122,6 +132,25 @@ def test_a_label_check_request_queues_what_the_cli_would(app, admin_secret, body
     )
     assert response.status_code == 202, response.get_json()
     assert response.get_json()["params"] == queued
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"oof_method": "margins", "oof_folds": 3}, 'oof_folds applies to oof_method "folds"'),
+        ({"oof_networks": 2}, 'oof_networks applies to oof_method "margins"'),
+        (
+            {"oof_method": "folds", "oof_networks": 2},
+            'oof_networks applies to oof_method "margins"',
+        ),
+        ({"oof_epochs": 3}, "oof_epochs applies with oof_method or oof_folds"),
+        ({"oof_method": "votes"}, "oof_method must be one of folds, margins"),
+    ],
+)
+def test_the_service_refuses_label_check_fields_that_do_not_go_together(app_ctx, fields, message):
+    """The form's path (and any caller of the service): the CLI's rules, flat fields."""
+    with pytest.raises(TrainRequestError, match=message):
+        clean_train_params(fields)
 
 
 def test_null_fields_mean_the_default(app_ctx):

@@ -26,7 +26,7 @@ from ...inputs import MAX_ID, json_object
 from ..reporting import exports, reports
 from ..review import buckets, leases
 from ..review.decisions import CHOICES
-from ..training.train_request import INTEGER_FIELDS, OOF_METHODS, PRESETS
+from ..training.train_request import INTEGER_FIELDS, PRESETS
 
 
 def _whole(value: Any) -> Any:
@@ -354,6 +354,28 @@ def _bounded(name: str) -> Any:
     return whole(low, high) | None
 
 
+class HeldOutCheck(Request):
+    """K networks, each trained without one fold of the version's training images."""
+
+    method: Literal["folds"]
+    folds: _bounded("oof_folds") = Field(None, description="networks (folds); default 5")
+    epochs: _bounded("oof_epochs") = Field(
+        None, description="each network's; default the version's"
+    )
+
+
+class MarginsCheck(Request):
+    """The training margins of networks trained on every labelled image."""
+
+    method: Literal["margins"]
+    networks: _bounded("oof_networks") = Field(
+        None, description="networks whose margins are averaged; default 1"
+    )
+    epochs: _bounded("oof_epochs") = Field(
+        None, description="each network's; default the version's"
+    )
+
+
 class TrainRequest(Request):
     epochs: _bounded("epochs") = None
     image_size: _bounded("image_size") = None
@@ -362,16 +384,26 @@ class TrainRequest(Request):
     score: bool | None = Field(None, description="score every image afterwards")
     preset: Literal[PRESETS] | None = None
     head_only: bool | None = Field(None, description="refit the active version's head only")
-    oof_method: Literal[OOF_METHODS] | None = Field(
-        None,
-        description="judge label mistakes before scoring: folds (held-out networks) or margins "
-        "(training margins over every labelled image); default: the version's own features",
+    label_check: Annotated[HeldOutCheck | MarginsCheck, Field(discriminator="method")] | None = (
+        Field(
+            None,
+            description="judge label mistakes with networks before scoring (the CLI's --oof-*); "
+            "left out, scoring judges them with a light model on the new version's features",
+        )
     )
-    oof_folds: _bounded("oof_folds") = Field(None, description="held-out networks (folds)")
-    oof_epochs: _bounded("oof_epochs") = Field(None, description="epochs of each such network")
-    oof_networks: _bounded("oof_networks") = Field(
-        None, description="margins networks whose margins are averaged (margins; default 1)"
-    )
+
+    def job_params(self) -> dict[str, Any]:
+        """The fields as the train job's parameters: ``label_check`` becomes the CLI's flat
+        ``oof_method``, ``oof_folds``, ``oof_networks`` and ``oof_epochs``."""
+        params = self.model_dump(exclude_none=True, exclude={"label_check"})
+        check = self.label_check
+        if check is not None:
+            params["oof_method"] = check.method
+            flat = {"folds": "oof_folds", "networks": "oof_networks", "epochs": "oof_epochs"}
+            for field, name in flat.items():
+                if getattr(check, field, None) is not None:
+                    params[name] = getattr(check, field)
+        return params
 
 
 class MisclassifiedReport(Request):

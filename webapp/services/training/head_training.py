@@ -15,9 +15,9 @@ from flask import current_app
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.head import HeadFit, fit_head_on_splits
 
-from ...jobs import submit
 from ...models import ModelVersion
 from ..records import versions
+from .oof_training import queue_after_training
 from .scoring import load_features
 from .trainset import labels_changed_since, select_training_set
 
@@ -42,8 +42,7 @@ def train_head(context) -> dict[str, Any]:
         float(current_app.config["TARGET_FPR"]),
     )
     version = _register(context, parent, trainset, fitted)
-    if context.params.get("score", True):
-        submit("predict", {"version": version.name})
+    queue_after_training(version, context.params)
     return {"version": version.name, "active": version.is_active, "metrics": fitted.metrics}
 
 

@@ -61,8 +61,26 @@ def read_out_of_fold(version: ModelVersion) -> tuple[dict[int, float], str] | No
         return p_fake, str(data["method"]) if "method" in data.files else "folds"
 
 
+def queue_after_training(version: ModelVersion, params: dict[str, Any]) -> None:
+    """What follows a training (a full one or a head refit) with the train job's ``params``: the
+    label-mistake job they ask for (``oof_method`` / ``oof_folds``; it queues the scoring when it
+    is done), else the scoring, unless ``score`` is off."""
+    margins = params.get("oof_method") == "margins"
+    if params.get("oof_folds") or margins:
+        oof = {"version": version.name, "folds": params.get("oof_folds") or None}
+        oof["method"] = "margins" if margins else "folds"
+        if margins and params.get("oof_networks"):
+            oof["networks"] = params["oof_networks"]
+        submit(
+            "oof", {**oof, "epochs": params.get("oof_epochs"), "score": params.get("score", True)}
+        )
+    elif params.get("score", True):
+        submit("predict", {"version": version.name})
+
+
 def oof_config(version: ModelVersion, epochs: int | None) -> TrainConfig:
-    """The version's own recipe, with ``epochs`` when given (and no time budget)."""
+    """The version's own recipe, with ``epochs`` when given (and no time budget); a head refit
+    carries its parent's recipe (``versions.register_child``), the network it reuses."""
     config = TrainConfig.from_dict(version.train_args or {})
     return replace(config, epochs=int(epochs or config.epochs), max_minutes=None)
 

@@ -98,10 +98,6 @@ def _label_check_problems(params: dict[str, Any]) -> list[TrainRequestError]:
         problems.append(TrainRequestError('oof_networks applies to oof_method "margins"'))
     if "oof_epochs" in params and not judged:
         problems.append(TrainRequestError("oof_epochs applies with oof_method or oof_folds"))
-    if params.get("head_only") and any(name.startswith("oof_") for name in params):
-        problems.append(
-            TrainRequestError("head_only refits a head and judges no labels: leave out oof_*")
-        )
     return problems
 
 

@@ -18,13 +18,14 @@ from model.checkpoint import save_checkpoint
 from model.config import TrainConfig
 from model.train import TrainingStopped, train
 
-from ...jobs import JobCancelled, handler, submit
+from ...jobs import JobCancelled, handler
 from ...models import ModelVersion
 from ..importing.pixels import pixels_for_input
 from ..records import versions
 from .distributed import train_distributed
 from .evaluation import measure_at_operating_point
 from .normalisation import channel_stats
+from .oof_training import queue_after_training
 from .progress import Throttle
 from .trainset import TrainingSet, labels_changed_since, select_training_set
 
@@ -166,17 +167,7 @@ def train_job(context) -> dict[str, Any]:
         version = register_checkpoint(trainset, config, network, meta, context)
     else:
         version = _train_here(context, trainset, config, mean, std)
-    margins = params.get("oof_method") == "margins"
-    if params.get("oof_folds") or margins:  # held-out networks first; that job queues scoring
-        oof = {"version": version.name, "folds": params.get("oof_folds") or None}
-        oof["method"] = "margins" if margins else "folds"
-        if margins and params.get("oof_networks"):
-            oof["networks"] = params["oof_networks"]
-        submit(
-            "oof", {**oof, "epochs": params.get("oof_epochs"), "score": params.get("score", True)}
-        )
-    elif params.get("score", True):
-        submit("predict", {"version": version.name})
+    queue_after_training(version, params)  # a label-mistake job, or the scoring
     return {"version": version.name, "active": version.is_active, "metrics": version.metrics}
 
 
