@@ -2,9 +2,12 @@
 that says what is wrong, never a 500.
 
 Database ids are 64-bit integers: a larger number in a path can name nothing (404), in a query
-string it is a mistake (400). JSON nested deeper than the parser's recursion limit is refused
-like any other malformed body. The fields of JSON bodies are checked by the API's pydantic
-models (``webapp/services/api/schemas.py``).
+string it is a mistake (400). Text never holds a NUL character (PostgreSQL's text cannot, and no
+name, note or filter needs one): one in the path or the query string is a 400 before any view
+runs, one in a JSON body a 400 when it is parsed; the OpenAPI document says so with a pattern on
+every free-text string. JSON nested deeper than the parser's recursion limit is refused like any
+other malformed body. The fields of JSON bodies are checked by the API's pydantic models
+(``webapp/services/api/schemas.py``).
 """
 
 from __future__ import annotations
@@ -41,11 +44,35 @@ class GuardedJSONProvider(DefaultJSONProvider):
             raise ValueError("the JSON is nested too deeply") from None
 
 
+NUL = "\x00"
+
+
 def init_app(app: Flask) -> None:
-    """Bounded ``int`` URL converter and the guarded JSON parser; before routes are added."""
+    """Bounded ``int`` URL converter, the guarded JSON parser and the NUL check; before routes
+    are added."""
     app.url_map.converters["int"] = IdConverter
     app.json_provider_class = GuardedJSONProvider
     app.json = GuardedJSONProvider(app)
+    app.before_request(refuse_nul_in_url)
+
+
+def refuse_nul_in_url() -> None:
+    """400 for a NUL character in the path or the query string (names and values)."""
+    if NUL in request.path:
+        abort(400, description="the path may not contain a NUL (0x00) character")
+    for name, value in request.args.items(multi=True):
+        if NUL in name or NUL in value:
+            abort(400, description="the query string may not contain a NUL (0x00) character")
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def parse_int(raw: str, name: str, low: int = 0, high: int | None = MAX_ID) -> int:
@@ -88,4 +115,6 @@ def json_object() -> dict[str, Any]:
         abort(400, description="the body must be JSON (and not nested too deeply)")
     if body is not None and not isinstance(body, dict):
         abort(400, description="the body must be a JSON object")
+    if _holds_nul(body):
+        abort(400, description="text in the body may not contain a NUL (0x00) character")
     return body or {}

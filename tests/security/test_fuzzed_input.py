@@ -108,3 +108,51 @@ def test_a_valid_page_cursor_still_pages(app, desk):
     after = first["next_after"]
     rest = client.get(f"/api/v1/images?after={after}", headers=bearer(desk.reviewer_secret))
     assert [item["id"] for item in rest.get_json()["items"]] == [desk.image_ids[2]]
+
+
+NUL_URLS = [
+    ("/api/v1/jobs?kind=%00", "the query string"),
+    ("/api/v1/images?dataset=a%00b", "the query string"),
+    ("/api/v1/jobs?%00=1", "the query string"),
+    ("/api/v1/versions/v%001/activate", "the path"),
+]
+
+
+@pytest.mark.parametrize("url, where", NUL_URLS)
+def test_a_nul_in_a_url_is_a_400_on_every_database(app, desk, url, where):
+    """PostgreSQL's text cannot hold a NUL, so such a value used to reach it and fail (a 500)."""
+    method = "post" if url.endswith("/activate") else "get"
+    response = getattr(app.test_client(), method)(url, headers=bearer(desk.admin_secret))
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.get_json()["message"] == f"{where} may not contain a NUL (0x00) character"
+
+
+@pytest.mark.parametrize(
+    "url, body",
+    [
+        ("/api/v1/review/decisions", {"image_id": 1, "choice": "real", "note": "a\u0000b"}),
+        ("/api/v1/train", {"datasets": ["\u0000"]}),
+        ("/api/v1/reports", {"format": "csv", "dataset": "x\u0000"}),
+    ],
+)
+def test_a_nul_in_a_json_body_is_a_400_and_changes_nothing(app, desk, url, body):
+    before = snapshot(app)
+    response = app.test_client().post(url, json=body, headers=bearer(desk.admin_secret))
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.get_json()["message"] == (
+        "text in the body may not contain a NUL (0x00) character"
+    )
+    assert changed(before, snapshot(app)) in ([], ["api_tokens"])
+
+
+def test_the_document_says_free_text_holds_no_nul(app):
+    from webapp.services.api.openapi import NO_NUL
+
+    document = app.test_client().get("/api/v1/openapi.json").get_json()
+    note = document["components"]["schemas"]["DecisionRequest"]["properties"]["note"]
+    assert {"type": "string", "maxLength": 2000, "pattern": NO_NUL} in note["anyOf"]
+    jobs = document["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    assert {p["name"]: p["schema"].get("pattern") for p in jobs}["kind"] == NO_NUL
+    # a string with its own enum or format keeps it alone
+    split = document["paths"]["/api/v1/images"]["get"]["parameters"]
+    assert "pattern" not in {p["name"]: p["schema"] for p in split}["split"]

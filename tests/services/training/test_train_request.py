@@ -36,6 +36,7 @@ def admin_secret(app):
         ({"image_size": 10**30}, 400, "image_size: Input should be less than or equal to 1024"),
         ({"seed": -1}, 400, "seed: Input should be greater than or equal to 0"),
         ({"datasets": ["nosuch"]}, 404, "no dataset 'nosuch'"),
+        ({"datasets": ["main", "ma\x00in"]}, 404, "no dataset 'ma\\x00in'"),  # PostgreSQL too
         ({"datasets": "main"}, 400, "datasets: Input should be a valid list"),
         ({"datasets": [1]}, 400, "datasets.0: Input should be a valid string"),
         ({"datasets": ["held-out"]}, 409, "evaluation-only datasets are never trained on"),

@@ -29,6 +29,8 @@ CONVERTER_SCHEMAS = {
     "uuid": {"type": "string", "format": "uuid"},
 }
 REF_TEMPLATE = "#/components/schemas/{model}"
+NO_NUL = "^[^\\x00]*$"
+"""The pattern of every free-text string: the app refuses a NUL in any text (``webapp.inputs``)."""
 ERROR_MEANINGS = {
     400: "the request does not fit: the message names what is wrong",
     404: "nothing by that id or name",
@@ -215,7 +217,7 @@ def build_document(app: Flask) -> dict[str, Any]:
             paths.setdefault(path, {})[method.lower()] = operation(
                 rule.endpoint, method, view, parameters, components
             )
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "RealFake Review API",
@@ -233,3 +235,23 @@ def build_document(app: Flask) -> dict[str, Any]:
             },
         },
     }
+    _forbid_nul(document["paths"])
+    _forbid_nul(document["components"]["schemas"])
+    return document
+
+
+def _forbid_nul(node: Any) -> None:
+    """Give every string schema without a pattern, an enum, a constant or a format the
+    :data:`NO_NUL` pattern, in place."""
+    if isinstance(node, list):
+        for item in node:
+            _forbid_nul(item)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    if is_string and not {"pattern", "enum", "const", "format"} & set(node):
+        node["pattern"] = NO_NUL
+    for value in node.values():
+        _forbid_nul(value)

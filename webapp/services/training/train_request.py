@@ -127,7 +127,10 @@ def _datasets(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
         raise TrainRequestError("datasets must be a list of dataset names")
     names = sorted({name.strip() for name in value if name.strip()})
-    found = db.session.scalars(select(Dataset).where(Dataset.name.in_(names)))
+    # no dataset name holds a NUL (PostgreSQL's text cannot), so such a name is simply missing
+    found = db.session.scalars(
+        select(Dataset).where(Dataset.name.in_([name for name in names if "\x00" not in name]))
+    )
     rows = {row.name: row for row in found}
     missing = [name for name in names if name not in rows]
     if missing:
