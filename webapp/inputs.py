@@ -3,11 +3,11 @@ that says what is wrong, never a 500.
 
 Database ids are 64-bit integers: a larger number in a path can name nothing (404), in a query
 string it is a mistake (400). Text never holds a NUL character (PostgreSQL's text cannot, and no
-name, note or filter needs one): one in the path or the query string is a 400 before any view
-runs, one in a JSON body a 400 when it is parsed; the OpenAPI document says so with a pattern on
-every free-text string. JSON nested deeper than the parser's recursion limit is refused like any
-other malformed body. The fields of JSON bodies are checked by the API's pydantic models
-(``webapp/services/api/schemas.py``).
+name, note or filter needs one): one in the path, the query string or a plain form is a 400
+before any view runs, one in a JSON body a 400 when it is parsed; the OpenAPI document says so
+with a pattern on every free-text string. JSON nested deeper than the parser's recursion limit is
+refused like any other malformed body. The fields of JSON bodies are checked by the API's
+pydantic models (``webapp/services/api/schemas.py``).
 """
 
 from __future__ import annotations
@@ -53,16 +53,21 @@ def init_app(app: Flask) -> None:
     app.url_map.converters["int"] = IdConverter
     app.json_provider_class = GuardedJSONProvider
     app.json = GuardedJSONProvider(app)
-    app.before_request(refuse_nul_in_url)
+    app.before_request(refuse_nul_in_text)
 
 
-def refuse_nul_in_url() -> None:
-    """400 for a NUL character in the path or the query string (names and values)."""
+def refuse_nul_in_text() -> None:
+    """400 for a NUL character in the path, the query string or a plain form's fields (names
+    and values; a multipart upload's fields are read by its view)."""
     if NUL in request.path:
         abort(400, description="the path may not contain a NUL (0x00) character")
     for name, value in request.args.items(multi=True):
         if NUL in name or NUL in value:
             abort(400, description="the query string may not contain a NUL (0x00) character")
+    if request.mimetype == "application/x-www-form-urlencoded":
+        for name, value in request.form.items(multi=True):
+            if NUL in name or NUL in value:
+                abort(400, description="the form may not contain a NUL (0x00) character")
 
 
 def _holds_nul(value: Any) -> bool:

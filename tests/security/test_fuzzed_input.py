@@ -145,6 +145,15 @@ def test_a_nul_in_a_json_body_is_a_400_and_changes_nothing(app, desk, url, body)
     assert changed(before, snapshot(app)) in ([], ["api_tokens"])
 
 
+def test_a_nul_in_a_form_is_a_400(app, desk, session_for):
+    client, _token = session_for("adam")
+    before = snapshot(app)
+    response = client.post("/admin/train", data={"epochs": "1", "preset": "demo\x00"})
+    assert response.status_code == 400
+    assert "the form may not contain a NUL (0x00) character" in response.get_data(as_text=True)
+    assert changed(before, snapshot(app)) in ([], ["api_tokens"])
+
+
 def test_the_document_says_free_text_holds_no_nul(app):
     from webapp.services.api.openapi import NO_NUL
 
