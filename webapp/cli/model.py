@@ -12,6 +12,7 @@ from ..jobs import submit
 from ..models import ModelVersion
 from ..services.records import versions
 from ..services.training import trainset
+from ..services.training.train_request import label_check_problems, with_default_folds
 from .evaluate import fmt
 from .jobwait import wait_with_bar
 
@@ -123,14 +124,12 @@ def train_command(
         raise click.UsageError("--input crops trains in one process: leave out --nproc")
     if input_mode == "resize" and (downscale is not None or crop_grid is not None):
         raise click.UsageError("--downscale and --crop-grid apply to --input crops only")
-    if oof_method == "margins" and oof_folds is not None:
-        raise click.UsageError("--oof-folds applies to --oof-method folds: leave it out")
-    if oof_epochs is not None and oof_method is None and oof_folds is None:
-        raise click.UsageError("--oof-epochs applies with --oof-method or --oof-folds")
-    if oof_networks is not None and oof_method != "margins":
-        raise click.UsageError("--oof-networks applies to --oof-method margins")
-    if oof_method == "folds" and oof_folds is None:
-        oof_folds = 5
+    check = {"oof_method": oof_method, "oof_folds": oof_folds}
+    check.update(oof_epochs=oof_epochs, oof_networks=oof_networks)
+    problems = label_check_problems(check, name=lambda field: "--" + field.replace("_", "-"))
+    if problems:
+        raise click.UsageError("; ".join(problems))
+    oof_folds = with_default_folds(check)["oof_folds"]
     active = versions.active_version()
     moved = trainset.labels_changed_since(active)
     if moved is not None:

@@ -137,11 +137,11 @@ def test_a_label_check_request_queues_what_the_cli_would(app, admin_secret, body
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"oof_method": "margins", "oof_folds": 3}, 'oof_folds applies to oof_method "folds"'),
-        ({"oof_networks": 2}, 'oof_networks applies to oof_method "margins"'),
+        ({"oof_method": "margins", "oof_folds": 3}, "oof_folds applies to oof_method folds"),
+        ({"oof_networks": 2}, "oof_networks applies to oof_method margins"),
         (
             {"oof_method": "folds", "oof_networks": 2},
-            'oof_networks applies to oof_method "margins"',
+            "oof_networks applies to oof_method margins",
         ),
         ({"oof_epochs": 3}, "oof_epochs applies with oof_method or oof_folds"),
         ({"oof_method": "votes"}, "oof_method must be one of folds, margins"),

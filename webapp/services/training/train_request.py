@@ -77,28 +77,37 @@ def clean_train_params(raw: dict[str, Any], allowed: tuple[str, ...] = FIELDS) -
             params[name] = _clean(name, raw[name])
         except TrainRequestError as error:
             problems.append(error)
-    problems += _label_check_problems(params)
+    problems += [TrainRequestError(problem) for problem in label_check_problems(params)]
     if len(problems) == 1:
         raise problems[0]  # keeps its status: 404 for a dataset that does not exist
     if problems:
         raise TrainRequestError("; ".join(map(str, problems)))
-    if params.get("oof_method") == "folds" and "oof_folds" not in params:
-        params["oof_folds"] = 5  # as the CLI's --oof-method folds
-    return params
+    return with_default_folds(params)
 
 
-def _label_check_problems(params: dict[str, Any]) -> list[TrainRequestError]:
-    """The label-mistake fields that do not go together (the CLI refuses the same)."""
+def label_check_problems(params: dict[str, Any], name=lambda field: field) -> list[str]:
+    """The label-mistake fields of ``params`` that do not go together; the CLI shares these
+    rules, naming each field by its flag (``name``)."""
     method = params.get("oof_method")
-    judged = method is not None or "oof_folds" in params
+    has = {field for field in ("oof_folds", "oof_epochs", "oof_networks") if params.get(field)}
+    folds, networks, epochs, by = (
+        name(f) for f in ("oof_folds", "oof_networks", "oof_epochs", "oof_method")
+    )
     problems = []
-    if method == "margins" and "oof_folds" in params:
-        problems.append(TrainRequestError('oof_folds applies to oof_method "folds"'))
-    if "oof_networks" in params and method != "margins":
-        problems.append(TrainRequestError('oof_networks applies to oof_method "margins"'))
-    if "oof_epochs" in params and not judged:
-        problems.append(TrainRequestError("oof_epochs applies with oof_method or oof_folds"))
+    if method == "margins" and "oof_folds" in has:
+        problems.append(f"{folds} applies to {by} folds")
+    if "oof_networks" in has and method != "margins":
+        problems.append(f"{networks} applies to {by} margins")
+    if "oof_epochs" in has and method is None and "oof_folds" not in has:
+        problems.append(f"{epochs} applies with {by} or {folds}")
     return problems
+
+
+def with_default_folds(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with 5 folds where they ask for held-out networks without a count."""
+    if params.get("oof_method") == "folds" and not params.get("oof_folds"):
+        return {**params, "oof_folds": 5}
+    return params
 
 
 def _clean(name: str, value: Any) -> Any:
