@@ -3,11 +3,11 @@ that says what is wrong, never a 500.
 
 Database ids are 64-bit integers: a larger number in a path can name nothing (404), in a query
 string it is a mistake (400). Text never holds a NUL character (PostgreSQL's text cannot, and no
-name, note or filter needs one): one in the path, the query string or a plain form is a 400
-before any view runs, one in a JSON body a 400 when it is parsed; the OpenAPI document says so
-with a pattern on every free-text string. JSON nested deeper than the parser's recursion limit is
-refused like any other malformed body. The fields of JSON bodies are checked by the API's
-pydantic models (``webapp/services/api/schemas.py``).
+name, note or filter needs one): one in the path, the query string or a form (a multipart
+body's file names too) is a 400 before any view runs, one in a JSON body a 400 when it is
+parsed; the OpenAPI document says so with a pattern on every free-text string. JSON nested
+deeper than the parser's recursion limit is refused like any other malformed body. The fields
+of JSON bodies are checked by the API's pydantic models (``webapp/services/api/schemas.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class GuardedJSONProvider(DefaultJSONProvider):
 
 
 NUL = "\x00"
+NO_NUL_CHARACTER = "may not contain a NUL (0x00) character"
 
 
 def init_app(app: Flask) -> None:
@@ -56,18 +57,24 @@ def init_app(app: Flask) -> None:
     app.before_request(refuse_nul_in_text)
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def refuse_nul_in_text() -> None:
-    """400 for a NUL character in the path, the query string or a plain form's fields (names
-    and values; a multipart upload's fields are read by its view)."""
+    """400 for a NUL character in the path, the query string or a form's fields (names and
+    values, and the names of a multipart body's files; the files' bytes are not text)."""
     if NUL in request.path:
-        abort(400, description="the path may not contain a NUL (0x00) character")
+        abort(400, description=f"the path {NO_NUL_CHARACTER}")
     for name, value in request.args.items(multi=True):
         if NUL in name or NUL in value:
-            abort(400, description="the query string may not contain a NUL (0x00) character")
-    if request.mimetype == "application/x-www-form-urlencoded":
+            abort(400, description=f"the query string {NO_NUL_CHARACTER}")
+    if request.mimetype in FORM_TYPES:
         for name, value in request.form.items(multi=True):
             if NUL in name or NUL in value:
-                abort(400, description="the form may not contain a NUL (0x00) character")
+                abort(400, description=f"the form {NO_NUL_CHARACTER}")
+        for field, upload in request.files.items(multi=True):
+            if NUL in field or NUL in (upload.filename or ""):
+                abort(400, description=f"the name of an uploaded file {NO_NUL_CHARACTER}")
 
 
 def _holds_nul(value: Any) -> bool:
@@ -121,5 +128,5 @@ def json_object() -> dict[str, Any]:
     if body is not None and not isinstance(body, dict):
         abort(400, description="the body must be a JSON object")
     if _holds_nul(body):
-        abort(400, description="text in the body may not contain a NUL (0x00) character")
+        abort(400, description=f"text in the body {NO_NUL_CHARACTER}")
     return body or {}

@@ -154,6 +154,46 @@ def test_a_nul_in_a_form_is_a_400(app, desk, session_for):
     assert changed(before, snapshot(app)) in ([], ["api_tokens"])
 
 
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"dataset": "up\x00load"}, "the form may not contain a NUL (0x00) character"),
+        (
+            {"dataset": "upload"},
+            "the name of an uploaded file may not contain a NUL (0x00) character",
+        ),
+    ],
+)
+def test_a_nul_in_a_multipart_form_is_a_400(app, desk, session_for, fields, message):
+    """A multipart body's text fields and file names go into the database too."""
+    import io
+
+    client, _token = session_for("adam")
+    before = snapshot(app)
+    name = "a\x00.png" if "uploaded file" in message else "a.png"
+    data = {**fields, "files": (io.BytesIO(b"not read"), name)}
+    response = client.post("/admin/datasets/upload", data=data, content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert changed(before, snapshot(app)) in ([], ["api_tokens"])
+
+
+def test_a_nul_in_the_name_of_a_checked_image_is_a_400(app, desk):
+    import io
+
+    response = app.test_client().post(
+        "/api/v1/checks",
+        data={"file": (io.BytesIO(b"\x89PNG"), "x\x00.png")},
+        content_type="multipart/form-data",
+        headers=bearer(desk.admin_secret),
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert (
+        response.get_json()["message"]
+        == "the name of an uploaded file may not contain a NUL (0x00) character"
+    )
+
+
 def test_the_document_says_free_text_holds_no_nul(app):
     from webapp.services.api.openapi import NO_NUL
 
