@@ -210,21 +210,22 @@ def held_out_network_scores(
     if read is None:
         return None
     out_of_fold, method = read
-    margins = method == "margins"
-    trained = set(versions.training_ids(version).tolist()) if margins else set()
     labels = effective_labels(None)
-    oos = np.full(len(image_ids), np.nan)
-    issues = np.full(len(image_ids), np.nan)
-    for row, image_id in enumerate(image_ids):
-        if labels.get(image_id) not in CLASS_INDEX:
-            continue
-        own = float(p_fake[row])
-        judged = out_of_fold.get(image_id, own)
-        if margins:
-            oos[row] = default_oos[row] if image_id in trained else own
-        else:
-            oos[row] = judged
-        issues[row] = label_issue_scores([CLASS_INDEX[labels[image_id]]], [judged])[0]
+    ids = np.asarray(image_ids, dtype=np.int64)
+    targets = np.array([CLASS_INDEX.get(labels.get(int(i)), -1) for i in ids], dtype=np.int64)
+    labelled = targets >= 0
+    own = np.asarray(p_fake, dtype=np.float64)
+    judged = np.array(
+        [out_of_fold.get(int(i), own[row]) for row, i in enumerate(ids)], dtype=np.float64
+    ).reshape(ids.size)
+    if method == "margins":
+        trained = np.isin(ids, versions.training_ids(version))
+        chosen = np.where(trained, np.asarray(default_oos, dtype=np.float64), own)
+    else:
+        chosen = judged
+    oos = np.where(labelled, chosen, np.nan)
+    issues = np.full(ids.size, np.nan)
+    issues[labelled] = label_issue_scores(targets[labelled], judged[labelled])
     return oos, issues
 
 
