@@ -198,10 +198,12 @@ class NativeImages:
 class CropView:
     """Indexes like a uint8 (N, crop, crop, 3) array whose row ``i`` is a crop of image ``i``.
 
-    ``BatchLoader`` reads it as it reads the pixel cache. ``kind`` is ``random`` (a fresh random
-    crop on every read, from the view's own seeded generator: training), ``centre`` (the middle
-    crop: validation during training) or ``grid`` (row ``i * k + j`` is crop ``j`` of image
-    ``i``'s ``grid``: pooled scoring).
+    ``BatchLoader`` reads it as it reads the pixel cache. ``kind`` is ``random`` (training: a
+    random crop drawn from ``seed``, the epoch and the row alone, so it is fresh each epoch
+    (``set_epoch``, which the loader calls) and the same whichever batch or process reads the
+    row: distributed ranks see what one process would), ``centre`` (the middle crop: validation
+    during training) or ``grid`` (row ``i * k + j`` is crop ``j`` of image ``i``'s ``grid``:
+    pooled scoring).
     """
 
     def __init__(self, images: NativeImages, kind: str, fill, seed: int = 0):
@@ -210,8 +212,12 @@ class CropView:
         self.images, self.kind, self.fill = images, kind, tuple(fill)
         self.crop = images.mode.crop_size
         self.per_image = images.mode.crops_per_image if kind == "grid" else 1
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.epoch = int(seed), 0
         self._last: tuple[int, np.ndarray] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the random crops of epoch ``epoch``."""
+        self.epoch = int(epoch)
 
     ndim = 4
     dtype = np.dtype(np.uint8)
@@ -235,7 +241,8 @@ class CropView:
     def _row(self, row: int) -> np.ndarray:
         image = pad_to_crop(self._image(row // self.per_image), self.crop, self.fill)
         if self.kind == "random":
-            return random_crop_of(image, self.crop, self.rng, self.fill)
+            rng = np.random.default_rng([self.seed, self.epoch, row])
+            return random_crop_of(image, self.crop, rng, self.fill)
         grid = self.images.mode.grid if self.kind == "grid" else 1
         which = row % self.per_image
         if self.kind == "centre":  # one crop in the middle: a grid of one a side, centred

@@ -280,8 +280,11 @@ class BatchLoader:
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Pick the shuffle order (and augmentation draws) of epoch ``epoch``."""
+        """Pick the shuffle order (and augmentation draws) of epoch ``epoch``; images that draw
+        per epoch themselves (``model.crops.CropView``) are told too."""
         self.epoch = epoch
+        if hasattr(self.images, "set_epoch"):
+            self.images.set_epoch(epoch)
 
     def __len__(self) -> int:
         count = len(self.images) / self.batch_size

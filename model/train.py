@@ -235,9 +235,7 @@ def train(
     """
     if record_margins and distributed is not None:
         raise ValueError("margins are recorded in one process: leave out distributed training")
-    if config.input_mode == "crops":
-        if distributed is not None:
-            raise ValueError("training on crops runs in one process: leave out nproc")
+    if config.input_mode == "crops":  # every rank the same views: each takes its own rows
         train_images, val_images = crop_views(train_images, val_images, config, mean)
     _check_inputs(train_images, train_labels, "train")
     if val_images is not None and len(val_images):

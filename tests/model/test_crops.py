@@ -47,14 +47,32 @@ def test_random_crops_have_the_crop_size_and_are_blocks_of_the_native_pixels():
     view = CropView(NativeImages(images, mode), "random", FILL, seed=3)
     assert view.shape == (3, 16, 16, 3)
     starts = set()
-    for _ in range(20):
+    for epoch in range(20):
+        view.set_epoch(epoch)
         crops = view[np.arange(3)]
         assert crops.shape == (3, 16, 16, 3) and crops.dtype == np.uint8
         for image, crop in zip(images, crops, strict=True):
             top, left = int(crop[0, 0, 0]), int(crop[0, 0, 1])
             assert np.array_equal(crop, image[top : top + 16, left : left + 16])
         starts.add((int(crops[0, 0, 0, 0]), int(crops[0, 0, 0, 1])))
-    assert len(starts) > 5  # the position is drawn afresh on every read
+    assert len(starts) > 5  # the position is drawn afresh each epoch
+
+
+def test_a_random_crop_depends_on_the_seed_epoch_and_row_only():
+    """Whichever batch, order or process reads a row, it gets the same crop: what lets
+    distributed ranks see the crops one process would."""
+    mode = InputMode("crops", crop_size=8)
+    images = NativeImages([coded_image(30, 30 + i) for i in range(6)], mode)
+    whole = CropView(images, "random", FILL, seed=4)
+    whole.set_epoch(2)
+    together = whole[np.arange(6)]
+    apart = CropView(images, "random", FILL, seed=4)
+    apart.set_epoch(2)
+    backwards = np.stack([apart[int(row)] for row in range(5, -1, -1)])[::-1]
+    assert np.array_equal(together, backwards)
+    assert np.array_equal(whole[np.arange(6)], together)  # read again in the same epoch
+    whole.set_epoch(3)
+    assert not np.array_equal(whole[np.arange(6)], together)
 
 
 def test_the_same_seed_draws_the_same_crops():

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from model.predict import Predictor
 from model.stats import channel_stats
 from model.train import TrainingStopped, seed_everything, train
 from model.trainset_file import (
+    NativeImagesWriter,
     TrainsetError,
     images_for_writing,
     load_trainset,
@@ -92,12 +94,25 @@ def train_here(data):
     )
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
+def write_crops_trainset(folder: Path) -> None:
+    """Noise images of several sizes (some smaller than the 32 px crop), trained on crops."""
+    rng = np.random.default_rng(7)
+    shapes = {"train": [(40 + 4 * (i % 5), 33 + 3 * (i % 7)) for i in range(32)]}
+    shapes["val"] = [(28 + 5 * (i % 4), 48) for i in range(8)]
+    labels = {
+        split: (np.arange(len(sizes)) % 2).astype(np.int64) for split, sizes in shapes.items()
+    }
+    for split, sizes in shapes.items():
+        with NativeImagesWriter(folder, split) as writer:
+            for height, width in sizes:
+                writer.add(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
+    config = replace(one_step_config(), input_mode="crops", crop_grid=2)
+    mean, std = [0.5] * 3, [0.29] * 3
+    save_trainset_info(folder, labels["train"], labels["val"], config, mean, std, "c" * 64)
+
+
+def torchrun_train(folder: Path, checkpoint: Path):
     """torchrun with the multi-machine flags (one node here), rendezvous on a free port."""
-    folder = tmp_path_factory.mktemp("ddp") / "trainset"
-    write_trainset(folder)
-    checkpoint = folder.parent / "checkpoint.pt"
     command = [
         sys.executable,
         "-m",
@@ -121,6 +136,13 @@ def ddp_run(tmp_path_factory):
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     return {"folder": folder, "checkpoint": checkpoint, "events": events_of(done.stdout)}
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ddp") / "trainset"
+    write_trainset(folder)
+    return torchrun_train(folder, folder.parent / "checkpoint.pt")
 
 
 @pytest.fixture(scope="module")
@@ -171,17 +193,63 @@ def test_two_processes_take_the_step_one_process_takes(ddp_run, single_run):
     seed_everything(0)
     start = build_model("random", stem="imagenet")[0].state_dict()
     ours, theirs = trained.state_dict(), single.model.state_dict()
-    weights = [k for k in theirs if theirs[k].is_floating_point() and "running" not in k]
-    difference = torch.sqrt(sum(((ours[k] - theirs[k]) ** 2).sum() for k in weights))
-    update = torch.sqrt(sum(((theirs[k] - start[k]) ** 2).sum() for k in weights))
+    difference, update = relative_difference(ours, theirs)
     assert update > 0.1  # the step moved the weights: a real comparison
-    assert difference / update < 1e-2
+    assert difference < 1e-2
     for key in (k for k in theirs if "running" in k):
         moved = (theirs[key] - start[key]).norm()
         assert (ours[key] - theirs[key]).norm() <= 1e-4 * moved + 1e-7, key
     ddp_history, history = load_checkpoint(ddp_run["checkpoint"])[1]["history"], single.history
     assert ddp_history[0]["train_loss"] == pytest.approx(history[0]["train_loss"], rel=1e-5)
     assert ddp_history[0]["train_acc"] == history[0]["train_acc"]
+
+
+def relative_difference(ours: dict, theirs: dict) -> tuple[float, float]:
+    """How far two networks' weights are apart, relative to how far one step moved them from
+    the seeded start; and that move."""
+    seed_everything(0)
+    start = build_model("random", stem="imagenet")[0].state_dict()
+    weights = [k for k in theirs if theirs[k].is_floating_point() and "running" not in k]
+    difference = torch.sqrt(sum(((ours[k] - theirs[k]) ** 2).sum() for k in weights))
+    update = torch.sqrt(sum(((theirs[k] - start[k]) ** 2).sum() for k in weights))
+    return float(difference / update), float(update)
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_crops_as_one_process_does(tmp_path):
+    """A run on crops of images of any sizes: each rank draws the crops one process would
+    (``CropView`` keys them by seed, epoch and row), so two ranks take one process's step."""
+    folder = tmp_path / "trainset"
+    write_crops_trainset(folder)
+    run = torchrun_train(folder, tmp_path / "checkpoint.pt")
+    data = load_trainset(folder)
+    assert isinstance(data.train_images, list) and data.train_images[3].shape == (52, 42, 3)
+    single = train_here(data)
+    trained, meta = load_checkpoint(run["checkpoint"])
+    assert meta["input"]["mode"] == "crops" and meta["policy"].endswith("ddp x2 gloo")
+    rank0, rank1 = run["events"][-1]["weights_sha256"]
+    assert rank0 == rank1
+    difference, update = relative_difference(trained.state_dict(), single.model.state_dict())
+    assert update > 0.1 and difference < 1e-2
+    assert meta["metrics"]["val"]["n"] == 8  # rank 0 measured the pooled grid of crops
+
+
+def test_native_images_round_trip_through_the_folder(tmp_path):
+    folder = tmp_path / "set"
+    write_crops_trainset(folder)
+    data = load_trainset(folder)
+    rng = np.random.default_rng(7)  # the writer's draws, again
+    for image in data.train_images + data.val_images:
+        expected = rng.integers(0, 256, size=image.shape, dtype=np.uint8)
+        assert image.dtype == np.uint8 and np.array_equal(image, expected)
+    assert len(data.val_images) == len(data.val_labels) == 8
+    with (folder / "val_native.u8").open("ab") as pixels:
+        pixels.write(b"\0")
+    with pytest.raises(TrainsetError, match=r"val_native.u8 holds \d+ bytes: its 8 images"):
+        load_trainset(folder)
+    (folder / "val_native.u8").unlink()
+    with pytest.raises(TrainsetError, match="val_native.u8 is missing"):
+        load_trainset(folder)
 
 
 def test_shards_together_are_the_single_process_batch():

@@ -120,8 +120,6 @@ def train_command(
     """Start a training job on the effective labels (one at a time)."""
     if head_only and nproc > 1:
         raise click.UsageError("--head-only refits a head in one process: leave out --nproc")
-    if input_mode == "crops" and nproc > 1:
-        raise click.UsageError("--input crops trains in one process: leave out --nproc")
     if input_mode == "resize" and (downscale is not None or crop_grid is not None):
         raise click.UsageError("--downscale and --crop-grid apply to --input crops only")
     check = {"oof_method": oof_method, "oof_folds": oof_folds}
@@ -261,13 +259,22 @@ def export_trainset_command(folder, epochs, image_size, datasets, seed, preset) 
     export_trainset(folder, trainset, config, mean, std)
     click.echo(
         f"exported {len(trainset.train)} training and {len(trainset.val)} validation images "
-        f"at {config.image_size} px to {folder}"
+        f"{_exported_as(config)} to {folder}"
     )
     click.echo(
         "train: torchrun --nnodes N --nproc-per-node P --node-rank R --rdzv-endpoint HOST:PORT "
         f"-m model.distributed --data {folder} --out checkpoint.pt"
     )
     click.echo(f"then: flask --app wsgi model register checkpoint.pt --trainset {folder}")
+
+
+def _exported_as(config) -> str:
+    mode = config.input_settings()
+    if mode.crops:
+        return (
+            f"at 1/{mode.downscale:g} scale (the {mode.crop_size} px crops are taken in training)"
+        )
+    return f"at {config.image_size} px"
 
 
 @group.command("register")

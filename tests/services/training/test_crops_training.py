@@ -96,6 +96,51 @@ def test_a_version_trained_on_crops_is_recorded_and_scored_with_crops(
     assert re.search(r'class="size">16 px <span class="input-mode">crops</span><', row)
 
 
+CROP_FLAGS = ["--image-size", "16", "--downscale", "2", "--crop-grid", "2"]
+
+
+@pytest.mark.slow
+def test_crops_train_in_two_processes(photos_dataset, worker, runner, app):
+    """``--nproc 2`` on crops: the job exports the originals at the crops' scale, torchrun's
+    ranks train on the crops one process would draw, and the version scores with crops."""
+    app.config["MODEL_DEVICE"] = "cpu"  # one GPU could not host two NCCL ranks
+    args = ["model", "train", "--preset", "demo", "--epochs", "1", "--input", "crops"]
+    result = runner.invoke(args=[*args, *CROP_FLAGS, "--nproc", "2", "--wait"])
+    assert result.exit_code == 0, result.output
+    assert "scored 48 images with v1" in result.output
+    job = latest_job("train")
+    assert job.state == JobState.SUCCEEDED and job.params["nproc"] == 2
+    assert "input crops 16 px at 1/2 scale, scored over 2x2 crops" in job.log
+    version = db.session.scalar(select(ModelVersion))
+    _, meta = load_checkpoint(version.checkpoint_path)
+    assert InputMode.from_meta(meta) == InputMode("crops", crop_size=16, downscale=2.0, grid=2)
+    assert meta["policy"].endswith("ddp x2 gloo") and version.metrics["val"]["n"] > 0
+
+
+@pytest.mark.slow
+def test_a_crops_recipe_exports_the_originals_at_the_crops_scale(photos_dataset, runner, tmp_path):
+    from model.distributed import main as train_from_folder
+    from model.trainset_file import load_trainset
+
+    folder = tmp_path / "export"
+    args = ["model", "export-trainset", str(folder), "--preset", "photos", "--epochs", "1"]
+    exported = runner.invoke(args=[*args, "--image-size", "16"])
+    assert exported.exit_code == 0, exported.output
+    assert "at 1/2 scale (the 16 px crops are taken in training)" in exported.output
+    data = load_trainset(folder)
+    assert data.config.input_mode == "crops"
+    assert {image.shape for image in data.train_images + data.val_images} == {(20, 20, 3)}
+    first = db.session.get(Image, int(np.load(folder / "train_ids.npy")[0]))
+    mode = data.config.input_settings()
+    assert np.array_equal(data.train_images[0], decode_native(original_path(first), mode))
+    train_from_folder(["--data", str(folder), "--out", str(tmp_path / "outside.pt")])
+    args = ["model", "register", str(tmp_path / "outside.pt"), "--trainset", str(folder)]
+    registered = runner.invoke(args=[*args, "--no-score"])
+    assert registered.exit_code == 0, registered.output
+    version = db.session.scalar(select(ModelVersion))
+    assert version.input_mode == "crops" and version.train_args["downscale"] == 2.0
+
+
 @pytest.mark.parametrize(
     ("params", "expected", "source"),
     [
@@ -129,7 +174,6 @@ def test_crop_settings_on_a_resize_version_are_refused(app):
     ("flags", "message"),
     [
         (["--input", "resize", "--downscale", "2"], "apply to --input crops only"),
-        (["--input", "crops", "--nproc", "2"], "trains in one process"),
         (["--input", "crops", "--downscale", "3"], "1.0<=x<=2.0"),
         (["--input", "tiles"], "'tiles' is not one of 'resize', 'crops'"),
     ],

@@ -33,9 +33,14 @@ import model
 from model.checkpoint import load_checkpoint
 from model.config import TrainConfig
 from model.distributed import ERROR_PREFIX, PROGRESS_PREFIX, error_file
-from model.trainset_file import images_for_writing, load_trainset, save_trainset_info
+from model.trainset_file import (
+    NativeImagesWriter,
+    images_for_writing,
+    load_trainset,
+    save_trainset_info,
+)
 
-from ..importing.pixels import cache_for, ensure_cache
+from ..importing.pixels import cache_for, ensure_cache, native_images
 from .progress import Throttle
 from .trainset import LabelledSplit, TrainingSet, select_training_set
 
@@ -58,18 +63,27 @@ def check_distributable(config: TrainConfig, trainset: TrainingSet, nproc: int) 
 
 
 def export_trainset(folder, trainset: TrainingSet, config: TrainConfig, mean, std) -> Path:
-    """Write ``trainset``'s train and val images, labels and ids, and ``config``, to ``folder``."""
+    """Write ``trainset``'s train and val images, labels and ids, and ``config``, to ``folder``:
+    the pixel cache at the run's size, or for a run on crops each original decoded at the
+    scale its crops are taken from (``model.trainset_file``)."""
     folder = Path(folder)
     size = config.image_size
-    cache = cache_for(size)
     for split, part in (("train", trainset.train), ("val", trainset.val)):
         ids, _ = part.as_arrays()
-        ensure_cache(ids, size)
-        pixels = images_for_writing(folder, split, len(ids), size)
-        for start in range(0, len(ids), EXPORT_CHUNK):
-            pixels[start : start + EXPORT_CHUNK] = cache.read(ids[start : start + EXPORT_CHUNK])
-        pixels.flush()
-        del pixels
+        if config.input_mode == "crops":
+            originals = native_images(ids, config.input_settings())
+            with NativeImagesWriter(folder, split) as writer:
+                for index in range(len(originals)):
+                    writer.add(originals[index])
+        else:
+            ensure_cache(ids, size)
+            cache = cache_for(size)
+            pixels = images_for_writing(folder, split, len(ids), size)
+            for start in range(0, len(ids), EXPORT_CHUNK):
+                chunk = ids[start : start + EXPORT_CHUNK]
+                pixels[start : start + EXPORT_CHUNK] = cache.read(chunk)
+            pixels.flush()
+            del pixels
         np.save(folder / f"{split}_ids.npy", ids)
     save_trainset_info(
         folder,

@@ -154,8 +154,6 @@ def train_job(context) -> dict[str, Any]:
     trainset = select_training_set(params.get("datasets"))
     check_trainable(trainset)
     config, sources = resolve_train_config(params)
-    if nproc > 1 and config.input_mode == "crops":
-        raise ValueError("training on crops runs in one process: leave out nproc")
     config = measured_precision(config, context.log)
     size = config.image_size
     context.log(f"data: {trainset.label_counts()}; {describe_settings(config, sources)}")
