@@ -282,8 +282,9 @@ def margin_figures(args, images, noisy, truth, flipped, config, mean, std) -> di
         "margins_batch_size": whole.batch_size,
         **ranking_figures("margins_", noisy, truth, flipped, p_fake),
         "margins_found_by_network": [found(run.margins) for run in runs],
-        # precision "auto" times the variants at the start of each run, so two runs of one seed
-        # may train in different precisions (pin it with --option precision=fp32)
+        # precision "auto" is timed once per bench run (every network then trains in it), so
+        # two bench runs of one seed may still train in different precisions and rank a few
+        # points apart (pin it with --option precision=fp32)
         "margins_precision_by_network": [
             f"{run.policy}{' + small-conv grad' if run.config.small_conv_grad else ''}"
             for run in runs

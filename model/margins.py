@@ -97,18 +97,19 @@ def training_margins(
 
     Each network trains with :func:`model.out_of_fold.fold_recipe` (a batch small enough for the
     set; ``min_steps`` as there), seeded ``config.seed``, ``config.seed + 1``, ...: more than one
-    averages out the noise of a single run, for that many trainings' time. Progress counts the
+    averages out the noise of a single run, for that many trainings' time; all train in one
+    precision (``precision="auto"`` is resolved once, for the first). Progress counts the
     epochs of all the networks together; each training's result is appended to ``runs`` when
     given. NaN for an image no network's batches held."""
     # Imported here: model.train imports this module for MarginRecorder.
     from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe
-    from model.train import train
+    from model.train import resolved_precision, train
 
     if networks < 1:
         raise ValueError(f"networks must be at least 1, not {networks}")
     labels = np.asarray(labels, dtype=np.int64)
     steps = MIN_STEPS_PER_EPOCH if min_steps is None else min_steps
-    recipe = fold_recipe(config, labels.size, steps)
+    recipe = resolved_precision(fold_recipe(config, labels.size, steps))  # one for them all
     margins: list[np.ndarray] = []
     for network in range(networks):
         result = train(

@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from model.calibration import apply_temperature
 from model.config import TrainConfig
-from model.train import train
+from model.train import resolved_precision, train
 
 
 def fold_assignment(labels, folds: int, seed: int = 0) -> np.ndarray:
@@ -76,21 +76,26 @@ def out_of_fold_p_fake(
 
     The probabilities are the held-out networks' plain softmax (temperature 1): fitting a
     temperature on the held-out labels would let them leak into their own scores. Each network
-    trains with :func:`fold_recipe` (``min_steps``). ``on_fold(done, folds)`` reports progress;
+    trains with :func:`fold_recipe` (``min_steps``), all in the precision ``precision="auto"``
+    resolves to for the first. ``on_fold(done, folds)`` reports progress;
     ``should_stop`` ends the run (TrainingStopped).
     """
     labels = np.asarray(labels, dtype=np.int64)
     assignment = fold_assignment(labels, folds, config.seed)
     p_fake = np.full(labels.size, np.nan)
+    first = None  # the first fold's resolved precision, which every fold then trains in
     for fold in range(folds):
         held = np.flatnonzero(assignment == fold)
         fit = np.flatnonzero(assignment != fold)
+        recipe = fold_recipe(config, fit.size, min_steps)
+        first = first or resolved_precision(recipe)
+        recipe = replace(recipe, precision=first.precision, small_conv_grad=first.small_conv_grad)
         result = train(
             images[fit],
             labels[fit],
             images[held],
             labels[held],
-            fold_recipe(config, fit.size, min_steps),
+            recipe,
             mean,
             std,
             should_stop=should_stop,

@@ -283,6 +283,13 @@ def _measured_precision(config: TrainConfig, device, distributed) -> TrainConfig
     )
 
 
+def resolved_precision(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``precision="auto"`` resolved as ``train`` would resolve it (timed steps
+    on a CPU): for callers that train several networks of one recipe and want them all in one
+    precision (``model.margins``, ``model.out_of_fold``), since two timings may choose apart."""
+    return _measured_precision(config, pick_device(config.device), None)
+
+
 def _for_rank(distributed: DistributedContext, on_progress, should_stop):
     """Progress from rank 0 only; a stop request any rank sees stops every rank at once."""
     if not distributed.is_main:

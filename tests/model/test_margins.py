@@ -101,3 +101,49 @@ def test_margins_are_recorded_in_one_process_only(tiny_data):
         train(
             *tiny_data[:4], tiny_config(), *tiny_data[4:], distributed=context, record_margins=True
         )
+
+
+@pytest.fixture
+def timings_that_disagree(monkeypatch):
+    """``precision="auto"``'s timed steps, choosing fp32 the first time and bf16 after: two
+    timings on a loaded machine can choose apart, which is what the callers must not show."""
+    import model.tuning
+
+    calls = []
+
+    def choose(image_size, batch_size, device, *args, **kwargs):
+        calls.append((image_size, batch_size))
+        precision = "fp32" if len(calls) == 1 else "bf16"
+        return {"precision": precision, "small_conv_grad": False}
+
+    monkeypatch.setattr(model.tuning, "tune_training", choose)
+    return calls
+
+
+def test_every_network_of_one_call_trains_in_one_precision(
+    tiny_data, flipped_tiny, timings_that_disagree
+):
+    from model.out_of_fold import out_of_fold_p_fake
+
+    images, _, given, _ = flipped_tiny
+    mean, std = tiny_data[4:]
+    runs = []
+    auto = tiny_config(epochs=1, precision="auto")
+    training_margins(images, given, auto, mean, std, networks=2, runs=runs)
+    assert [run.policy for run in runs] == ["cpu/fp32/channels_last"] * 2
+    assert len(timings_that_disagree) == 1  # resolved once, for the first network
+    trained = []
+    import model.out_of_fold
+
+    original = model.out_of_fold.train
+
+    def recording(*args, **kwargs):
+        result = original(*args, **kwargs)
+        trained.append(result.policy)
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model.out_of_fold, "train", recording)
+        timings_that_disagree.clear()
+        out_of_fold_p_fake(images, given, auto, mean, std, folds=2)
+    assert trained == ["cpu/fp32/channels_last"] * 2 and len(timings_that_disagree) == 1
