@@ -166,6 +166,8 @@ def train():
         "preset": request.form.get("preset") or None,
         "oof_method": request.form.get("oof_method") or None,
     }
+    if params["oof_method"] == "margins":  # the networks select belongs to the margins choice
+        params["oof_networks"] = request.form.get("oof_networks", type=int)
     try:
         job = start_training(clean_train_params(params), current_user.id)
     except TrainRequestError as error:

@@ -125,14 +125,28 @@ def test_the_versions_page_trains_with_margins(client, auth, tiny_dataset, worke
     auth.login("admin")
     page = client.get("/admin/versions").get_data(as_text=True)
     assert '<option value="margins">training margins (one more training)</option>' in page
+    assert '<option value="2">2, averaged</option>' in page
     form = {"csrf_token": csrf_token(client, "/admin/versions"), "epochs": "1"}
-    assert client.post("/admin/train", data={**form, "oof_method": "margins"}).status_code == 302
+    posted = {**form, "oof_method": "margins", "oof_networks": "2"}
+    assert client.post("/admin/train", data=posted).status_code == 302
     trained = wait_for(latest_job("train").id, timeout=300, poll=0.1)
     assert trained.state == JobState.SUCCEEDED, trained.error
-    assert trained.params["oof_method"] == "margins"
+    assert trained.params["oof_method"] == "margins" and trained.params["oof_networks"] == 2
     judged = wait_for(latest_job("oof").id, timeout=300, poll=0.1)
     assert judged.state == JobState.SUCCEEDED, judged.error
     assert judged.params["method"] == "margins" and judged.result["images"] > 0
+    assert judged.result["networks"] == 2
+
+
+@pytest.mark.parametrize("method", ["", "folds"])
+def test_the_forms_networks_are_read_with_margins_only(client, auth, tiny_dataset, method):  # noqa: F811
+    """The page always posts its networks select; with another method it means nothing."""
+    auth.login("admin")
+    form = {"csrf_token": csrf_token(client, "/admin/versions"), "epochs": "1"}
+    posted = {**form, "oof_method": method, "oof_networks": "3"}
+    assert client.post("/admin/train", data=posted).status_code == 302
+    params = latest_job("train").params
+    assert "oof_networks" not in params and params.get("oof_method") == (method or None)
 
 
 def test_networks_apply_to_margins_only(app, runner):
