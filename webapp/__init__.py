@@ -47,6 +47,7 @@ def create_app(config: Config | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     auth.init_app(app)  # session and bearer-token users, JSON 401s, CSRF for cookie sessions
+    inputs.init_uploads(app)  # NULs in multipart bodies, once the user is known
     register_blueprints(app)
     register_commands(app)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask, abort, request
 from flask.json.provider import DefaultJSONProvider
+from flask_login import current_user
 from werkzeug.routing import IntegerConverter
 
 # Every key is an INTEGER column: 32 bits on PostgreSQL, so a larger id can name nothing (and
@@ -57,24 +58,39 @@ def init_app(app: Flask) -> None:
     app.before_request(refuse_nul_in_text)
 
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+def init_uploads(app: Flask) -> None:
+    """The NUL check of multipart bodies; after the users are known (``auth.init_app``)."""
+    app.before_request(refuse_nul_in_uploads)
 
 
 def refuse_nul_in_text() -> None:
-    """400 for a NUL character in the path, the query string or a form's fields (names and
-    values, and the names of a multipart body's files; the files' bytes are not text)."""
+    """400 for a NUL character in the path, the query string or a plain form's fields (names
+    and values)."""
     if NUL in request.path:
         abort(400, description=f"the path {NO_NUL_CHARACTER}")
     for name, value in request.args.items(multi=True):
         if NUL in name or NUL in value:
             abort(400, description=f"the query string {NO_NUL_CHARACTER}")
-    if request.mimetype in FORM_TYPES:
-        for name, value in request.form.items(multi=True):
-            if NUL in name or NUL in value:
-                abort(400, description=f"the form {NO_NUL_CHARACTER}")
+    if request.mimetype == "application/x-www-form-urlencoded":
+        _refuse_nul_in_form()
+
+
+def refuse_nul_in_uploads() -> None:
+    """400 for a NUL character in a multipart body's fields or its files' names (the files'
+    bytes are not text). Only for a known user: parsing an upload (up to
+    ``MAX_CONTENT_LENGTH``) before the view answers an anonymous request's 401 would be work
+    for anyone to ask for."""
+    if request.mimetype == "multipart/form-data" and current_user.is_authenticated:
+        _refuse_nul_in_form()
         for field, upload in request.files.items(multi=True):
             if NUL in field or NUL in (upload.filename or ""):
                 abort(400, description=f"the name of an uploaded file {NO_NUL_CHARACTER}")
+
+
+def _refuse_nul_in_form() -> None:
+    for name, value in request.form.items(multi=True):
+        if NUL in name or NUL in value:
+            abort(400, description=f"the form {NO_NUL_CHARACTER}")
 
 
 def _holds_nul(value: Any) -> bool:

@@ -168,10 +168,10 @@ def test_a_nul_in_a_multipart_form_is_a_400(app, desk, session_for, fields, mess
     """A multipart body's text fields and file names go into the database too."""
     import io
 
-    client, _token = session_for("adam")
+    client, token = session_for("adam")
     before = snapshot(app)
     name = "a\x00.png" if "uploaded file" in message else "a.png"
-    data = {**fields, "files": (io.BytesIO(b"not read"), name)}
+    data = {**fields, "csrf_token": token, "files": (io.BytesIO(b"not read"), name)}
     response = client.post("/admin/datasets/upload", data=data, content_type="multipart/form-data")
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
@@ -179,7 +179,15 @@ def test_a_nul_in_a_multipart_form_is_a_400(app, desk, session_for, fields, mess
 
 
 def test_a_nul_in_the_name_of_a_checked_image_is_a_400(app, desk):
+    """Once the caller is known: an anonymous upload gets its 401 unread."""
     import io
+
+    anonymous = app.test_client().post(
+        "/api/v1/checks",
+        data={"file": (io.BytesIO(b"\x89PNG"), "x\x00.png")},
+        content_type="multipart/form-data",
+    )
+    assert anonymous.status_code == 401
 
     response = app.test_client().post(
         "/api/v1/checks",
