@@ -138,8 +138,9 @@ AVX2-only CPU none of it is measured yet, and ``--minutes`` keeps a slower run i
 
 CIFAKE_ROBUST_RECIPE: dict = {**CIFAKE_RECIPE, "augment": "flip-degrade"}
 """The CIFAKE recipe with a third of the training images rescaled and a third re-encoded as JPEG
-(quality 50-95), for sources that arrive re-compressed. Not measured against ``cifake`` at the
-full budget yet: ``flask model evaluate --perturb jpeg75`` says what it buys."""
+(quality 50-95), for sources that arrive re-compressed. At the full budget (README) it gave 0.8
+points of clean accuracy and kept its AUC at JPEG quality 50 (0.987 against ``cifake``'s 0.977);
+``flask model evaluate --perturb jpeg50`` says what it buys on your data."""
 
 PHOTOS_RECIPE: dict = {
     **DEMO_RECIPE,
