@@ -82,14 +82,14 @@ def refuse_nul_in_uploads() -> None:
     for anyone to ask for."""
     if request.mimetype == "multipart/form-data" and current_user.is_authenticated:
         _refuse_nul_in_form()
-        for field, upload in request.files.items(multi=True):
-            if NUL in field or NUL in (upload.filename or ""):
+        for field, upload in request.files.items(multi=True):  # a part may lack a name: None
+            if NUL in (field or "") or NUL in (upload.filename or ""):
                 abort(400, description=f"the name of an uploaded file {NO_NUL_CHARACTER}")
 
 
 def _refuse_nul_in_form() -> None:
     for name, value in request.form.items(multi=True):
-        if NUL in name or NUL in value:
+        if NUL in (name or "") or NUL in (value or ""):
             abort(400, description=f"the form {NO_NUL_CHARACTER}")
 
 

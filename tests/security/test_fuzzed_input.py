@@ -202,6 +202,23 @@ def test_a_nul_in_the_name_of_a_checked_image_is_a_400(app, desk):
     )
 
 
+@pytest.mark.parametrize("disposition", ['form-data; filename="x.png"', "form-data"])
+def test_a_multipart_part_without_a_name_is_no_500(app, desk, disposition):
+    """Found by the long fuzz run: werkzeug names such a part None, and the NUL check read it."""
+    body = (
+        f"--B\r\nContent-Disposition: {disposition}\r\n"
+        "Content-Type: application/octet-stream\r\n\r\nabc\r\n--B--\r\n"
+    ).encode()
+    response = app.test_client().post(
+        "/api/v1/checks",
+        data=body,
+        content_type="multipart/form-data; boundary=B",
+        headers=bearer(desk.admin_secret),
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert "multipart field 'file'" in response.get_json()["message"]
+
+
 def test_the_document_says_free_text_holds_no_nul(app):
     from webapp.services.api.openapi import NO_NUL
 
