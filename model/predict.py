@@ -244,12 +244,18 @@ def outputs_from_features(model: nn.Module, features, temperature: float) -> Pre
 
 
 def _scripted(module: nn.Module, policy, image_size: int) -> nn.Module:
-    """TorchScript trace, freeze and optimise (PyTorch marks ``jit.trace`` deprecated)."""
+    """TorchScript trace, freeze and optimise (PyTorch marks ``jit.trace`` deprecated).
+
+    No ``check_trace``: its second trace sometimes names the graph's input ``%self.1`` instead
+    of ``%self`` and calls that a different graph (a TracingCheckError now and then where a
+    stored choice of this engine built its predictor, as scoring does); what matters, that the
+    traced network's outputs match the eager network's, is what ``model.tuning`` measures before
+    it chooses this engine."""
     example = torch.zeros(2, 3, image_size, image_size, device=policy.device)
     example = example.contiguous(memory_format=policy.memory_format())
     with warnings.catch_warnings(), torch.no_grad(), policy.autocast():
         warnings.simplefilter("ignore", FutureWarning)
-        traced = torch.jit.trace(module, example)
+        traced = torch.jit.trace(module, example, check_trace=False)
         return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
 

@@ -236,3 +236,26 @@ def test_with_a_worker_running_wait_shows_the_job_and_no_warning(
 def _rows() -> list[WorkerPresence]:
     db.session.expire_all()
     return list(db.session.scalars(db.select(WorkerPresence)))
+
+
+@pytest.mark.slow
+def test_a_training_job_says_when_it_measures_the_scoring_engines(app_ctx, tmp_path, worker):
+    """The first version at a size on a machine measures the engines while it is registered
+    (its threshold is fitted in the engine that will score): minutes with compiled engines, so
+    the job's log says so instead of going quiet."""
+    from tests.services.training.test_training import train_and_wait, write_separable_folder
+    from webapp.services.importing.importer import import_path
+
+    write_separable_folder(tmp_path / "src")
+    assert import_path(tmp_path / "src", dataset="tiny", workers=1).as_json()["imported"] == 48
+    app_ctx.config["ENGINE_TUNING"] = "quick"
+    job = train_and_wait()
+    assert job.state == "succeeded", job.error
+    measuring = "measuring this machine's scoring engines at 32 px (once per machine and size)"
+    log = job.log.splitlines()
+    at = next(i for i, line in enumerate(log) if line.endswith(measuring))
+    assert "eager fp32 (baseline)" in log[at + 1]
+    assert any("FAKE threshold" in line for line in log[at + 1 :])
+    heard: list[str] = []
+    scoring.tuned_predictor(write_checkpoint(tmp_path / "v.pt"), log=heard.append)
+    assert not any("measuring" in line for line in heard)  # stored now: measured once

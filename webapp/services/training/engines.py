@@ -125,6 +125,12 @@ def inference_choice(model, meta, device, log=None):
     stored = stored_choice(device, int(meta["image_size"]))
     if stored is not None:
         return stored
+    if log is not None:
+        compiled = ", compiled ones too: minutes; REALFAKE_ENGINE_TUNING=quick skips them"
+        log(
+            f"measuring this machine's scoring engines at {int(meta['image_size'])} px (once per "
+            f"machine and size{compiled if current == 'auto' else ''})"
+        )
     return tune_inference(model, meta, device, include_compile=current == "auto", log=log)
 
 

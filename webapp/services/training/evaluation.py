@@ -55,7 +55,7 @@ def evaluate_arrays(
 
 
 def measure_at_operating_point(
-    checkpoint_path, trainset, image_size: int, trained=None
+    checkpoint_path, trainset, image_size: int, trained=None, log=None
 ) -> tuple[float, dict]:
     """Fit the FAKE threshold on the validation split for the target false-positive rate
     (``TARGET_FPR``), and measure val and test at it: (threshold, metrics).
@@ -63,10 +63,11 @@ def measure_at_operating_point(
     ``trained`` (the ``model.train.TrainResult`` of this checkpoint, if it was trained here):
     its own validation p_fake is used when this machine's scoring engine reproduces it
     (``model.predict.reproduces``); otherwise, and for checkpoints trained elsewhere, the
-    validation images are scored with the checkpoint, in the engine that will score the desk.
+    validation images are scored with the checkpoint, in the engine that will score the desk
+    (measured first if this machine has not measured that size yet: ``log`` hears about it).
     """
     target = float(current_app.config["TARGET_FPR"])
-    predictor = tuned_predictor(checkpoint_path)
+    predictor = tuned_predictor(checkpoint_path, log=log)
     val_ids, val_labels = trainset.val.as_arrays()
     if (
         trained is not None

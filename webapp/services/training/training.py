@@ -218,7 +218,11 @@ def register_checkpoint(
     save_checkpoint(path, network, meta)
     versions.save_training_labels(name, trainset)
     threshold, metrics = measure_at_operating_point(
-        path, trainset, config.image_size, trained=trained
+        path,
+        trainset,
+        config.image_size,
+        trained=trained,
+        log=None if context is None else context.log,
     )
     if context is not None:
         context.log(
