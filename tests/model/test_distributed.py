@@ -190,10 +190,9 @@ def test_two_processes_take_the_step_one_process_takes(ddp_run, single_run):
     0.3% against float64. Per-rank batch norm instead (the bug this guards) differs by ~100%."""
     _, single = single_run
     trained, _ = load_checkpoint(ddp_run["checkpoint"])
-    seed_everything(0)
-    start = build_model("random", stem="imagenet")[0].state_dict()
+    start = seeded_start()
     ours, theirs = trained.state_dict(), single.model.state_dict()
-    difference, update = relative_difference(ours, theirs)
+    difference, update = relative_difference(ours, theirs, start)
     assert update > 0.1  # the step moved the weights: a real comparison
     assert difference < 1e-2
     for key in (k for k in theirs if "running" in k):
@@ -204,11 +203,15 @@ def test_two_processes_take_the_step_one_process_takes(ddp_run, single_run):
     assert ddp_history[0]["train_acc"] == history[0]["train_acc"]
 
 
-def relative_difference(ours: dict, theirs: dict) -> tuple[float, float]:
-    """How far two networks' weights are apart, relative to how far one step moved them from
-    the seeded start; and that move."""
+def seeded_start() -> dict:
+    """The weights every run here starts from (seed 0)."""
     seed_everything(0)
-    start = build_model("random", stem="imagenet")[0].state_dict()
+    return build_model("random", stem="imagenet")[0].state_dict()
+
+
+def relative_difference(ours: dict, theirs: dict, start: dict) -> tuple[float, float]:
+    """How far two networks' weights are apart, relative to how far one step moved them from
+    ``start``; and that move."""
     weights = [k for k in theirs if theirs[k].is_floating_point() and "running" not in k]
     difference = torch.sqrt(sum(((ours[k] - theirs[k]) ** 2).sum() for k in weights))
     update = torch.sqrt(sum(((theirs[k] - start[k]) ** 2).sum() for k in weights))
@@ -229,7 +232,9 @@ def test_two_processes_train_on_crops_as_one_process_does(tmp_path):
     assert meta["input"]["mode"] == "crops" and meta["policy"].endswith("ddp x2 gloo")
     rank0, rank1 = run["events"][-1]["weights_sha256"]
     assert rank0 == rank1
-    difference, update = relative_difference(trained.state_dict(), single.model.state_dict())
+    difference, update = relative_difference(
+        trained.state_dict(), single.model.state_dict(), seeded_start()
+    )
     assert update > 0.1 and difference < 1e-2
     assert meta["metrics"]["val"]["n"] == 8  # rank 0 measured the pooled grid of crops
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from model import out_of_fold
 from model.margins import MarginRecorder, label_margins, p_fake_from_margins, training_margins
 from model.parallel import DistributedContext
 from model.train import train
@@ -121,10 +122,8 @@ def timings_that_disagree(monkeypatch):
 
 
 def test_every_network_of_one_call_trains_in_one_precision(
-    tiny_data, flipped_tiny, timings_that_disagree
+    tiny_data, flipped_tiny, timings_that_disagree, monkeypatch
 ):
-    from model.out_of_fold import out_of_fold_p_fake
-
     images, _, given, _ = flipped_tiny
     mean, std = tiny_data[4:]
     runs = []
@@ -133,17 +132,13 @@ def test_every_network_of_one_call_trains_in_one_precision(
     assert [run.policy for run in runs] == ["cpu/fp32/channels_last"] * 2
     assert len(timings_that_disagree) == 1  # resolved once, for the first network
     trained = []
-    import model.out_of_fold
-
-    original = model.out_of_fold.train
 
     def recording(*args, **kwargs):
-        result = original(*args, **kwargs)
+        result = train(*args, **kwargs)
         trained.append(result.policy)
         return result
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(model.out_of_fold, "train", recording)
-        timings_that_disagree.clear()
-        out_of_fold_p_fake(images, given, auto, mean, std, folds=2)
+    monkeypatch.setattr(out_of_fold, "train", recording)  # to read each fold's policy
+    timings_that_disagree.clear()
+    out_of_fold.out_of_fold_p_fake(images, given, auto, mean, std, folds=2)
     assert trained == ["cpu/fp32/channels_last"] * 2 and len(timings_that_disagree) == 1

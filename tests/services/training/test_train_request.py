@@ -154,7 +154,8 @@ def test_the_service_refuses_label_check_fields_that_do_not_go_together(app_ctx,
 
 
 def test_a_dataset_name_with_a_nul_names_nothing(app_ctx):
-    """The form's path (the API refuses any NUL before): no query reaches PostgreSQL with it."""
+    """A caller of the service that skips the HTTP checks (forms and JSON bodies refuse any NUL
+    before a view runs): no query reaches PostgreSQL with it."""
     make_dataset("main")
     with pytest.raises(TrainRequestError, match=r"no dataset 'ma\\x00in'"):
         clean_train_params({"datasets": ["main", "ma\x00in"]})
