@@ -221,7 +221,12 @@ def relative_difference(ours: dict, theirs: dict, start: dict) -> tuple[float, f
 @pytest.mark.slow
 def test_two_processes_train_on_crops_as_one_process_does(tmp_path):
     """A run on crops of images of any sizes: each rank draws the crops one process would
-    (``CropView`` keys them by seed, epoch and row), so two ranks take one process's step."""
+    (``CropView`` keys them by seed, epoch and row), so two ranks take one process's step.
+
+    Measured on the Intel AMX machine: 0.48% of the update apart (summation order in the
+    all-reduce and the synchronised batch norm); crops drawn from another seed, what ranks
+    drawing their own crops would amount to, put the step 141% apart. The bound sits between,
+    with room for another CPU's rounding."""
     folder = tmp_path / "trainset"
     write_crops_trainset(folder)
     run = torchrun_train(folder, tmp_path / "checkpoint.pt")
@@ -235,7 +240,7 @@ def test_two_processes_train_on_crops_as_one_process_does(tmp_path):
     difference, update = relative_difference(
         trained.state_dict(), single.model.state_dict(), seeded_start()
     )
-    assert update > 0.1 and difference < 1e-2
+    assert update > 0.1 and difference < 3e-2
     assert meta["metrics"]["val"]["n"] == 8  # rank 0 measured the pooled grid of crops
 
 
