@@ -19,6 +19,14 @@ else  # printed below, so a folder of our own is removed at the end
   log_dir=$(mktemp -d -t realfake-test-logs.XXXXXX)
   trap 'rm -rf "$log_dir"' EXIT
 fi
+# Say how much room the temporary folder has: a full disk fails tests far from its cause
+# (an OSError in an import, a torch.save that stops mid-file), and a pass needs about 0.4 GB there.
+tmp_root=${TMPDIR:-/tmp}
+free_mb=$(df -Pm "$tmp_root" 2>/dev/null | awk 'NR == 2 {print $4}')
+if [ -n "$free_mb" ]; then
+  echo "==> $free_mb MB free in $tmp_root"
+  [ "$free_mb" -ge 2048 ] || echo "warning: under 2 GB free in $tmp_root; tests may fail with 'No space left on device'" >&2
+fi
 parallel=${TEST_PARALLEL:-1}
 databases=("$@")
 [ ${#databases[@]} -gt 0 ] || databases=(sqlite)
