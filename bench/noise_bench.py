@@ -15,8 +15,11 @@ out) adds one network trained on all the images for E epochs with the held-out n
 each image ranked by its mean margin over the run (``model.margins``, area under the margin:
 ``margins_``), as the app's ``--oof-method margins`` does.
 ``--margin-networks N`` averages the margins of N such networks (seeds ``--seed``, +1, ...), as
-the app's ``--oof-networks``; the figures also give each network alone
-(``margins_found_by_network``) and the first network's ranking after each epoch
+the app's ``--oof-networks``, taking turns over ``model.margins.VIEWS`` (the recipe, the medium
+stem, the NPR residual input, both: ``margins_recipe_by_network``); ``--margin-same`` trains
+them all with the recipe, to compare. The figures also give each network alone
+(``margins_found_by_network``), the average of the first 1, 2, ... of them
+(``margins_found_by_first_networks``) and the first network's ranking after each epoch
 (``margins_found_by_epoch_first_network``: the mean margin over the epochs so far).
 ``--folds 0`` leaves the held-out networks out.
 
@@ -38,6 +41,7 @@ Examples::
     python bench/noise_bench.py --oof-min-steps 0             # the preset's batch in every fold
     python bench/noise_bench.py --folds 0                     # the margins only
     python bench/noise_bench.py --folds 0 --margin-networks 2 # two margins networks averaged
+    python bench/noise_bench.py --folds 0 --margin-networks 2 --margin-same  # both the recipe
 
 Nothing is written anywhere; the images are decoded from the zip into memory.
 """
@@ -63,7 +67,12 @@ from bench.common import option_values  # noqa: E402
 from model.calibration import apply_temperature  # noqa: E402
 from model.confident import find_label_issues, rank_label_issues, self_confidence  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
-from model.margins import p_fake_from_margins, training_margins  # noqa: E402
+from model.margins import (  # noqa: E402
+    average_margins,
+    describe_recipe,
+    p_fake_from_margins,
+    training_margins,
+)
 from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe, out_of_fold_p_fake  # noqa: E402
 from model.predict import Predictor  # noqa: E402
 from model.scores import out_of_sample_probabilities  # noqa: E402
@@ -161,6 +170,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=1,
         help="margins networks (seeds seed, seed+1, ...) whose margins are averaged, as the "
         "app's --oof-networks",
+    )
+    parser.add_argument(
+        "--margin-same",
+        action="store_true",
+        help="train every margins network with the recipe (only the seed apart) instead of "
+        "taking turns over model.margins.VIEWS, as the app does",
     )
     return parser.parse_args(argv)
 
@@ -261,6 +276,7 @@ def margin_figures(args, images, noisy, truth, flipped, config, mean, std) -> di
         min_steps=args.oof_min_steps,
         networks=args.margin_networks,
         runs=runs,
+        varied=not args.margin_same,
     )
     seconds = round(time.perf_counter() - started, 1)
     p_fake = p_fake_from_margins(margins, noisy)
@@ -282,6 +298,13 @@ def margin_figures(args, images, noisy, truth, flipped, config, mean, std) -> di
         "margins_batch_size": whole.batch_size,
         **ranking_figures("margins_", noisy, truth, flipped, p_fake),
         "margins_found_by_network": [found(run.margins) for run in runs],
+        # the average of the first 1, 2, ... networks: what --margin-networks 1, 2, ... find
+        "margins_found_by_first_networks": [
+            found(average_margins([run.margins for run in runs[:count]]))
+            for count in range(1, len(runs) + 1)
+        ],
+        "margins_recipe_by_network": [describe_recipe(run.config, recipe) for run in runs],
+        "margins_seconds_by_network": [round(run.seconds, 1) for run in runs],
         # precision "auto" is timed once per bench run (every network then trains in it), so
         # two bench runs of one seed may still train in different precisions and rank a few
         # points apart (pin it with --option precision=fp32)

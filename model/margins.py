@@ -11,6 +11,11 @@ logits (augmented images, training mode), so recording them costs nothing.
 On 4,000 CIFAKE images with 5% of labels flipped, one 16-epoch network found more of the flips in
 the first 5% than five held-out networks of 3 epochs each, in about the same time
 (``bench/noise_bench.py``; the README has the figures).
+
+Several networks are averaged best when they differ in more than their seed: networks of one
+recipe share their mistakes (the clean images they all find hard crowd the flips out of the
+first places), so by default the networks take turns over :data:`VIEWS`, the recipe as it is,
+then with the finer "medium" stem, then with the NPR residual input, each seeded apart.
 """
 
 from __future__ import annotations
@@ -22,6 +27,37 @@ import numpy as np
 import torch
 
 from model.config import TrainConfig
+
+VIEWS: tuple[str, ...] = ("recipe", "stem", "residual", "residual+stem")
+"""What each margins network changes in the recipe, in turn (``varied`` networks): nothing; the
+stem (``"medium"``, or ``"imagenet"`` where the recipe has another); the residual input
+(``"npr"``, or ``"none"`` where the recipe has one); both. A fifth network starts the turn again.
+The stem comes second because a medium-stem network ranked best alone (about twice the time of
+an "imagenet"-stem one at 32 px); the README has the figures."""
+
+
+def network_recipe(config: TrainConfig, network: int, varied: bool = True) -> TrainConfig:
+    """The recipe of margins network ``network`` (0-based): seeded ``config.seed + network`` and,
+    when ``varied``, changed as :data:`VIEWS` says for its turn."""
+    recipe = replace(config, seed=config.seed + network)
+    if not varied:
+        return recipe
+    view = VIEWS[network % len(VIEWS)]
+    if "residual" in view:
+        recipe = replace(recipe, residual="npr" if config.residual == "none" else "none")
+    if "stem" in view:
+        recipe = replace(recipe, stem="medium" if config.stem == "imagenet" else "imagenet")
+    return recipe
+
+
+def describe_recipe(recipe: TrainConfig, config: TrainConfig) -> str:
+    """How a margins network's recipe differs from ``config`` (the job log's words)."""
+    changes = [
+        f"{label} {getattr(recipe, field)}"
+        for field, label in (("residual", "residual input"), ("stem", "stem"))
+        if getattr(recipe, field) != getattr(config, field)
+    ]
+    return " and ".join(changes) if changes else "the recipe"
 
 
 def label_margins(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
@@ -91,13 +127,15 @@ def training_margins(
     min_steps: int | None = None,
     networks: int = 1,
     runs: list | None = None,
+    varied: bool = True,
 ) -> np.ndarray:
     """Each image's area under the margin (its mean margin over a training on all the images),
     averaged over ``networks`` networks; :func:`p_fake_from_margins` turns it into p_fake.
 
     Each network trains with :func:`model.out_of_fold.fold_recipe` (a batch small enough for the
-    set; ``min_steps`` as there), seeded ``config.seed``, ``config.seed + 1``, ...: more than one
-    averages out the noise of a single run, for that many trainings' time; all train in one
+    set; ``min_steps`` as there), seeded ``config.seed``, ``config.seed + 1``, ... and, when
+    ``varied``, taking turns over :data:`VIEWS` (:func:`network_recipe`): more than one averages
+    out the mistakes of a single run, for that many trainings' time; all train in one
     precision (``precision="auto"`` is resolved once, for the first). Progress counts the
     epochs of all the networks together; each training's result is appended to ``runs`` when
     given. NaN for an image no network's batches held."""
@@ -117,7 +155,7 @@ def training_margins(
             labels,
             None,
             None,
-            replace(recipe, seed=recipe.seed + network),
+            network_recipe(recipe, network, varied),
             mean,
             std,
             on_progress=_all_epochs(on_progress, network, networks),
@@ -127,6 +165,11 @@ def training_margins(
         margins.append(result.margins)
         if runs is not None:
             runs.append(result)
+    return average_margins(margins)
+
+
+def average_margins(margins: list[np.ndarray]) -> np.ndarray:
+    """Each image's mean margin over the networks that hold one (NaN where none does)."""
     stacked = np.array(margins)
     held = (~np.isnan(stacked)).sum(axis=0)
     return np.where(held > 0, np.nansum(stacked, axis=0) / np.maximum(held, 1), np.nan)

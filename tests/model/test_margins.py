@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from model import out_of_fold
-from model.margins import MarginRecorder, label_margins, p_fake_from_margins, training_margins
+from model.margins import (
+    VIEWS,
+    MarginRecorder,
+    average_margins,
+    describe_recipe,
+    label_margins,
+    network_recipe,
+    p_fake_from_margins,
+    training_margins,
+)
 from model.parallel import DistributedContext
 from model.train import train
 from tests.model.conftest import tiny_config
@@ -53,29 +64,60 @@ def test_flipped_labels_keep_the_lowest_margins(tiny_data, flipped_tiny):
 def test_the_margins_of_several_networks_are_averaged(tiny_data, flipped_tiny):
     images, _, given, _ = flipped_tiny
     mean, std = tiny_data[4:]
+    first = tiny_config(epochs=2, seed=3)
+    # network 2 takes the next turn: seeded 4, with the medium stem
     one = [
-        training_margins(images, given, tiny_config(epochs=2, seed=seed), mean, std)
-        for seed in (3, 4)
+        training_margins(images, given, network_recipe(first, number), mean, std)
+        for number in (0, 1)
     ]
     progress, runs = [], []
     both = training_margins(
-        images,
-        given,
-        tiny_config(epochs=2, seed=3),
-        mean,
-        std,
-        on_progress=progress.append,
-        networks=2,
-        runs=runs,
+        images, given, first, mean, std, on_progress=progress.append, networks=2, runs=runs
     )
-    assert not np.allclose(one[0], one[1])  # the second network is seeded apart
+    assert not np.allclose(one[0], one[1])  # the second network is another network
     assert both == pytest.approx((one[0] + one[1]) / 2)
-    assert [run.config.seed for run in runs] == [3, 4]
+    assert [(run.config.seed, run.config.stem) for run in runs] == [(3, "imagenet"), (4, "medium")]
     # progress counts the epochs of both networks: 1, 2, 3, 4 of 4
     epochs = [(u["epoch"], u["epochs"]) for u in progress if u.get("phase") == "epoch"]
     assert epochs == [(1, 4), (2, 4), (3, 4), (4, 4)]
     with pytest.raises(ValueError, match="networks must be at least 1"):
         training_margins(images, given, tiny_config(), mean, std, networks=0)
+
+
+def test_networks_of_one_recipe_differ_only_in_their_seed(tiny_data, flipped_tiny):
+    images, _, given, _ = flipped_tiny
+    runs = []
+    training_margins(
+        images, given, tiny_config(seed=3), *tiny_data[4:], networks=2, runs=runs, varied=False
+    )
+    assert [(run.config.seed, run.config.residual) for run in runs] == [(3, "none"), (4, "none")]
+
+
+def test_margins_networks_take_turns_over_the_views():
+    plain = tiny_config(seed=7)
+    recipes = [network_recipe(plain, number) for number in range(len(VIEWS) + 1)]
+    assert [(r.seed, r.residual, r.stem) for r in recipes] == [
+        (7, "none", "imagenet"),
+        (8, "none", "medium"),
+        (9, "npr", "imagenet"),
+        (10, "npr", "medium"),
+        (11, "none", "imagenet"),  # a fifth starts the turn again
+    ]
+    assert [describe_recipe(r, plain) for r in recipes[:4]] == [
+        "the recipe",
+        "stem medium",
+        "residual input npr",
+        "residual input npr and stem medium",
+    ]
+    # a recipe that has the residual input and the medium stem already turns them off
+    own = tiny_config(residual="npr", stem="medium")
+    assert [(r.residual, r.stem) for r in (network_recipe(own, n) for n in range(4))] == [
+        ("npr", "medium"),
+        ("npr", "imagenet"),
+        ("none", "medium"),
+        ("none", "imagenet"),
+    ]
+    assert network_recipe(plain, 3, varied=False) == replace(plain, seed=10)
 
 
 def test_the_recorder_keeps_each_epoch_apart():
@@ -142,3 +184,9 @@ def test_every_network_of_one_call_trains_in_one_precision(
     timings_that_disagree.clear()
     out_of_fold.out_of_fold_p_fake(images, given, auto, mean, std, folds=2)
     assert trained == ["cpu/fp32/channels_last"] * 2 and len(timings_that_disagree) == 1
+
+
+def test_an_image_is_averaged_over_the_networks_that_hold_its_margin():
+    averaged = average_margins([np.array([1.0, np.nan, np.nan]), np.array([3.0, 2.0, np.nan])])
+    assert averaged[:2] == pytest.approx([2.0, 2.0])
+    assert np.isnan(averaged[2])  # no network's batches held it

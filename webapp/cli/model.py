@@ -94,8 +94,9 @@ def group() -> None:
 @click.option(
     "--oof-networks",
     type=click.IntRange(min=1, max=8),
-    help="With --oof-method margins: train N margins networks (different seeds) and average "
-    "their margins, a less noisy ranking for N trainings' time (default 1).",
+    help="With --oof-method margins: train N margins networks and average their margins, a "
+    "better ranking for N trainings' time (default 1). Each is seeded apart and they take "
+    "turns: the recipe, then with the medium stem (slower), then the NPR residual input.",
 )
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
 def train_command(

@@ -114,6 +114,8 @@ def test_margins_of_two_networks_are_averaged(tiny_dataset, worker, runner):  # 
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.params["networks"] == 2 and job.result["networks"] == 2
     assert "2 networks (their margins averaged)" in job.log
+    # the second takes the next turn of model.margins.VIEWS, and the log says which
+    assert "each network seeded apart, with 1: the recipe; 2: stem medium" in job.log
     # the bar counted the epochs of both networks
     assert job.progress["done"] == job.progress["total"] == 2
     at_margins, method = read_out_of_fold(versions.active_version())

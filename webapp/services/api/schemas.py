@@ -369,7 +369,9 @@ class MarginsCheck(Request):
 
     method: Literal["margins"]
     networks: _bounded("oof_networks") = Field(
-        None, description="networks whose margins are averaged; default 1"
+        None,
+        description="networks whose margins are averaged, taking turns: the recipe, then with "
+        "the medium stem, then the NPR residual input; default 1",
     )
     epochs: _bounded("oof_epochs") = Field(
         None, description="each network's; default the version's"

@@ -9,11 +9,12 @@ image's out-of-sample p_fake from there when the image was trained on, and from 
 itself when it was not (val, test and other labelled images: the version never saw them).
 
 With ``method`` ``margins`` the job trains one network with the same recipe instead (or
-``networks`` of them, seeded one after another, their margins averaged), on every labelled image
-(the version's val and test images too: it ranks labels, it is never deployed or measured), and
-each image's label-mistake score comes from its mean margin over that training
-(``model.margins``: area under the margin, one training instead of K). Those scores are not
-out-of-sample probabilities, so the stored out-of-sample p_fake stays what it is without the
+``networks`` of them, seeded one after another and taking turns over ``model.margins.VIEWS``:
+the recipe, then with the medium stem, then the NPR residual input; their margins averaged), on
+every labelled image (the version's val and test images too: it ranks labels, it is never
+deployed or measured), and each image's label-mistake score comes from its mean margin over that
+training (``model.margins``: area under the margin, one training instead of K). Those scores are
+not out-of-sample probabilities, so the stored out-of-sample p_fake stays what it is without the
 file: the light model's for the version's training images, the version's own for the others.
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from model.config import TrainConfig
-from model.margins import p_fake_from_margins, training_margins
+from model.margins import describe_recipe, network_recipe, p_fake_from_margins, training_margins
 from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe, out_of_fold_p_fake
 from model.train import TrainingStopped
 
@@ -113,6 +114,14 @@ def oof_job(context) -> dict[str, Any]:
             f"{'their' if networks > 1 else 'its'} training margins ranking label mistakes for "
             f"{version.name}: image size {config.image_size}; epochs {config.epochs}"
         )
+        if networks > 1:
+            context.log(
+                "each network seeded apart, with "
+                + "; ".join(
+                    f"{number + 1}: {describe_recipe(network_recipe(config, number), config)}"
+                    for number in range(networks)
+                )
+            )
         fit_images = len(ids)
     else:
         saved = versions.training_labels(version)
