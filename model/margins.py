@@ -28,33 +28,36 @@ import torch
 
 from model.config import TrainConfig
 
-VIEWS: tuple[str, ...] = ("recipe", "stem", "residual", "residual+stem")
-"""What each margins network changes in the recipe, in turn (``varied`` networks): nothing; the
-stem (``"medium"``, or ``"imagenet"`` where the recipe has another); the residual input
-(``"npr"``, or ``"none"`` where the recipe has one); both. A fifth network starts the turn again.
-The stem comes second because a medium-stem network ranked best alone (about twice the time of
-an "imagenet"-stem one at 32 px); the README has the figures."""
+TURNS: dict[str, tuple[str, str, str]] = {
+    "residual": ("residual input", "none", "npr"),
+    "stem": ("stem", "imagenet", "medium"),
+}
+"""The recipe fields a margins network may change: field -> (its words in the job log, the usual
+value, the other). A recipe with the usual value gets the other; any other value, the usual."""
+
+VIEWS: tuple[tuple[str, ...], ...] = ((), ("stem",), ("residual",), ("residual", "stem"))
+"""The fields of :data:`TURNS` each margins network changes, in turn (``varied`` networks):
+none; the stem (``"medium"``); the residual input (``"npr"``); both. A fifth network starts the
+turn again. The stem comes second because a medium-stem network ranked best alone (about twice
+the time of an "imagenet"-stem one at 32 px); the README has the figures."""
 
 
 def network_recipe(config: TrainConfig, network: int, varied: bool = True) -> TrainConfig:
     """The recipe of margins network ``network`` (0-based): seeded ``config.seed + network`` and,
-    when ``varied``, changed as :data:`VIEWS` says for its turn."""
-    recipe = replace(config, seed=config.seed + network)
-    if not varied:
-        return recipe
-    view = VIEWS[network % len(VIEWS)]
-    if "residual" in view:
-        recipe = replace(recipe, residual="npr" if config.residual == "none" else "none")
-    if "stem" in view:
-        recipe = replace(recipe, stem="medium" if config.stem == "imagenet" else "imagenet")
-    return recipe
+    when ``varied``, with the fields of its turn in :data:`VIEWS` changed as :data:`TURNS` says."""
+    changes = {}
+    for field in VIEWS[network % len(VIEWS)] if varied else ():
+        _, usual, other = TURNS[field]
+        changes[field] = other if getattr(config, field) == usual else usual
+    return replace(config, seed=config.seed + network, **changes)
 
 
 def describe_recipe(recipe: TrainConfig, config: TrainConfig) -> str:
-    """How a margins network's recipe differs from ``config`` (the job log's words)."""
+    """How a margins network's recipe differs from ``config`` in :data:`TURNS` (the job log's
+    words)."""
     changes = [
-        f"{label} {getattr(recipe, field)}"
-        for field, label in (("residual", "residual input"), ("stem", "stem"))
+        f"{words} {getattr(recipe, field)}"
+        for field, (words, _, _) in TURNS.items()
         if getattr(recipe, field) != getattr(config, field)
     ]
     return " and ".join(changes) if changes else "the recipe"
