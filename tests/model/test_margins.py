@@ -90,7 +90,8 @@ def test_networks_of_one_recipe_differ_only_in_their_seed(tiny_data, flipped_tin
     training_margins(
         images, given, tiny_config(seed=3), *tiny_data[4:], networks=2, runs=runs, varied=False
     )
-    assert [(run.config.seed, run.config.residual) for run in runs] == [(3, "none"), (4, "none")]
+    recipes = [(run.config.seed, run.config.stem, run.config.residual) for run in runs]
+    assert recipes == [(3, "imagenet", "none"), (4, "imagenet", "none")]
 
 
 def test_margins_networks_take_turns_over_the_views():
