@@ -105,6 +105,12 @@ class TrainConfig:
         return cls(**{**recipes[name], "preset_name": name, **overrides})
 
 
+def network_words(stem: str = "imagenet", residual: str = "none") -> str:
+    """`` stem medium``, `` residual npr``, both, or nothing for the usual network (log lines)."""
+    words = "" if stem == "imagenet" else f" stem {stem}"
+    return words + ("" if residual == "none" else f" residual {residual}")
+
+
 DEMO_RECIPE: dict = {"image_size": 64, "epochs": 12, "batch_size": 32, "lr": 1e-3}
 """The demo recipe: 64 px, 12 epochs of 16 steps on the demo's 505 training images, about 1.5
 minutes on two cores. Steps matter more than epochs on so few images: the earlier batch of 128

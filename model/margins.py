@@ -131,6 +131,7 @@ def training_margins(
     networks: int = 1,
     runs: list | None = None,
     varied: bool = True,
+    resolve: Callable[[TrainConfig], TrainConfig] | None = None,
 ) -> np.ndarray:
     """Each image's area under the margin (its mean margin over a training on all the images),
     averaged over ``networks`` networks; :func:`p_fake_from_margins` turns it into p_fake.
@@ -138,10 +139,13 @@ def training_margins(
     Each network trains with :func:`model.out_of_fold.fold_recipe` (a batch small enough for the
     set; ``min_steps`` as there), seeded ``config.seed``, ``config.seed + 1``, ... and, when
     ``varied``, taking turns over :data:`VIEWS` (:func:`network_recipe`): more than one averages
-    out the mistakes of a single run, for that many trainings' time; all train in one
-    precision (``precision="auto"`` is resolved once, for the first). Progress counts the
-    epochs of all the networks together; each training's result is appended to ``runs`` when
-    given. NaN for an image no network's batches held."""
+    out the mistakes of a single run, for that many trainings' time. ``precision="auto"`` is
+    resolved by ``resolve`` (default ``model.train.resolved_precision``: timed steps) once per
+    network of its own stem and residual input, so networks of one architecture train in one
+    precision and a medium-stem network in what is fastest for it (bf16 can win there where it
+    loses for the usual stem). Progress counts the epochs of all the networks together; each
+    training's result is appended to ``runs`` when given. NaN for an image no network's batches
+    held."""
     # Imported here: model.train imports this module for MarginRecorder.
     from model.out_of_fold import MIN_STEPS_PER_EPOCH, fold_recipe
     from model.train import resolved_precision, train
@@ -150,15 +154,22 @@ def training_margins(
         raise ValueError(f"networks must be at least 1, not {networks}")
     labels = np.asarray(labels, dtype=np.int64)
     steps = MIN_STEPS_PER_EPOCH if min_steps is None else min_steps
-    recipe = resolved_precision(fold_recipe(config, labels.size, steps))  # one for them all
+    resolve = resolve or resolved_precision
+    recipe = fold_recipe(config, labels.size, steps)
+    precisions: dict[tuple[str, str], TrainConfig] = {}  # one per architecture
     margins: list[np.ndarray] = []
     for network in range(networks):
+        turn = network_recipe(recipe, network, varied)
+        architecture = (turn.stem, turn.residual)
+        if architecture not in precisions:
+            precisions[architecture] = resolve(turn)
+        chosen = precisions[architecture]
         result = train(
             images,
             labels,
             None,
             None,
-            network_recipe(recipe, network, varied),
+            replace(turn, precision=chosen.precision, small_conv_grad=chosen.small_conv_grad),
             mean,
             std,
             on_progress=_all_epochs(on_progress, network, networks),

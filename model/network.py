@@ -36,6 +36,10 @@ NUM_CLASSES = 2
 FEATURE_DIM = 512
 STEMS = ("imagenet", "medium", "small")
 RESIDUALS = ("none", "npr", "highpass")
+OUTPUT_STRIDE = {"imagenet": 32, "medium": 16, "small": 8}
+"""How many input pixels one pixel of the last residual stage spans, per stem: the ImageNet
+stem halves twice (stride-2 convolution, then max pooling), "medium" only by its pooling,
+"small" not at all; the three later stages halve each."""
 RESIDUAL_GAIN = 4.0
 """Residuals are scaled by this so they start near the colour channels' spread (neighbouring
 pixels of a photograph differ by a fraction of the spread of the pixels)."""

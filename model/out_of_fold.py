@@ -71,13 +71,15 @@ def out_of_fold_p_fake(
     on_fold: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     min_steps: int = MIN_STEPS_PER_EPOCH,
+    resolve: Callable[[TrainConfig], TrainConfig] | None = None,
 ) -> np.ndarray:
     """p_fake of each image (uint8 (N, S, S, 3)) from the network trained on the other folds.
 
     The probabilities are the held-out networks' plain softmax (temperature 1): fitting a
     temperature on the held-out labels would let them leak into their own scores. Each network
     trains with :func:`fold_recipe` (``min_steps``), all in the precision ``precision="auto"``
-    resolves to for the first. ``on_fold(done, folds)`` reports progress;
+    resolves to for the first (``resolve``; default ``model.train.resolved_precision``, timed
+    steps). ``on_fold(done, folds)`` reports progress;
     ``should_stop`` ends the run (TrainingStopped).
     """
     labels = np.asarray(labels, dtype=np.int64)
@@ -88,7 +90,7 @@ def out_of_fold_p_fake(
         held = np.flatnonzero(assignment == fold)
         fit = np.flatnonzero(assignment != fold)
         recipe = fold_recipe(config, fit.size, min_steps)
-        first = first or resolved_precision(recipe)
+        first = first or (resolve or resolved_precision)(recipe)
         recipe = replace(recipe, precision=first.precision, small_conv_grad=first.small_conv_grad)
         result = train(
             images[fit],

@@ -269,13 +269,16 @@ def train(
 
 def _measured_precision(config: TrainConfig, device, distributed) -> TrainConfig:
     """``precision="auto"`` on a CPU: bf16 and the small-convolution gradient only where a few
-    timed steps at this size and batch show they are faster (``model.tuning.tune_training``).
+    timed steps of this network at this size and batch show they are faster
+    (``model.tuning.tune_training``).
     Ranks of a distributed run must agree, so there ``auto`` stays the device's default."""
     if config.precision != "auto" or device.type != "cpu" or distributed is not None:
         return config
     from model.tuning import tune_training
 
-    choice = tune_training(config.image_size, config.batch_size, device)
+    choice = tune_training(
+        config.image_size, config.batch_size, device, stem=config.stem, residual=config.residual
+    )
     return replace(
         config,
         precision=choice["precision"],

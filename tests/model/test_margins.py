@@ -150,13 +150,14 @@ def test_margins_are_recorded_in_one_process_only(tiny_data):
 @pytest.fixture
 def timings_that_disagree(monkeypatch):
     """``precision="auto"``'s timed steps, choosing fp32 the first time and bf16 after: two
-    timings on a loaded machine can choose apart, which is what the callers must not show."""
+    timings on a loaded machine can choose apart, which is what the callers must not show for
+    networks of one architecture."""
     import model.tuning
 
     calls = []
 
-    def choose(image_size, batch_size, device, *args, **kwargs):
-        calls.append((image_size, batch_size))
+    def choose(image_size, batch_size, device, *args, stem="imagenet", residual="none", **kw):
+        calls.append((image_size, batch_size, stem, residual))
         precision = "fp32" if len(calls) == 1 else "bf16"
         return {"precision": precision, "small_conv_grad": False}
 
@@ -164,14 +165,14 @@ def timings_that_disagree(monkeypatch):
     return calls
 
 
-def test_every_network_of_one_call_trains_in_one_precision(
+def test_networks_of_one_architecture_train_in_one_precision(
     tiny_data, flipped_tiny, timings_that_disagree, monkeypatch
 ):
     images, _, given, _ = flipped_tiny
     mean, std = tiny_data[4:]
     runs = []
     auto = tiny_config(epochs=1, precision="auto")
-    training_margins(images, given, auto, mean, std, networks=2, runs=runs)
+    training_margins(images, given, auto, mean, std, networks=2, runs=runs, varied=False)
     assert [run.policy for run in runs] == ["cpu/fp32/channels_last"] * 2
     assert len(timings_that_disagree) == 1  # resolved once, for the first network
     trained = []
@@ -185,6 +186,50 @@ def test_every_network_of_one_call_trains_in_one_precision(
     timings_that_disagree.clear()
     out_of_fold.out_of_fold_p_fake(images, given, auto, mean, std, folds=2)
     assert trained == ["cpu/fp32/channels_last"] * 2 and len(timings_that_disagree) == 1
+
+
+def test_each_architecture_of_the_turns_is_timed_for_itself(
+    tiny_data, flipped_tiny, timings_that_disagree
+):
+    """The medium stem's network is timed as itself: at 32 px bf16 can win for it and lose for
+    the usual stem. The fifth network repeats the first one's view and its precision."""
+    images, _, given, _ = flipped_tiny
+    mean, std = tiny_data[4:]
+    runs = []
+    auto = tiny_config(epochs=1, precision="auto")
+    training_margins(images, given, auto, mean, std, networks=5, runs=runs)
+    size = auto.image_size
+    assert [call[2:] for call in timings_that_disagree] == [
+        ("imagenet", "none"),
+        ("medium", "none"),
+        ("imagenet", "npr"),
+        ("medium", "npr"),
+    ]
+    assert {call[0] for call in timings_that_disagree} == {size}
+    assert [run.policy.split("/")[1] for run in runs] == ["fp32", "bf16", "bf16", "bf16", "fp32"]
+    assert [run.config.stem for run in runs] == ["imagenet", "medium", "imagenet", "medium"] + [
+        "imagenet"
+    ]
+
+
+def test_a_resolver_given_is_used_instead_of_timed_steps(tiny_data, flipped_tiny, monkeypatch):
+    import model.tuning
+
+    monkeypatch.setattr(model.tuning, "tune_training", lambda *a, **k: pytest.fail("timed"))
+    images, _, given, _ = flipped_tiny
+    mean, std = tiny_data[4:]
+    seen, runs = [], []
+
+    def resolve(recipe):
+        seen.append(recipe.stem)
+        return replace(recipe, precision="fp32", small_conv_grad=False)
+
+    auto = tiny_config(epochs=1, precision="auto")
+    training_margins(images, given, auto, mean, std, networks=2, runs=runs, resolve=resolve)
+    assert seen == ["imagenet", "medium"]
+    assert all(run.policy == "cpu/fp32/channels_last" for run in runs)
+    out_of_fold.out_of_fold_p_fake(images, given, auto, mean, std, folds=2, resolve=resolve)
+    assert seen == ["imagenet", "medium", "imagenet"]  # once, for the first fold
 
 
 def test_an_image_is_averaged_over_the_networks_that_hold_its_margin():

@@ -113,14 +113,21 @@ def test_a_variant_must_clearly_beat_plain_fp32_to_be_chosen():
     assert choose_training_variant({}) == "fp32"
 
 
-@pytest.mark.parametrize(("size", "variants"), [(32, 4), (96, 2)])
-def test_training_precision_is_measured_with_small_conv_only_where_it_applies(size, variants):
+@pytest.mark.parametrize(
+    ("size", "stem", "variants"),
+    [(32, "imagenet", 4), (96, "imagenet", 2), (32, "medium", 4), (64, "medium", 2)],
+)
+def test_training_precision_is_measured_with_small_conv_only_where_it_applies(size, stem, variants):
+    """The small-conv gradient is tried where the last stage is at most 2x2: up to 64 px for
+    the usual stem, 32 px for the medium one (half its stride)."""
     lines = []
-    choice = tune_training(size, 4, "cpu", steps=1, rounds=2, log=lines.append)
+    choice = tune_training(size, 4, "cpu", steps=1, rounds=2, log=lines.append, stem=stem)
     assert len(choice["rates"]) == variants and len(lines) == variants
+    assert choice["stem"] == stem and choice["residual"] == "none"
+    assert all(("stem medium" in line) == (stem == "medium") for line in lines)
     assert choice["precision"] in {"fp32", "bf16"}
     best = choose_training_variant(choice["rates"])
     assert choice["images_per_second"] == choice["rates"][best]
     assert choice["small_conv_grad"] == ("small-conv" in best)
-    if size > 64:
+    if variants == 2:
         assert not choice["small_conv_grad"]

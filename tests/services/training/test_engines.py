@@ -131,6 +131,30 @@ def test_a_training_choice_of_an_older_method_is_measured_again(app_ctx, monkeyp
     assert again["precision"] in {"fp32", "bf16"} and again["method"] == TRAINING_METHOD
 
 
+def test_each_stem_and_residual_input_is_measured_and_kept_apart(app_ctx):
+    from webapp.services.training.engines import measured_precision
+    from webapp.services.training.training import train_config_from
+
+    app_ctx.config["ENGINE_TUNING"] = "quick"
+    usual = train_config_from({"image_size": 32, "epochs": 1, "preset": "demo"})
+    medium = type(usual)(**{**usual.to_dict(), "stem": "medium", "residual": "npr"})
+    lines: list[str] = []
+    measured_precision(usual, lines.append)
+    measured_precision(medium, lines.append)
+    stored = json.loads(engines.tuning_file().read_text())
+    batch = usual.batch_size
+    assert set(stored) == {
+        f"training:cpu:32:bs{batch}",  # the key older instances stored, kept for the usual stem
+        f"training:cpu:32:bs{batch}:stem-medium:residual-npr",
+    }
+    kept = stored[f"training:cpu:32:bs{batch}:stem-medium:residual-npr"]
+    assert (kept["stem"], kept["residual"]) == ("medium", "npr")
+    assert stored[f"training:cpu:32:bs{batch}"]["stem"] == "imagenet"
+    assert lines[-1].startswith("training precision ")
+    assert f"batch {batch} stem medium residual npr:" in lines[-1]
+    assert f"batch {batch}:" in next(line for line in lines if line.startswith("training prec"))
+
+
 def test_threads_follow_the_cpu_affinity_and_openmp_sleeps(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("REALFAKE_THREADS", raising=False)

@@ -105,7 +105,8 @@ def test_train_with_margins_ranks_training_images_by_their_training_margins(
 
 
 @pytest.mark.slow
-def test_margins_of_two_networks_are_averaged(tiny_dataset, worker, runner):  # noqa: F811
+def test_margins_of_two_networks_are_averaged(app, tiny_dataset, worker, runner):  # noqa: F811
+    app.config["ENGINE_TUNING"] = "quick"  # so each network's precision is measured and logged
     args = ["model", "train", "--epochs", "1", "--oof-method", "margins", "--oof-epochs", "1"]
     result = runner.invoke(args=[*args, "--oof-networks", "2", "--wait"])
     assert result.exit_code == 0, result.output
@@ -116,6 +117,9 @@ def test_margins_of_two_networks_are_averaged(tiny_dataset, worker, runner):  # 
     assert "2 networks (their margins averaged)" in job.log
     # the second takes the next turn of model.margins.VIEWS, and the log says which
     assert "each network seeded apart, with 1: the recipe; 2: stem medium" in job.log
+    # each architecture timed for itself (the version's stored precision is not reused)
+    timed = [line for line in job.log.splitlines() if "training precision" in line]
+    assert len(timed) == 2 and "stem medium:" in timed[1] and "stem" not in timed[0]
     # the bar counted the epochs of both networks
     assert job.progress["done"] == job.progress["total"] == 2
     at_margins, method = read_out_of_fold(versions.active_version())

@@ -1,7 +1,8 @@
 """The inference engine and training precision this machine runs fastest, measured and kept.
 
 ``model.tuning`` measures; this module decides when, and remembers the answer in
-``<instance>/engine-tuning.json`` keyed by (device, input size) and, for training, by batch size.
+``<instance>/engine-tuning.json`` keyed by (device, input size) and, for training, by batch size
+and the network's stem and residual input.
 A stored answer is reused only on the machine it was measured on (the fingerprint: processor,
 vector units, threads, PyTorch build), so an instance folder moved to another CPU kind measures
 again instead of running the other machine's choice.
@@ -20,9 +21,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import current_app
+
+if TYPE_CHECKING:
+    from model.config import TrainConfig
 
 MODES = ("auto", "quick", "off")
 _lock = threading.Lock()
@@ -64,8 +70,14 @@ def _inference_key(device: str, image_size: int) -> str:
     return f"inference:{device}:{image_size}"
 
 
-def _training_key(device: str, image_size: int, batch_size: int) -> str:
-    return f"training:{device}:{image_size}:bs{batch_size}"
+def _training_key(
+    device: str, image_size: int, batch_size: int, stem: str = "imagenet", residual: str = "none"
+) -> str:
+    """The usual network's key names only device, size and batch (as before stems were keyed);
+    another stem or residual input adds its name, since it can choose apart."""
+    key = f"training:{device}:{image_size}:bs{batch_size}"
+    key += "" if stem == "imagenet" else f":stem-{stem}"
+    return key + ("" if residual == "none" else f":residual-{residual}")
 
 
 def machine_fingerprint(device) -> dict:
@@ -138,16 +150,24 @@ TRAINING_METHOD = 2
 """``model.tuning.TRAINING_METHOD`` (that module loads PyTorch; a test checks they agree)."""
 
 
-def training_choice(device, image_size: int, batch_size: int, log=None) -> dict | None:
-    """``{"precision", "small_conv_grad", ...}`` for training at this size and batch on this
-    machine: stored, or measured now with a few training steps; None when tuning is off."""
+def training_choice(
+    device,
+    image_size: int,
+    batch_size: int,
+    log=None,
+    stem: str = "imagenet",
+    residual: str = "none",
+) -> dict | None:
+    """``{"precision", "small_conv_grad", ...}`` for training this network (``stem``,
+    ``residual``) at this size and batch on this machine: stored, or measured now with a few
+    training steps; None when tuning is off."""
     if mode() == "off":
         return None
-    key = _training_key(str(device), image_size, batch_size)
+    key = _training_key(str(device), image_size, batch_size, stem, residual)
     entry = _read_all().get(key)
     if entry and _same_machine(entry, device) and entry.get("method") == TRAINING_METHOD:
         return entry
-    result = tune_training(image_size, batch_size, device, log=log)
+    result = tune_training(image_size, batch_size, device, log=log, stem=stem, residual=residual)
     _write(key, result)
     return result
 
@@ -166,4 +186,40 @@ def describe_entry(entry: dict) -> str:
         f"{'on' if entry.get('small_conv_grad') else 'off'}: "
         f"{entry['images_per_second']:.1f} img/s against {entry['baseline_images_per_second']:.1f}"
         f" in fp32 (on {machine})"
+    )
+
+
+def measured_precision(config: TrainConfig, log=None) -> TrainConfig:
+    """Resolve ``precision="auto"`` on a CPU to what this machine trains fastest for this
+    network (stem, residual input), size and batch (:func:`training_choice`: stored, or a
+    few timed steps now); fp32 when tuning is off. An explicit precision, and any accelerator,
+    are left as they are."""
+    from model.config import network_words
+    from model.device import pick_device
+
+    device = pick_device(config.device)
+    if config.precision != "auto" or device.type != "cpu":
+        return config
+    choice = training_choice(
+        device,
+        config.image_size,
+        config.batch_size,
+        log=log,
+        stem=config.stem,
+        residual=config.residual,
+    )
+    if choice is None:
+        return replace(config, precision="fp32")
+    if log is not None:
+        log(
+            f"training precision {choice['precision']}, small-conv gradient "
+            f"{'on' if choice['small_conv_grad'] else 'off'} (measured at {config.image_size} px "
+            f"batch {config.batch_size}{network_words(config.stem, config.residual)}: "
+            f"{choice['images_per_second']:.1f} img/s against "
+            f"{choice['baseline_images_per_second']:.1f} in fp32)"
+        )
+    return replace(
+        config,
+        precision=choice["precision"],
+        small_conv_grad=config.small_conv_grad and choice["small_conv_grad"],
     )

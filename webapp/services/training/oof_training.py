@@ -36,6 +36,7 @@ from ...jobs import JobCancelled, handler, submit
 from ...models import ModelVersion
 from ..importing.pixels import pixels_for_input
 from ..records import versions
+from .engines import measured_precision
 from .normalisation import channel_stats
 
 
@@ -81,9 +82,14 @@ def queue_after_training(version: ModelVersion, params: dict[str, Any]) -> None:
 
 def oof_config(version: ModelVersion, epochs: int | None) -> TrainConfig:
     """The version's own recipe, with ``epochs`` when given (and no time budget); a head refit
-    carries its parent's recipe (``versions.register_child``), the network it reuses."""
+    carries its parent's recipe (``versions.register_child``), the network it reuses.
+
+    The precision is measured again (``"auto"``): the version's was chosen by timing its own
+    network at its own batch, and the held-out and margins networks train at a smaller batch
+    (``fold_recipe``) and, for margins, with other stems or residual inputs, where another
+    precision can be the fastest."""
     config = TrainConfig.from_dict(version.train_args or {})
-    return replace(config, epochs=int(epochs or config.epochs), max_minutes=None)
+    return replace(config, epochs=int(epochs or config.epochs), max_minutes=None, precision="auto")
 
 
 def _save_atomically(path: Path, **arrays) -> None:
@@ -140,6 +146,11 @@ def oof_job(context) -> dict[str, Any]:
         )
     mean, std = channel_stats(ids.tolist(), config.image_size)
     pixels = pixels_for_input(config.input_settings(), ids.tolist())
+
+    def precision_for(network: TrainConfig) -> TrainConfig:
+        """Stored or measured once per machine (``engines``), and said in the job log."""
+        return measured_precision(network, context.log)
+
     try:
         if method == "margins":
             margins = training_margins(
@@ -151,6 +162,7 @@ def oof_job(context) -> dict[str, Any]:
                 _epoch_progress(context),
                 context.cancel_requested,
                 networks=networks,
+                resolve=precision_for,
             )
             p_fake = p_fake_from_margins(margins, labels)
         else:
@@ -163,6 +175,7 @@ def oof_job(context) -> dict[str, Any]:
                 folds,
                 _fold_progress(context),
                 context.cancel_requested,
+                resolve=precision_for,
             )
     except TrainingStopped as stop:
         raise JobCancelled() from stop

@@ -8,7 +8,6 @@ checkpoint it returns is registered the same way.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from ...models import ModelVersion
 from ..importing.pixels import pixels_for_input
 from ..records import versions
 from .distributed import train_distributed
+from .engines import measured_precision
 from .evaluation import measure_at_operating_point
 from .normalisation import channel_stats
 from .oof_training import queue_after_training
@@ -94,34 +94,6 @@ def describe_settings(config: TrainConfig, sources: dict[str, str]) -> str:
         f"epochs {config.epochs} ({sources['epochs']}); "
         f"input {config.input_settings().describe()} ({sources.get('input_mode', 'preset')}); "
         f"residual {config.residual} ({sources.get('residual', 'preset')})"
-    )
-
-
-def measured_precision(config: TrainConfig, log=None) -> TrainConfig:
-    """Resolve ``precision="auto"`` on a CPU to what this machine trains fastest at this size
-    and batch (``engines.training_choice``: stored, or a few timed steps now); fp32 when tuning
-    is off. An explicit precision, and any accelerator, are left as they are."""
-    from model.device import pick_device
-
-    from . import engines
-
-    device = pick_device(config.device)
-    if config.precision != "auto" or device.type != "cpu":
-        return config
-    choice = engines.training_choice(device, config.image_size, config.batch_size, log=log)
-    if choice is None:
-        return replace(config, precision="fp32")
-    if log is not None:
-        log(
-            f"training precision {choice['precision']}, small-conv gradient "
-            f"{'on' if choice['small_conv_grad'] else 'off'} (measured at {config.image_size} px "
-            f"batch {config.batch_size}: {choice['images_per_second']:.1f} img/s against "
-            f"{choice['baseline_images_per_second']:.1f} in fp32)"
-        )
-    return replace(
-        config,
-        precision=choice["precision"],
-        small_conv_grad=config.small_conv_grad and choice["small_conv_grad"],
     )
 
 
