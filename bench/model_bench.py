@@ -40,6 +40,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.config import network_words  # noqa: E402
 from model.cpu_conv import patch_small_convolutions  # noqa: E402
 from model.data import (  # noqa: E402
     ArrayDataset,
@@ -49,7 +50,7 @@ from model.data import (  # noqa: E402
 from model.device import cpu_has_fast_bf16, pick_device, precision_policy  # noqa: E402
 from model.engine import train_one_epoch  # noqa: E402
 from model.machine import cpu_description  # noqa: E402
-from model.network import build_model  # noqa: E402
+from model.network import STEMS, build_model  # noqa: E402
 from model.predict import Predictor  # noqa: E402
 from model.stats import channel_stats  # noqa: E402
 from model.threads import configure_threads, describe  # noqa: E402
@@ -204,7 +205,7 @@ def training_rows(args, size: int, count: int, batch: int) -> list[Line]:
     labels = np.arange(count) % 2
     mean, std = channel_stats(images)
     device = pick_device(args.device)
-    choice = tune_training(size, batch, device)
+    choice = tune_training(size, batch, device, stem=args.training_stem)
     fp32 = precision_policy(device, "fp32")
     baseline = replace(fp32, autocast_dtype=None, channels_last=False)
     chosen = precision_policy(device, choice["precision"])
@@ -221,23 +222,28 @@ def training_rows(args, size: int, count: int, batch: int) -> list[Line]:
     ]
     if args.compile_training:
         variants.append((f"compile {chosen.name}", chosen, patch, True))
-    base = f"training {size}px bs{batch}: eager fp32 (baseline)"
+    where = f"{size}px bs{batch}{network_words(args.training_stem)}"
+    base = f"training {where}: eager fp32 (baseline)"
     runs = [
-        _training_run(images, labels, (mean, std), batch, policy, patched, compiled)
+        _training_run(
+            images, labels, (mean, std), batch, policy, patched, compiled, args.training_stem
+        )
         for _, policy, patched, compiled in variants
     ]
     rates = best_rates(runs, args.repeats)
-    names = [f"training {size}px bs{batch}: {label}" for label, *_ in variants]
+    names = [f"training {where}: {label}" for label, *_ in variants]
     rows = rows_from(names, rates, base)
     args.training[size] = (rows[0], rows[2])
     measured = ", ".join(f"{k} {v:.1f}" for k, v in choice["rates"].items())
     return [*rows, f"{size}px training choice from timed steps (img/s): {measured}"]
 
 
-def _training_run(images, labels, stats, batch, policy, patched, compiled) -> Callable[[], int]:
+def _training_run(
+    images, labels, stats, batch, policy, patched, compiled, stem="imagenet"
+) -> Callable[[], int]:
     """A function training one pass over the images (its own model and optimizer)."""
     torch.manual_seed(0)
-    model, _ = build_model(init="random")
+    model, _ = build_model(init="random", stem=stem)
     if patched:
         patch_small_convolutions(model)
     model = model.to(policy.device, memory_format=policy.memory_format())
@@ -254,12 +260,18 @@ def _training_run(images, labels, stats, batch, policy, patched, compiled) -> Ca
 
 
 def training_section(args) -> list[Line]:
-    """Training at 224 px, at the demo size and at 32 px (CIFAKE)."""
-    return (
-        training_rows(args, 224, args.train224, 16)
-        + training_rows(args, args.demo_size, args.train_demo, 64)
-        + training_rows(args, 32, args.train_demo * 2, 128)
-    )
+    """Training at 224 px, at the demo size and at 32 px (CIFAKE), or at ``--training-sizes``;
+    the network has ``--training-stem``."""
+    sizes = args.training_sizes or [224, args.demo_size, 32]
+    lines: list[Line] = []
+    for size in sizes:
+        if size >= 224:
+            lines += training_rows(args, size, args.train224, 16)
+        elif size <= 32:
+            lines += training_rows(args, size, args.train_demo * 2, 128)
+        else:
+            lines += training_rows(args, size, args.train_demo, 64)
+    return lines
 
 
 def end_to_end_section(args) -> list[Line]:
@@ -476,6 +488,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--compile-training", action="store_true", help="also time torch.compile in training"
+    )
+    parser.add_argument(
+        "--training-stem",
+        choices=STEMS,
+        default="imagenet",
+        help="the network the training section times (the tuner measures each stem apart)",
+    )
+    parser.add_argument(
+        "--training-sizes", type=int, nargs="+", help="training section sizes (224, demo, 32)"
     )
     parser.add_argument(
         "--engine",

@@ -133,13 +133,15 @@ CIFAKE_RECIPE: dict = {
     "tta": "flip",
 }
 """The CIFAKE recipe: 32 px, flips only, AdamW one-cycle; how it was chosen is in
-``bench/cifake_bench.py``. On this CPU the "imagenet" stem beat the "medium" stem (about 3.5x
-slower per image, more accurate per image) at equal CPU time, and random crops cost accuracy in
-runs this short. Batch 256 (lr 3e-3) trains about 1.4x the images per second of batch 128 on two
-cores (423-461 against 310 on the Intel AMX machine, ``bench/cifake_bench.py``) for as good a
-network per CPU-minute, so 16 epochs fit in 20 minutes there (10 took 12.9); flip TTA added half
-a point at 0.5 to the same network. What each lever gave is the README's lever table; on an
-AVX2-only CPU none of it is measured yet, and ``--minutes`` keeps a slower run inside its time."""
+``bench/cifake_bench.py``. On this CPU the "imagenet" stem tied the "medium" stem (slower per
+image: 3.5x in fp32, 2.2x in bf16, which the tuner picks for it) at equal time: the medium stem
+reached 95.27% in fp32 and 95.43% in bf16 against the preset's 95.30-95.37% (README). Random
+crops cost accuracy in runs this short. Batch 256 (lr 3e-3) trains about 1.4x the images per
+second of batch 128 on two cores (423-461 against 310 on the Intel AMX machine,
+``bench/cifake_bench.py``) for as good a network per CPU-minute, so 16 epochs fit in 20 minutes
+there (10 took 12.9); flip TTA added half a point at 0.5 to the same network. What each lever
+gave is the README's lever table; on an AVX2-only CPU none of it is measured yet, and
+``--minutes`` keeps a slower run inside its time."""
 
 
 CIFAKE_ROBUST_RECIPE: dict = {**CIFAKE_RECIPE, "augment": "flip-degrade"}
